@@ -1,0 +1,138 @@
+"""Pieces every attack shares: projections onto l_p balls inside the box, box-aware gradient
+masking, losses, per-point best-adversarial tracking and seeded random generators.
+
+Per-point quantities (eps, step size, done flags) are tensors of shape ``(N,)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .._norms import lp_norm
+from ..model import Classifier, margin
+
+__all__ = [
+    "BestAdversarial", "project", "project_l1_box", "box_mask", "normalize", "margin_loss",
+    "ce_loss", "expand", "generator_for",
+]
+
+
+def expand(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Reshape a per-sample ``(N,)`` tensor to broadcast against ``(N, ...)``."""
+    return v.reshape((-1,) + (1,) * (like.ndim - 1))
+
+
+def generator_for(seed: int, device: torch.device) -> torch.Generator:
+    g = torch.Generator(device=device)
+    g.manual_seed(int(seed))
+    return g
+
+
+def margin_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``-margin``: ascending it pushes the runner-up class above the true one."""
+    return -margin(logits, y)
+
+
+def ce_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.cross_entropy(logits, y, reduction="none")
+
+
+def box_mask(grad: torch.Tensor, x_adv: torch.Tensor, bounds: tuple[float, float]) -> torch.Tensor:
+    """Zero the components of an *ascent* direction that would push ``x_adv`` out of the box."""
+    lo, hi = bounds
+    blocked = ((x_adv <= lo) & (grad < 0)) | ((x_adv >= hi) & (grad > 0))
+    return grad.masked_fill(blocked, 0.0)
+
+
+def normalize(g: torch.Tensor, p: float) -> torch.Tensor:
+    """``g / ||g||_p`` per sample (zero rows stay zero)."""
+    n = lp_norm(g, p).clamp_min(1e-12)
+    return g / expand(n, g)
+
+
+def project_l1_box(delta: torch.Tensor, eps: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
+                   iters: int = 60) -> torch.Tensor:
+    """Euclidean projection of ``delta`` onto ``{d : ||d||_1 <= eps, lo <= d <= hi}``.
+
+    ``lo <= 0 <= hi`` elementwise. The solution is ``clip(soft_threshold(delta, lam), lo, hi)``
+    with the smallest ``lam >= 0`` meeting the l1 constraint; ``lam`` is found per sample by
+    bisection (the l1 norm of the clipped soft-threshold is non-increasing in ``lam``).
+    """
+    n = delta.shape[0]
+    flat, lo_f, hi_f = (t.reshape(n, -1) for t in (delta, lo, hi))
+
+    def shrink(lam: torch.Tensor) -> torch.Tensor:
+        s = torch.sign(flat) * (flat.abs() - lam[:, None]).clamp_min(0.0)
+        return torch.minimum(torch.maximum(s, lo_f), hi_f)
+
+    out = shrink(torch.zeros(n, dtype=flat.dtype, device=flat.device))
+    need = out.abs().sum(1) > eps
+    if need.any():
+        a = torch.zeros(n, dtype=flat.dtype, device=flat.device)
+        b = flat.abs().amax(1)
+        for _ in range(iters):
+            mid = (a + b) / 2
+            over = shrink(mid).abs().sum(1) > eps
+            a = torch.where(over, mid, a)
+            b = torch.where(over, b, mid)
+        out = torch.where(need[:, None], shrink(b), out)
+    return out.reshape(delta.shape)
+
+
+def project(x_adv: torch.Tensor, x: torch.Tensor, eps: torch.Tensor, p: float,
+            bounds: tuple[float, float]) -> torch.Tensor:
+    """Map ``x_adv`` into ``{x' : ||x' - x||_p <= eps, x' in box}`` (exact for l_inf and l1;
+    for l2 the ball projection followed by clipping, which stays feasible)."""
+    lo, hi = bounds
+    delta = x_adv - x
+    e = expand(eps, x)
+    if p == math.inf:
+        delta = torch.maximum(torch.minimum(delta, e), -e)
+    elif p == 2.0:
+        nrm = expand(lp_norm(delta, 2.0), x)
+        delta = delta * torch.clamp(e / nrm.clamp_min(1e-12), max=1.0)
+    else:
+        return x + project_l1_box(delta, eps, lo - x, hi - x)
+    return torch.clamp(x + delta, lo, hi)
+
+
+class BestAdversarial:
+    """Per point, the closest *verified* adversarial seen so far.
+
+    ``update`` is given candidates together with the logits the model returned for exactly
+    those candidates, so tracking costs no extra model passes.
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, p: float) -> None:
+        self.x, self.y, self.p = x, y, p
+        self.best = x.clone()
+        self.dist = torch.full((x.shape[0],), math.inf, dtype=torch.float64, device=x.device)
+
+    @property
+    def found(self) -> torch.Tensor:
+        return torch.isfinite(self.dist)
+
+    def update(self, cand: torch.Tensor, logits: torch.Tensor,
+               rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Consider ``cand`` for the points ``rows`` (all if None); returns the adversarial mask."""
+        rows = torch.arange(self.x.shape[0], device=self.x.device) if rows is None else rows
+        adv = logits.argmax(1) != self.y[rows]
+        d = lp_norm((cand - self.x[rows]).double(), self.p)
+        better = adv & (d < self.dist[rows])
+        if better.any():
+            r = rows[better]
+            self.best[r] = cand[better].detach()
+            self.dist[r] = d[better]
+        return adv
+
+    def set_clean_misclassified(self, mis: torch.Tensor) -> None:
+        self.dist[mis] = 0.0
+        self.best[mis] = self.x[mis]
+
+
+def check_attack_inputs(model: Classifier, x: torch.Tensor, y: torch.Tensor) -> None:
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"x and y must have the same length; got {x.shape[0]} and {y.shape[0]}")
+    model.check_inputs(x)

@@ -1,0 +1,200 @@
+"""``distances()``: per-point minimal adversarial distances, verified, batched and resumable."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ._norms import lp_norm_np, norm_name, parse_norm
+from .attacks import get_attack
+from .model import Classifier, TorchClassifier, wrap
+from .results import Distances
+from .store import BatchStore
+
+__all__ = ["distances", "verify_adversarials", "fingerprint_model"]
+
+
+def _as_inputs(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor
+               ) -> tuple[np.ndarray, np.ndarray]:
+    x = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    y = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+    if not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"inputs must be floating point in the model's bounds; got dtype "
+                         f"{x.dtype} (scale integer images to [0, 1] first)")
+    if y.ndim != 1:
+        raise ValueError(f"labels must be one-dimensional (N,); got shape {y.shape}")
+    if y.size and not np.issubdtype(y.dtype, np.integer):
+        if not np.all(np.equal(np.mod(y, 1), 0)):
+            raise ValueError(f"labels must be integers; got dtype {y.dtype} with fractional values")
+    if x.ndim < 2 or x.shape[0] != y.shape[0]:
+        raise ValueError(f"x and y must have the same length; got x of shape {x.shape} and "
+                         f"{y.shape[0]} labels")
+    return x.astype(np.float32, copy=False), y.astype(np.int64, copy=False)
+
+
+def fingerprint_model(model: Classifier) -> str:
+    """A hash of a torch model's parameters and buffers (empty for other models)."""
+    if not isinstance(model, TorchClassifier):
+        return ""
+    h = hashlib.sha256()
+    for k, v in model.module.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    for t in (model.mean, model.std):
+        if t is not None:
+            h.update(t.detach().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def verify_adversarials(model: Classifier, x: torch.Tensor, y: torch.Tensor,
+                        adv: torch.Tensor, p: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """Re-check adversarials: inside the bounds, misclassified, finite.
+
+    Returns the distances (float64 norm of ``adv - x`` where valid, ``+inf`` elsewhere; 0 for
+    clean misclassified points), the adversarials with NaN rows where not valid, and how many
+    changed inputs were rejected (a changed input that is not a valid adversarial).
+    """
+    lo, hi = model.bounds
+    adv = adv.detach().cpu()
+    x = x.detach().cpu()
+    flat = adv.reshape(adv.shape[0], -1)
+    inside = torch.isfinite(flat).all(1) & (flat >= lo).all(1) & (flat <= hi).all(1)
+    safe = torch.where(inside.reshape((-1,) + (1,) * (adv.ndim - 1)), adv, x)
+    wrong = model.predict(safe) != y.cpu()
+    valid = (inside & wrong).numpy()
+    adv_np = adv.numpy().astype(np.float32)
+    x_np = x.numpy()
+    d = np.full(x.shape[0], np.inf)
+    if valid.any():
+        d[valid] = lp_norm_np(adv_np[valid] - x_np[valid], p)
+    changed = ~np.all((adv_np == x_np).reshape(x.shape[0], -1), axis=1)
+    rejected = int((changed & ~valid).sum())
+    out = adv_np.copy()
+    out[~valid] = np.nan
+    return d, out, rejected
+
+
+def distances(model: nn.Module | Classifier, x: np.ndarray | torch.Tensor,
+              y: np.ndarray | torch.Tensor, norm: object = "inf", *, attack: str = "auto",
+              bounds: tuple[float, float] = (0.0, 1.0), batch_size: int | None = None,
+              seed: int = 0, indices: np.ndarray | None = None,
+              return_adversarials: bool = False, store: str | Path | None = None,
+              progress: bool = False, **attack_kwargs) -> Distances:
+    """Smallest adversarial perturbation found per point (an upper bound on the true minimum).
+
+    Args:
+        model: a wrapped :class:`~robcurves.model.Classifier` or a ``torch.nn.Module``
+            (wrapped with ``bounds``).
+        x: raw inputs ``(N, ...)`` inside the model's bounds; y: integer labels ``(N,)``.
+        norm: ``"inf"``/``"linf"``/``float("inf")``, ``2``/``"l2"`` or ``1``/``"l1"``.
+        attack: a name from :data:`robcurves.attacks.ATTACKS` (default ``"auto"``).
+        batch_size: points attacked together (default: the model's batch size).
+        seed: seeds random starts; batch ``k`` uses ``seed`` and its start index, so results
+            do not depend on which batches were computed in which run.
+        indices: positions of the points in their data set (default ``0..N-1``).
+        return_adversarials: keep the adversarial inputs in the result.
+        store: a folder where each finished batch is saved; rerunning with the same settings
+            resumes and recomputes nothing already done.
+        progress: show a progress bar.
+        **attack_kwargs: passed to the attack (for example ``steps``, ``restarts``).
+
+    Returns:
+        :class:`Distances` with ``kind="upper"``: misclassified points at 0, unbroken at +inf,
+        every other distance the measured norm of a re-checked adversarial.
+    """
+    p = parse_norm(norm)
+    attack_fn = get_attack(attack, p)
+    clf = wrap(model, bounds=bounds)
+    xs, ys = _as_inputs(x, y)
+    clf.check_inputs(xs)
+    n = xs.shape[0]
+    idx = np.arange(n, dtype=np.int64) if indices is None else np.asarray(indices, np.int64)
+    if idx.shape != (n,):
+        raise ValueError(f"indices must have shape ({n},); got {idx.shape}")
+    if n == 0:
+        raise ValueError("no points to attack (x is empty)")
+    if ys.min() < 0:
+        raise ValueError(f"labels must be >= 0; found {int(ys.min())}")
+    k = clf.predict_logits(xs[:1]).shape[1]
+    if ys.max() >= k:
+        raise ValueError(f"labels must lie in 0..{k - 1} for a model with {k} outputs; "
+                         f"found {int(ys.max())}")
+    bs = int(batch_size or clf.batch_size)
+    takes_seed = "seed" in inspect.signature(attack_fn).parameters
+    settings = {"attack": attack, "norm": norm_name(p), "seed": seed, "batch_size": bs,
+                **{k_: v for k_, v in attack_kwargs.items()}}
+    bstore = None
+    if store is not None:
+        h = hashlib.sha256(xs.tobytes())
+        h.update(ys.tobytes())
+        h.update(idx.tobytes())
+        bstore = BatchStore(store, {**settings, "n": n, "data": h.hexdigest()[:16],
+                                    "model": fingerprint_model(clf),
+                                    "adversarials": bool(return_adversarials)})
+    parts = []
+    starts = range(0, n, bs)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n, desc=f"{attack} {norm_name(p)}", unit="pt")
+    try:
+        for start in starts:
+            stop = min(start + bs, n)
+            part = bstore.get(start, stop) if bstore is not None else None
+            if part is None:
+                part = _attack_batch(clf, attack_fn, xs[start:stop], ys[start:stop],
+                                     idx[start:stop], p, attack, settings,
+                                     seed + start if takes_seed else None, return_adversarials,
+                                     attack_kwargs)
+                if bstore is not None:
+                    bstore.put(start, stop, part)
+            parts.append(part)
+            if bar is not None:
+                bar.update(stop - start)
+                done = Distances.concatenate(parts)
+                bar.set_postfix(median=f"{np.median(done.distances):.4g}",
+                                unbroken=done.n_unbroken)
+    finally:
+        if bar is not None:
+            bar.close()
+    result = Distances.concatenate(parts)
+    rejected = sum(int(p_.settings.get("rejected", 0)) for p_ in parts)
+    if rejected:
+        warnings.warn(f"{rejected} inputs returned by attack {attack!r} failed the re-check "
+                      "(outside the bounds or not misclassified) and count as unbroken",
+                      stacklevel=2)
+    return Distances(distances=result.distances, labels=result.labels,
+                     predictions=result.predictions, indices=result.indices, norm=p,
+                     method=attack, kind="upper", settings={**settings, "rejected": rejected},
+                     cost=result.cost, adversarials=result.adversarials)
+
+
+def _attack_batch(clf: Classifier, attack_fn, xb: np.ndarray, yb: np.ndarray, ib: np.ndarray,
+                  p: float, name: str, settings: dict, seed: int | None, keep_adv: bool,
+                  kwargs: dict) -> Distances:
+    t0 = time.perf_counter()
+    f0, b0 = clf.n_forward, clf.n_backward
+    x_t = torch.from_numpy(np.ascontiguousarray(xb)).to(clf.device)
+    y_t = torch.from_numpy(yb).to(clf.device)
+    extra = dict(kwargs)
+    if seed is not None:
+        extra["seed"] = seed
+    adv = attack_fn(clf, x_t, y_t, p, **extra)
+    pred = clf.predict(x_t).numpy()
+    f1, b1 = clf.n_forward, clf.n_backward
+    d, adv_np, rejected = verify_adversarials(clf, x_t, y_t, adv, p)
+    m = xb.shape[0]
+    return Distances(
+        distances=d, labels=yb, predictions=pred, indices=ib, norm=p, method=name, kind="upper",
+        settings={**settings, "rejected": rejected},
+        cost={"forward_per_point": (f1 - f0) / m, "backward_per_point": (b1 - b0) / m,
+              "seconds": time.perf_counter() - t0},
+        adversarials=adv_np if keep_adv else None)
