@@ -6,6 +6,7 @@ Main entry points: :func:`wrap` a classifier, :func:`distances` per point, build
 
 from __future__ import annotations
 
+from . import data
 from ._norms import parse_norm
 from .curve import RobustnessCurve
 from .evaluate import distances
@@ -14,5 +15,5 @@ from .results import Distances
 
 __version__ = "0.1.0"
 
-__all__ = ["Classifier", "Distances", "RobustnessCurve", "distances", "parse_norm", "wrap",
+__all__ = ["data", "Classifier", "Distances", "RobustnessCurve", "distances", "parse_norm", "wrap",
            "__version__"]

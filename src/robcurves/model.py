@@ -8,7 +8,7 @@ so every distance robcurves reports is measured in the raw input space.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -136,7 +136,8 @@ def _preprocessing_tensors(pre: dict | None, device: torch.device
         return None, None
     unknown = set(pre) - {"mean", "std", "axis"}
     if unknown:
-        raise ValueError(f"preprocessing accepts keys mean, std, axis; got unknown {sorted(unknown)}")
+        raise ValueError(f"preprocessing accepts keys mean, std, axis; got unknown "
+                         f"{sorted(unknown)}")
     mean = torch.as_tensor(pre.get("mean", 0.0), dtype=torch.float32, device=device)
     std = torch.as_tensor(pre.get("std", 1.0), dtype=torch.float32, device=device)
     if (std <= 0).any():

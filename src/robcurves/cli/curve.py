@@ -1,0 +1,139 @@
+"""``robcurves curve``: per-point distances and robustness curves for one model on one data set."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .._norms import norm_name
+from ._common import load_model_spec, parse_eps_list, parse_norms
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "curve", help="compute robustness curves of a model",
+        description="Compute per-point minimal adversarial distances and robustness curves. "
+                    "Each finished batch is saved in OUT/work/, so an interrupted run resumes "
+                    "where it stopped when the same command is run again.")
+    p.add_argument("--model", required=True,
+                   help="robcurves model file, TorchScript file, torch.export .pt2, or "
+                        "package.module:factory")
+    p.add_argument("--data", required=True, help="data set name (e.g. digits) or path")
+    p.add_argument("--norms", default="inf,2", help="comma-separated norms (default: inf,2)")
+    p.add_argument("--n", type=int, default=1000, help="number of points (the first N; "
+                   "default 1000)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--attack", default="auto", help="attack name (default: auto)")
+    p.add_argument("--budget", type=int, default=None,
+                   help="model passes per point for the attack (if the attack takes a budget)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bounds", default="0,1", help="input bounds low,high (default 0,1)")
+    p.add_argument("--mean", default=None, help="preprocessing mean, comma-separated per channel")
+    p.add_argument("--std", default=None, help="preprocessing std, comma-separated per channel")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cpu)")
+    p.add_argument("--name", default=None, help="model name in plots (default: file stem)")
+    p.add_argument("--eps", default=None,
+                   help="eps values for the printed table and plot markers, e.g. 0.1,0.2 or "
+                        "4/255,8/255 (default: quartiles of the distances)")
+    p.add_argument("--split", default=None, help="split for data folders (train/test)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return p
+
+
+def _floats(text: str | None) -> list[float] | None:
+    return None if text is None else [float(v) for v in text.split(",") if v.strip()]
+
+
+def run(args: argparse.Namespace) -> int:
+    from .. import data as rdata
+    from ..curve import RobustnessCurve
+    from ..evaluate import distances, fingerprint_model
+    from ..model import wrap
+
+    norms = parse_norms(args.norms)
+    bounds = tuple(_floats(args.bounds) or ())
+    if len(bounds) != 2:
+        raise ValueError(f"--bounds must be two numbers low,high; got {args.bounds!r}")
+    if args.n is not None and args.n < 1:
+        raise ValueError(f"--n must be >= 1; got {args.n}")
+    module = load_model_spec(args.model)
+    pre = None
+    if args.mean is not None or args.std is not None:
+        pre = {"mean": _floats(args.mean) or [0.0], "std": _floats(args.std) or [1.0]}
+    clf = wrap(module, bounds=bounds, preprocessing=pre, device=args.device,
+               batch_size=args.batch_size)
+    kwargs = {"split": args.split} if args.split else {}
+    ds = rdata.load(args.data, **kwargs)
+    n = min(args.n, ds.n)
+    x, y = ds.x[:n], ds.y[:n]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    name = args.name or (Path(args.model).stem if Path(args.model).exists() else args.model)
+    model_meta = dict(getattr(module, "robcurves_meta", {}) or {})
+    model_meta.update({"spec": args.model, "fingerprint": fingerprint_model(clf),
+                       "preprocessing": pre, "bounds": list(bounds)})
+    data_meta = {"name": ds.name, "source": ds.source, "n": n, "first_index": 0,
+                 **{k: v for k, v in ds.info.items() if isinstance(v, (int, float, str))}}
+    attack_kwargs = {"budget": args.budget} if args.budget is not None else {}
+
+    curves = []
+    timing = {}
+    for p in norms:
+        t0 = time.perf_counter()
+        d = distances(clf, x, y, p, attack=args.attack, batch_size=args.batch_size,
+                      seed=args.seed, store=out / "work" / norm_name(p),
+                      progress=not args.no_progress, **attack_kwargs)
+        timing[norm_name(p)] = time.perf_counter() - t0
+        cost = {k: v for k, v in d.cost.items() if k != "seconds"}  # files must not vary by run
+        curve = RobustnessCurve.from_distances(
+            d, name=name, metadata={"model": model_meta, "data": data_meta, "method": d.method,
+                                    "settings": d.settings, "cost": cost,
+                                    "n_unbroken": d.n_unbroken})
+        curve.save(out / f"curve-{norm_name(p)}.json")
+        curves.append(curve)
+
+    eps_list = parse_eps_list(args.eps) if args.eps else None
+    _plot(curves, out / "curves.png", eps_list)
+    _print_table(curves, eps_list, timing)
+    (out / "run.json").write_text(json.dumps({"command": vars(args) | {"_run": None},
+                                              "seconds": timing}, indent=1, default=str))
+    print(f"wrote {', '.join(f'curve-{c.norm_name}.json' for c in curves)} and curves.png "
+          f"to {out}")
+    return 0
+
+
+def _plot(curves, path: Path, eps_list: list[float] | None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.5 * len(curves), 3.5), squeeze=False)
+    for ax, c in zip(axes[0], curves, strict=True):
+        c.plot(ax=ax, eps_markers=eps_list or ())
+        ax.set_title(f"{c.name}: {c.norm_name} (n={c.n})")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+
+
+def _print_table(curves, eps_list: list[float] | None, timing: dict) -> None:
+    for c in curves:
+        finite = c.distances[np.isfinite(c.distances) & (c.distances > 0)]
+        eps = eps_list or (list(np.quantile(finite, [0.25, 0.5, 0.75])) if finite.size else [])
+        print(f"\n{c.name} [{c.norm_name}] n={c.n}  clean accuracy={1 - c.clean_error:.4f}  "
+              f"median distance={c.median_distance:.4g}  unbroken={c.n_unbroken}  "
+              f"time={timing[c.norm_name]:.1f}s")
+        print(f"  {'eps':>10}  {'robust error':>12}  {'robust accuracy':>15}")
+        for e in eps:
+            r = c.robust_error(e)
+            print(f"  {e:>10.4g}  {r:>12.4f}  {1 - r:>15.4f}")
+    if any(math.isinf(c.median_distance) for c in curves):
+        print("\nnote: a median of inf means at least half the points were not broken")

@@ -1,0 +1,83 @@
+"""Interrupted runs resume: finished batches are kept, only the rest is attacked, and the
+final files equal those of an uninterrupted run."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import robcurves
+from robcurves.attacks import ATTACKS
+from robcurves.cli import main
+
+
+def _net(seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 16), torch.nn.ReLU(),
+                               torch.nn.Linear(16, 10))
+
+
+class Interrupting:
+    """Wraps the default attack; records the points it attacks and raises KeyboardInterrupt
+    (as Ctrl-C would) when asked to attack its ``stop_at``-th batch."""
+
+    def __init__(self, stop_at: int | None) -> None:
+        self.stop_at, self.calls, self.points = stop_at, 0, 0
+        self.fn = ATTACKS["auto"][0]
+
+    def __call__(self, model, x, y, p, seed=0, **kw):
+        self.calls += 1
+        if self.stop_at is not None and self.calls == self.stop_at:
+            raise KeyboardInterrupt
+        self.points += x.shape[0]
+        return self.fn(model, x, y, p, seed=seed, **kw)
+
+
+@pytest.fixture
+def interrupting():
+    def install(stop_at):
+        att = Interrupting(stop_at)
+        ATTACKS["interrupt-test"] = (att, (math.inf, 2.0, 1.0))
+        return att
+    yield install
+    ATTACKS.pop("interrupt-test", None)
+
+
+def test_library_store_resumes_and_matches_uninterrupted(tmp_path, interrupting):
+    ds = robcurves.data.load("digits").subset(slice(0, 50))
+    net = _net()
+    kw = dict(attack="interrupt-test", batch_size=10, steps=5, search_steps=4)
+    first = interrupting(stop_at=3)
+    with pytest.raises(KeyboardInterrupt):
+        robcurves.distances(net, ds.x, ds.y, "l2", store=tmp_path / "a", **kw)
+    assert first.points == 20
+    second = interrupting(stop_at=None)
+    resumed = robcurves.distances(net, ds.x, ds.y, "l2", store=tmp_path / "a", **kw)
+    assert second.points == 30  # only the three batches not done before
+    fresh = robcurves.distances(net, ds.x, ds.y, "l2", store=tmp_path / "b", **kw)
+    np.testing.assert_array_equal(resumed.distances, fresh.distances)
+    # a store of other settings is refused rather than mixed
+    with pytest.raises(ValueError, match="other settings"):
+        robcurves.distances(net, ds.x, ds.y, "l2", store=tmp_path / "a", attack="interrupt-test",
+                            batch_size=10, steps=6, search_steps=4)
+
+
+def test_cli_curve_interrupted_and_rerun_gives_identical_files(tmp_path, interrupting):
+    model_path = tmp_path / "net.pt"
+    torch.jit.script(_net(1)).save(str(model_path))
+    args = ["curve", "--model", str(model_path), "--data", "digits", "--n", "40",
+            "--norms", "inf,2", "--batch-size", "10", "--attack", "interrupt-test",
+            "--no-progress"]
+    interrupting(stop_at=6)  # linf: 4 batches done; l2: 1 batch done, then Ctrl-C
+    assert main(args + ["--out", str(tmp_path / "run")]) == 130
+    assert not (tmp_path / "run" / "curve-l2.json").exists()
+    second = interrupting(stop_at=None)
+    assert main(args + ["--out", str(tmp_path / "run")]) == 0
+    assert second.points == 30  # the three l2 batches not done before
+    interrupting(stop_at=None)
+    assert main(args + ["--out", str(tmp_path / "ref")]) == 0
+    for name in ("curve-linf.json", "curve-l2.json"):
+        assert (tmp_path / "run" / name).read_bytes() == (tmp_path / "ref" / name).read_bytes()
+    c = robcurves.RobustnessCurve.load(tmp_path / "run" / "curve-l2.json")
+    assert c.n == 40 and c.norm == 2.0 and (tmp_path / "run" / "curves.png").exists()
