@@ -50,6 +50,7 @@ class Kink:
 
     Attributes:
         model: the curve's name.
+        norm: the curve's norm name.
         train_eps: the training eps searched around.
         location: eps where the slope of the robust-error curve increases most, within the
             search window around ``train_eps``.
@@ -65,6 +66,7 @@ class Kink:
     """
 
     model: str
+    norm: str
     train_eps: float
     location: float
     score: float
@@ -134,8 +136,8 @@ def detect_kink(curve: RobustnessCurve, train_eps: float | None = None, *,
     p = float(stats.binom.sf(na - 1, na + nb, share)) if na + nb > 0 else 1.0
     p = min(1.0, p * n_grid)
     score = float(stat[k])
-    return Kink(model=curve.name, train_eps=t, location=float(c[k]), score=score,
-                slope_before=nb / (n * h), slope_after=na / (n * h), p_value=p,
+    return Kink(model=curve.name, norm=curve.norm_name, train_eps=t, location=float(c[k]),
+                score=score, slope_before=nb / (n * h), slope_after=na / (n * h), p_value=p,
                 detected=bool(score >= math.log2(min_ratio) and p < alpha))
 
 
