@@ -7,7 +7,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ["demo", "curve", "plot"]
+COMMANDS = ["demo", "curve", "plot", "compare"]
 
 
 def build_parser() -> argparse.ArgumentParser:
