@@ -155,7 +155,7 @@ class ScaleFit:
         log_spread: median absolute deviation of ``log(Q_to(p) / Q_from(p))`` over the matched
             quantiles p: 0 when the two curves have exactly the same shape.
         misfit: ``sup_eps |R_from(eps) - R_to(s * eps)|``, the largest robust-error gap left
-            after rescaling.
+            after rescaling (distances equal to a relative 1e-9 count as equal).
         n_quantiles: matched quantiles used (both finite and > 0).
     """
 
@@ -168,16 +168,24 @@ class ScaleFit:
     n_quantiles: int
 
 
-def _ecdf_gap(x: np.ndarray, y: np.ndarray) -> float:
-    """sup over eps of the gap between the empirical CDFs of x and y (+inf values allowed)."""
+def _ecdf_gap(x: np.ndarray, y: np.ndarray, rel: float = 1e-9) -> float:
+    """sup over eps of the gap between the empirical CDFs of x and y (+inf values allowed).
+
+    Distances that agree to a relative ``rel`` count as equal (a slack of ``1 + rel`` on the
+    eps axis), so floating-point rounding of a rescaling does not show up as a gap.
+    """
     xs, ys = np.sort(x), np.sort(y)
     knots = np.concatenate([xs, ys])
     knots = knots[np.isfinite(knots)]
     if knots.size == 0:
         return 0.0
-    fx = np.searchsorted(xs, knots, side="right") / xs.size
-    fy = np.searchsorted(ys, knots, side="right") / ys.size
-    return float(np.abs(fx - fy).max())
+
+    def F(s: np.ndarray, e: np.ndarray) -> np.ndarray:
+        return np.searchsorted(s, e, side="right") / s.size
+
+    up = knots * (1 + rel)
+    gap = np.maximum(F(xs, knots) - F(ys, up), F(ys, knots) - F(xs, up))
+    return float(max(0.0, gap.max()))
 
 
 def fit_scale(curve_from: RobustnessCurve, curve_to: RobustnessCurve) -> ScaleFit:
