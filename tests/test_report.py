@@ -70,7 +70,7 @@ def test_report_contents(written):
     assert "| 8/255 |" in md
     # Every significant crossing of the comparison is in the crossing table.
     for c in rep.comparisons["linf"].crossings:
-        assert rep.fmt("linf", c.eps) in md
+        assert f"| {rep.fmt_range('linf', c.eps, c.eps_end)} |" in md
     # The planted kink of the adversarially trained model is reported near 8/255.
     (k,) = rep.kinks
     assert k.model == "adv" and k.detected and abs(k.location - T) < 0.1 * T

@@ -46,16 +46,16 @@ def is_8bit(curves: Sequence[RobustnessCurve]) -> bool:
         (c.metadata.get("data") or {}).get("bit_depth") == 8 for c in curves)
 
 
-def format_eps(eps: float, per255: bool = False) -> str:
-    """``8/255`` style for 8-bit l_inf data, else 3 significant digits; ``inf`` as ``∞``."""
+def format_eps(eps: float, per255: bool = False, digits: int = 3) -> str:
+    """``8/255`` style for 8-bit l_inf data, else ``digits`` significant digits; ``∞``."""
     if math.isinf(eps):
         return "∞"
     if eps == 0:
         return "0"
     if per255:
         x = eps * 255
-        return f"{x:.0f}/255" if abs(x - round(x)) < 1e-6 else f"{x:.3g}/255"
-    return f"{eps:.3g}"
+        return f"{x:.0f}/255" if abs(x - round(x)) < 1e-6 else f"{x:.{digits}g}/255"
+    return f"{eps:.{digits}g}"
 
 
 def _pct(x: float) -> str:
@@ -100,8 +100,16 @@ class Report:
         """Eps of this norm are printed as x/255 (8-bit data, l_inf)."""
         return norm == "linf" and is_8bit(self.curves[norm])
 
-    def fmt(self, norm: str, eps: float) -> str:
-        return format_eps(eps, self.per255(norm))
+    def fmt(self, norm: str, eps: float, digits: int = 3) -> str:
+        return format_eps(eps, self.per255(norm), digits)
+
+    def fmt_range(self, norm: str, lo: float, hi: float, sep: str = " – ") -> str:
+        """Two eps with just enough digits to tell them apart."""
+        for digits in range(3, 12):
+            a, b = self.fmt(norm, lo, digits), self.fmt(norm, hi, digits)
+            if a != b or lo == hi:
+                return a if lo == hi else f"{a}{sep}{b}"
+        return f"{a}{sep}{b}"
 
     # ------------------------------------------------------------------ figures
     def figures(self) -> dict[str, object]:
@@ -186,8 +194,7 @@ class Report:
                          "the opposite way of another row, so reporting only this eps would "
                          "mislead; '(significant)' when the reversal is significant in both "
                          "rows."))
-            rows = [[self.fmt(nm, c.eps) + ("" if c.eps_end == c.eps
-                                            else f" – {self.fmt(nm, c.eps_end)}"),
+            rows = [[self.fmt_range(nm, c.eps, c.eps_end),
                      c.better_before, c.better_after, "yes" if c.significant else "no",
                      (f"[{self.fmt(nm, c.region[0])}, {self.fmt(nm, c.region[1])}]"
                       if c.region else "")]
@@ -201,7 +208,7 @@ class Report:
             for p in cmp.pairs:
                 for iv in p.intervals:
                     rows.append([f"{p.a} vs {p.b}",
-                                 f"[{self.fmt(nm, iv.lo)}, {self.fmt(nm, iv.hi)})", iv.winner,
+                                 f"[{self.fmt_range(nm, iv.lo, iv.hi, ', ')})", iv.winner,
                                  _pts(iv.max_diff), self.fmt(nm, iv.eps_at_max),
                                  _pts(iv.mean_diff), "yes" if iv.significant else "no"])
             secs.append((f"{t}: win intervals", f"wins-{nm}",
@@ -210,8 +217,10 @@ class Report:
                          "Robust-error advantage in percentage points of the test points. "
                          "Significant: the simultaneous paired-bootstrap band of the difference "
                          "excludes 0 somewhere on the interval."))
+            floor = 1.0 / (1 + cmp.n_boot)  # no resample reached the observed gap
             rows = [[f"{p.a} vs {p.b}", _pts(p.max_abs_diff), f"±{_pts(p.band)}",
-                     f"{p.p_value:.3g}", "yes" if p.significant else "no"] for p in cmp.pairs]
+                     f"≤ {floor:.2g}" if p.p_value <= floor else f"{p.p_value:.3g}",
+                     "yes" if p.significant else "no"] for p in cmp.pairs]
             secs.append((f"{t}: pairs", f"pairs-{nm}",
                          ["pair", "largest gap", "simultaneous band", "p-value",
                           "significant"], rows,
@@ -422,7 +431,7 @@ def _curves_figure(report: Report):
         ax.set_title(f"{_NORM_TEX[nm]} robustness curves" +
                      (f" (bands: {lvl} DKW)" if h is not None else ""), fontsize=10)
         ax.grid(alpha=0.3, lw=0.5)
-        ax.legend(fontsize=8, loc="lower right", framealpha=0.9)
+        ax.legend(fontsize=8, loc="best", framealpha=0.9)
     fig.tight_layout()
     return fig
 
