@@ -344,3 +344,13 @@ def test_rank_agreement_across_norms():
         rank_agreement(cs[:2])
     with pytest.raises(ValueError, match="by must be one of"):
         rank_agreement(cs, by="accuracy")
+
+
+def test_too_few_points_are_never_significant():
+    cmp = compare([_curve([0.0] * 5, "A"), _curve([1.0] * 5, "B")], n_boot=50)
+    p = cmp.pair("A", "B")
+    assert p.max_abs_diff == 1.0 and not p.significant
+    assert any("too few for the bootstrap" in note for note in cmp.notes)
+    # The same gap on 40 points is significant.
+    cmp = compare([_curve([0.0] * 40, "A"), _curve([1.0] * 40, "B")], n_boot=50)
+    assert cmp.pair("A", "B").significant

@@ -48,6 +48,8 @@ __all__ = [
 _BLOCK = 64
 # Upper bound on the number of float64 cells held at once while evaluating resamples.
 _MAX_CELLS = 4_000_000
+# Below this many points the bootstrap says nothing reliable: no difference is marked.
+MIN_POINTS_FOR_SIGNIFICANCE = 20
 
 
 def dkw_halfwidth(n: int, level: float = 0.95) -> float:
@@ -328,7 +330,7 @@ class Comparison:
         for i, j in itertools.combinations(range(k), 2):
             d = boot[:, i, :] - boot[:, j, :]
             lo, hi = np.quantile(d, [lo_q, hi_q], axis=0)
-            s = (lo > 0) | (hi < 0)
+            s = ((lo > 0) | (hi < 0)) & (self.n >= MIN_POINTS_FOR_SIGNIFICANCE)
             sig[:, i, j] = s
             sig[:, j, i] = s
         misleading = np.zeros(e.size, dtype=bool)
@@ -487,7 +489,7 @@ def _sup_stats(dmat: np.ndarray, knots: np.ndarray, n_boot: int, seed: int) -> n
 
 # ---------------------------------------------------------------------------- pair analysis
 def _pair(a: RobustnessCurve, b: RobustnessCurve, band: float, sup_boot: np.ndarray,
-          eps_max: float) -> PairComparison:
+          eps_max: float, testable: bool = True) -> PairComparison:
     knots = np.unique(np.concatenate([[0.0], a.distances, b.distances]))
     knots = knots[np.isfinite(knots)]
     diff = (np.asarray(a.robust_error(knots)) - np.asarray(b.robust_error(knots)))
@@ -514,7 +516,7 @@ def _pair(a: RobustnessCurve, b: RobustnessCurve, band: float, sup_boot: np.ndar
             else:
                 mean = float(adv[0])
             winner, loser = (a.name, b.name) if sign[i] < 0 else (b.name, a.name)
-            over = np.flatnonzero(adv > band + 1e-12)
+            over = np.flatnonzero(adv > band + 1e-12) if testable else np.empty(0, int)
             span = None
             if over.size:
                 span = (float(knots[i + over[0]]), float(ends[i + over[-1]]))
@@ -588,11 +590,15 @@ def compare(curves: Sequence[RobustnessCurve], *, level: float = 0.95, n_boot: i
     knots = np.unique(np.concatenate([[0.0], dmat.ravel()]))
     knots = knots[np.isfinite(knots)]
     sup = _sup_stats(dmat, knots, n_boot, seed)
+    testable = n >= MIN_POINTS_FOR_SIGNIFICANCE
+    if not testable:
+        notes.append(f"only {n} points: too few for the bootstrap, no difference is marked "
+                     f"significant (needs >= {MIN_POINTS_FOR_SIGNIFICANCE})")
     pairs = []
     for i, j in itertools.combinations(range(len(aligned)), 2):
         boot = sup[:, i, j]
         band = float(np.quantile(boot, level, method="higher"))
-        pairs.append(_pair(aligned[i], aligned[j], band, boot, eps_max))
+        pairs.append(_pair(aligned[i], aligned[j], band, boot, eps_max, testable))
     h = dkw_halfwidth(n, level)
     summaries = tuple(
         CurveSummary(name=c.name, n=c.n, kind=c.kind, clean_error=c.clean_error,
