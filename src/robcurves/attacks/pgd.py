@@ -5,6 +5,7 @@ minimal adversarial distances by bisection over epsilon."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -55,7 +56,8 @@ def _sparse_direction(g: torch.Tensor, sparsity: float) -> torch.Tensor:
 
 
 def pgd(model: Classifier, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor | float,
-        norm: object = "inf", steps: int = 20, step_size: float = 2.5, loss: str = "ce",
+        norm: object = "inf", steps: int = 20, step_size: float = 2.5,
+        loss: str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = "ce",
         random_init: bool = False, x_init: torch.Tensor | None = None,
         generator: torch.Generator | None = None, stop_on_success: bool = False,
         tracker: BestAdversarial | None = None, sparsity: float = 0.99) -> torch.Tensor:
@@ -64,7 +66,9 @@ def pgd(model: Classifier, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor |
     Args:
         eps: radius, a float or a per-sample ``(N,)`` tensor.
         step_size: step length as a multiple of ``eps / steps`` (per sample).
-        loss: ``"ce"`` (cross-entropy, for training) or ``"margin"`` (``max_k z_k - z_y``).
+        loss: ``"ce"`` (cross-entropy, for training), ``"margin"`` (``max_k z_k - z_y``) or a
+            callable ``(logits, y) -> (N,)`` per-sample loss to ascend (for example TRADES' KL
+            term); it is called on the rows still active, all rows unless ``stop_on_success``.
         random_init: start from a random point of the ball (else from ``x_init`` or ``x``).
         stop_on_success: freeze points once misclassified (they cost nothing afterwards).
         tracker: if given, every queried iterate updates this per-point best adversarial.
@@ -76,9 +80,12 @@ def pgd(model: Classifier, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor |
         misclassified iterate of each point.
     """
     p = parse_norm(norm)
-    if loss not in _LOSSES:
-        raise ValueError(f"loss must be one of {sorted(_LOSSES)}; got {loss!r}")
-    loss_fn = _LOSSES[loss]
+    if callable(loss):
+        loss_fn = loss
+    elif loss in _LOSSES:
+        loss_fn = _LOSSES[loss]
+    else:
+        raise ValueError(f"loss must be one of {sorted(_LOSSES)} or a callable; got {loss!r}")
     x = x.detach().to(model.device)
     y = y.to(model.device)
     n = x.shape[0]
