@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -150,28 +151,38 @@ def _preprocessing_tensors(pre: dict | None, device: torch.device
     return shape(mean), shape(std)
 
 
-def wrap(model: nn.Module | Classifier, bounds: tuple[float, float] = (0.0, 1.0),
+def wrap(model: nn.Module | Classifier | Any, bounds: tuple[float, float] = (0.0, 1.0),
          preprocessing: dict | None = None, device: str | None = None,
-         batch_size: int = 256) -> Classifier:
+         batch_size: int = 256, framework: str | None = None, **options: Any) -> Classifier:
     """Turn a classifier into the :class:`Classifier` interface the attacks use.
 
     Args:
-        model: a ``torch.nn.Module`` returning logits ``(N, K)`` (put in eval mode), or an
-            existing :class:`Classifier` (returned unchanged).
+        model: a ``torch.nn.Module`` returning logits ``(N, K)`` (put in eval mode), an
+            existing :class:`Classifier` (returned unchanged), or a model of another framework
+            (see ``framework``).
         bounds: valid range of raw inputs; adversarials never leave it.
         preprocessing: ``{"mean": m, "std": s}`` (scalars or per-channel sequences, channel
             axis ``axis=-3`` by default) applied inside the model as ``(x - m) / s``; distances
             stay in raw input space.
         device: ``"cpu"``, ``"cuda"``... (default CPU).
         batch_size: largest batch sent to the model at once.
+        framework: ``None`` detects torch modules, Keras/TensorFlow models, ONNX models
+            (``ModelProto`` or ``.onnx`` path) and scikit-learn estimators by type; a plain
+            callable needs ``"jax"`` (``fn(params, x)`` with ``params=``, or ``fn(x)``),
+            ``"tf"`` or ``"label"`` (a ``predict`` returning labels, with ``num_classes=``).
+            See :mod:`robcurves.bridges`.
+        **options: passed to the bridge of a non-torch framework (e.g. ``params=`` for JAX,
+            ``channels_last=True`` for NHWC Keras models).
     """
     if isinstance(model, Classifier):
         return model
-    if isinstance(model, nn.Module):
+    if isinstance(model, nn.Module) and framework in (None, "torch") and not options:
         return TorchClassifier(model, bounds=bounds, preprocessing=preprocessing, device=device,
                                batch_size=batch_size)
-    raise TypeError(f"cannot wrap a {type(model).__module__}.{type(model).__name__}; expected a "
-                    "torch.nn.Module")
+    from .bridges import wrap_bridge  # imports the optional frameworks lazily
+
+    return wrap_bridge(model, framework, bounds=bounds, preprocessing=preprocessing,
+                       device=device, batch_size=batch_size, **options)
 
 
 def margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
