@@ -247,6 +247,10 @@ class _AvgPool(_Conv):
             in_shape[1 + i] - ((out_shape[1 + i] - 1) * s[i] - 2 * p[i] + k[i]) for i in range(2))
 
 
+_SUPPORTED_TYPES = (nn.Linear, nn.Conv2d, nn.ReLU, nn.Flatten, nn.BatchNorm1d, nn.BatchNorm2d,
+                    nn.AvgPool2d, Normalize, nn.Identity, nn.Dropout)
+
+
 def _flatten_modules(module: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
     if isinstance(module, nn.Sequential):
         out = []
@@ -285,6 +289,12 @@ def sequential_layers(module: nn.Module, input_shape: Sequence[int],
         steps.append(_Scale(1.0 / s, -m / s, shape, "preprocessing"))
     for pos, (name, m) in enumerate(_flatten_modules(module)):
         where = _where(pos, name, m)
+        if not isinstance(m, _SUPPORTED_TYPES) or (isinstance(m, nn.Dropout) and m.training):
+            raise ValueError(f"unsupported {where}; certified bounds support "
+                             f"{', '.join(SUPPORTED_LAYERS)}")
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) and m.training:
+            raise ValueError(f"{where} is in training mode; bounds need BatchNorm in eval "
+                             "mode (call module.eval())")
         with torch.no_grad():
             param = next(m.parameters(), None)
             ref = param if param is not None else like
@@ -302,9 +312,6 @@ def sequential_layers(module: nn.Module, input_shape: Sequence[int],
         elif isinstance(m, nn.Flatten):
             steps.append(_Reshape(shape, out_shape, where))
         elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            if m.training:
-                raise ValueError(f"{where} is in training mode; bounds need BatchNorm in eval "
-                                 "mode (call module.eval())")
             if m.running_mean is None:
                 raise ValueError(f"{where} has no running statistics (track_running_stats="
                                  "False); it cannot be bounded as a fixed affine map")
@@ -320,10 +327,6 @@ def sequential_layers(module: nn.Module, input_shape: Sequence[int],
             steps.append(_AvgPool(m, shape, out_shape, where, like))
         elif isinstance(m, Normalize):
             steps.append(_Scale(1.0 / m.std, -m.mean / m.std, shape, where))
-        elif isinstance(m, nn.Identity) or (isinstance(m, nn.Dropout) and not m.training):
-            pass
-        else:
-            raise ValueError(f"unsupported {where}; certified bounds support "
-                             f"{', '.join(SUPPORTED_LAYERS)}")
+        # nn.Identity and eval-mode nn.Dropout: nothing to do
         shape = out_shape
     return steps

@@ -151,24 +151,23 @@ def preactivation_bounds(steps: list[Step], x: torch.Tensor, eps: torch.Tensor, 
     for i in relu_idx:
         shape = steps[i].in_shape
         m = math.prod(shape)
+        lo_i, hi_i = (t.reshape(n, m).clone() for t in pre[i])
+        # only neurons that are unstable for some point need a backward pass
+        rows_all = ((lo_i < 0) & (hi_i > 0)).any(0).nonzero().reshape(-1)
         width = max(math.prod(s.in_shape) for s in steps[: i + 1])
         chunk = max(1, _CHUNK_ELEMENTS // max(1, n * width * 2))
-        lows, highs = [], []
-        for start in range(0, m, chunk):
-            stop = min(m, start + chunk)
-            eye = torch.zeros((stop - start, m), dtype=x.dtype, device=x.device)
-            eye[torch.arange(stop - start), torch.arange(start, stop)] = 1.0
-            a = torch.cat([eye, -eye]).reshape((1, 2 * (stop - start)) + shape)
-            a = a.expand((n,) + a.shape[1:])
+        for start in range(0, rows_all.numel(), chunk):
+            rows = rows_all[start:start + chunk]
+            r = rows.numel()
+            eye = torch.zeros((r, m), dtype=x.dtype, device=x.device)
+            eye[torch.arange(r), rows] = 1.0
+            a = torch.cat([eye, -eye]).reshape((1, 2 * r) + shape).expand((n, 2 * r) + shape)
             a_in, const = _backward(steps, i, a, pre)
             val = concretize_lower(a_in, x, eps, p, bounds) + const
-            lows.append(val[:, : stop - start])
-            highs.append(-val[:, stop - start:])
-        lo_c = torch.cat(lows, 1).reshape((n,) + shape)
-        hi_c = torch.cat(highs, 1).reshape((n,) + shape)
-        lo_i, hi_i = pre[i]
-        lo_new, hi_new = torch.maximum(lo_i, lo_c), torch.minimum(hi_i, hi_c)
-        pre[i] = (lo_new, torch.maximum(hi_new, lo_new))
+            lo_i[:, rows] = torch.maximum(lo_i[:, rows], val[:, :r])
+            hi_i[:, rows] = torch.minimum(hi_i[:, rows], -val[:, r:])
+        hi_i = torch.maximum(hi_i, lo_i)
+        pre[i] = (lo_i.reshape((n,) + shape), hi_i.reshape((n,) + shape))
     return pre
 
 
