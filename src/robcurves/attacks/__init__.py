@@ -10,11 +10,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+from .boundary import boundary
 from .deepfool import deepfool
+from .hsja import hsja
 from .pgd import pgd
 from .search import pgd_search
 
-__all__ = ["ATTACKS", "get_attack", "pgd", "deepfool", "pgd_search"]
+__all__ = ["ATTACKS", "get_attack", "pgd", "deepfool", "pgd_search", "hsja", "boundary"]
 
 ALL_NORMS = (math.inf, 2.0, 1.0)
 
@@ -23,6 +25,8 @@ ATTACKS: dict[str, tuple[Callable, tuple[float, ...]]] = {
     "auto": (pgd_search, ALL_NORMS),
     "pgd-search": (pgd_search, ALL_NORMS),
     "deepfool": (deepfool, ALL_NORMS),
+    "hsja": (hsja, (math.inf, 2.0)),  # decision-based (labels only): black-box distances
+    "boundary": (boundary, (2.0,)),  # decision-based l2 refinement of hsja: black-box
 }
 
 
