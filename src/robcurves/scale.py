@@ -1,0 +1,522 @@
+"""Inter-class distances: what a "small" perturbation is on a given data set.
+
+For every point, :func:`interclass_distances` finds the exact distance to its nearest neighbour of
+a *different* class (and, on request, of the *same* class) in l_inf, l2 or l1. If two points of
+different classes lie at distance r, any perturbation budget eps >= r / 2 lets an adversary move
+both to their midpoint, so no classifier can be correct and robust on both. Hence, with r_min the
+smallest inter-class distance of the set (the *separation*), **eps >= r_min / 2 is the budget above
+which no classifier can be both accurate and robust on all points**
+(:attr:`InterclassDistances.eps_limit`); below it the 1-nearest-neighbour classifier in the same
+norm is accurate and robust. The midpoint of two points of the input box is in the box, so the
+bound holds with input bounds too.
+
+How the answer stays exact yet fast (all distances are on the raw, flattened inputs):
+
+* Lower bounds from float32 matrix products of the centred data, with a rigorous rounding margin
+  ``c * ||a|| * ||b||`` (``c = gamma_{D+3}`` of the standard dot-product error analysis) so that
+  they never exceed the true value: l2 uses ``||a - b||^2 = |a|^2 + |b|^2 - 2 a.b``; l1 uses
+  ``||d||_1 >= max(||d||_2, ||d||_2^2 / R)`` with R the largest coordinate range of the data.
+* The ``k`` points with the smallest bound (for l_inf: the smallest l2 distance) are measured
+  exactly in float64; a point's search is finished when its k-th smallest bound is not below the
+  best exact distance. Other points get a second pass in which only pairs whose bound is still
+  below their current best are measured.
+* l_inf has no product expansion; its second pass certifies ``||a - b||_inf >= U_a`` (U_a the
+  current best of a) with one matrix product of 0/1 indicators: a coordinate where
+  ``a_k - U_a >= l`` and ``b_k <= l`` (or ``a_k + U_a <= h`` and ``b_k >= h``) for a few levels
+  l, h near the ends of the data range. Only uncertified pairs are measured.
+* Exact measurements run over coordinate chunks in float64 and drop a pair as soon as its partial
+  max / sum reaches the current best, so the reported value is the float64 distance of the
+  float32 inputs (what a brute-force NumPy computation in float64 gives, up to summation order).
+
+Ties: the distance is exact; the neighbour index is *one* point attaining it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ._norms import norm_name, parse_norm
+
+__all__ = ["InterclassDistances", "interclass_distances"]
+
+_U32 = 2.0 ** -24
+_U64 = 2.0 ** -53
+
+
+@dataclass(frozen=True)
+class InterclassDistances:
+    """Per-point nearest-neighbour distances of one data set in one norm.
+
+    Distances are in the units of the (flattened) inputs, e.g. pixel intensity in [0, 1].
+
+    Attributes:
+        norm: ``math.inf``, ``2.0`` or ``1.0``.
+        distance: ``(N,)`` float64, distance to the nearest point of another class; ``inf`` when
+            no other class exists, ``nan`` for corrupted points (not measured).
+        neighbor: ``(N,)`` int64, index of one point attaining ``distance`` (-1 if none).
+        labels: ``(N,)`` int64 labels as given.
+        same_distance / same_neighbor: the same for the nearest *other* point of the *same*
+            class (``None`` unless requested); ``inf`` / -1 for a point alone in its class.
+        conflicts: ``(K, 2)`` int64 pairs ``(i, j)``, ``i < j``, of differently-labelled points
+            at distance ``<= duplicate_tol`` (duplicates with conflicting labels). Every such
+            point appears in at least one pair; all are excluded from the summary.
+        corrupted: indices of points with non-finite values or values outside ``bounds``;
+            they are neither measured nor used as neighbours.
+        duplicate_tol: distance at or below which two points count as duplicates.
+        bounds: the input range checked, or ``None``.
+        name: data set name for reports.
+        dim: input dimensionality D.
+    """
+
+    norm: float
+    distance: np.ndarray
+    neighbor: np.ndarray
+    labels: np.ndarray
+    same_distance: np.ndarray | None = None
+    same_neighbor: np.ndarray | None = None
+    conflicts: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
+    corrupted: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    duplicate_tol: float = 0.0
+    bounds: tuple[float, float] | None = (0.0, 1.0)
+    name: str = ""
+    dim: int = 0
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:  # noqa: ARG002 - numpy protocol
+        return self.distance if dtype is None else self.distance.astype(dtype)
+
+    def __len__(self) -> int:
+        return int(self.distance.shape[0])
+
+    @property
+    def excluded(self) -> np.ndarray:
+        """``(N,)`` bool: corrupted points and points in a conflicting-duplicate pair."""
+        mask = np.zeros(len(self), dtype=bool)
+        mask[self.corrupted] = True
+        mask[self.conflicts.reshape(-1)] = True
+        return mask
+
+    @property
+    def valid(self) -> np.ndarray:
+        """``(N,)`` bool: points that enter the summary (not excluded, finite distance)."""
+        return ~self.excluded & np.isfinite(self.distance)
+
+    @property
+    def separation(self) -> float:
+        """Smallest inter-class distance over the valid points (``nan`` if none)."""
+        d = self.distance[self.valid]
+        return float(d.min()) if d.size else math.nan
+
+    @property
+    def eps_limit(self) -> float:
+        """``separation / 2``: from this eps on, no classifier is accurate and robust on all
+        valid points (two of them of different classes share an adversarial midpoint)."""
+        return self.separation / 2.0
+
+    def summary(self) -> dict:
+        """Counts and distribution of the valid inter-class distances, as plain Python values."""
+        d = self.distance[self.valid]
+        q = (lambda v: float(np.quantile(d, v))) if d.size else (lambda v: math.nan)
+        out = {
+            "name": self.name, "norm": norm_name(self.norm), "samples": len(self),
+            "classes": int(np.unique(self.labels).size), "dim": self.dim,
+            "used": int(d.size), "corrupted": int(self.corrupted.size),
+            "conflicting_duplicates": int(np.unique(self.conflicts).size),
+            "min": q(0.0), "q05": q(0.05), "median": q(0.5), "q95": q(0.95), "max": q(1.0),
+            "mean": float(d.mean()) if d.size else math.nan,
+            "eps_limit": self.eps_limit,
+        }
+        if self.same_distance is not None:
+            s = self.same_distance[self.valid & np.isfinite(self.same_distance)]
+            out["same_class_median"] = float(np.median(s)) if s.size else math.nan
+        return out
+
+    def to_dict(self) -> dict:
+        """Everything, JSON-ready (non-finite floats become ``None``)."""
+        def clean(a: np.ndarray | None) -> list | None:
+            if a is None:
+                return None
+            return [float(v) if np.isfinite(v) else None for v in np.asarray(a, dtype=np.float64)]
+
+        return {
+            "summary": self.summary(), "duplicate_tol": self.duplicate_tol,
+            "bounds": list(self.bounds) if self.bounds is not None else None,
+            "distance": clean(self.distance), "neighbor": self.neighbor.tolist(),
+            "same_distance": clean(self.same_distance),
+            "same_neighbor": None if self.same_neighbor is None else self.same_neighbor.tolist(),
+            "conflicts": self.conflicts.tolist(), "corrupted": self.corrupted.tolist(),
+        }
+
+
+def interclass_distances(
+    x: np.ndarray | torch.Tensor,
+    y: np.ndarray | torch.Tensor,
+    norm: object,
+    *,
+    same_class: bool = False,
+    duplicate_tol: float = 0.0,
+    bounds: tuple[float, float] | None = (0.0, 1.0),
+    k: int = 32,
+    block_size: int = 1024,
+    levels: int = 2,
+    progress: bool = False,
+    name: str = "",
+) -> InterclassDistances:
+    """Exact distance from every point to its nearest point of a different class.
+
+    Args:
+        x: ``(N, ...)`` inputs; flattened to ``(N, D)``; measured as float32 values in float64.
+        y: ``(N,)`` integer labels.
+        norm: ``"inf"``/``"linf"``/``float("inf")``, ``2``/``"l2"`` or ``1``/``"l1"``.
+        same_class: also compute the nearest other point of the same class.
+        duplicate_tol: differently-labelled points at distance ``<=`` this are reported as
+            conflicting duplicates (default 0: exact duplicates) and left out of the summary.
+        bounds: valid input range; points with values outside it (or non-finite) are reported
+            as corrupted and left out. ``None`` checks finiteness only.
+        k: candidates measured exactly per point in the first pass (speed knob only).
+        block_size: rows per block; memory is O(block_size * (D + N_block)), never O(N^2).
+        levels: indicator levels per side for the l_inf certificate (speed knob only).
+        progress: show tqdm progress bars.
+        name: data set name carried into the result.
+
+    Returns:
+        an :class:`InterclassDistances`; ``np.asarray(result)`` is the distance array.
+    """
+    p = parse_norm(norm)
+    x_np = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    y_np = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+    if x_np.ndim < 1 or x_np.shape[0] != y_np.reshape(-1).shape[0] or y_np.ndim != 1:
+        raise ValueError(f"x must be (N, ...) and y (N,); got shapes {x_np.shape} and "
+                         f"{y_np.shape}")
+    if not (np.issubdtype(y_np.dtype, np.integer) or y_np.dtype == np.bool_):
+        raise ValueError(f"y must hold integer labels; got dtype {y_np.dtype}")
+    if duplicate_tol < 0 or not math.isfinite(duplicate_tol):
+        raise ValueError(f"duplicate_tol must be a finite number >= 0; got {duplicate_tol}")
+    if k < 1 or block_size < 1 or levels < 1:
+        raise ValueError(f"k, block_size and levels must be >= 1; got {k}, {block_size}, "
+                         f"{levels}")
+    n = int(x_np.shape[0])
+    flat = x_np.reshape(n, -1)
+    if flat.dtype != np.float32:
+        flat = flat.astype(np.float32)
+    flat = np.ascontiguousarray(flat)
+    labels = y_np.astype(np.int64)
+    dim = int(flat.shape[1])
+
+    bad = ~np.isfinite(flat).all(axis=1) if n else np.zeros(0, dtype=bool)
+    if bounds is not None:
+        lo, hi = float(bounds[0]), float(bounds[1])
+        if not lo <= hi:
+            raise ValueError(f"bounds must be (low, high) with low <= high; got {bounds}")
+        with np.errstate(invalid="ignore"):
+            bad |= ((flat < lo) | (flat > hi)).any(axis=1)
+    corrupted = np.flatnonzero(bad).astype(np.int64)
+    keep = np.flatnonzero(~bad)
+    xw = torch.from_numpy(flat if keep.size == n else flat[keep])
+    yw = torch.from_numpy(labels if keep.size == n else labels[keep])
+
+    dist = np.full(n, math.nan)
+    nb = np.full(n, -1, dtype=np.int64)
+    engine = _Engine(xw, yw, p, k=k, block=block_size, levels=levels, progress=progress)
+    d_o, n_o = engine.run(same=False)
+    dist[keep] = d_o
+    nb[keep] = np.where(n_o >= 0, keep[np.maximum(n_o, 0)], -1)
+    same_d = same_n = None
+    if same_class:
+        same_d = np.full(n, math.nan)
+        same_n = np.full(n, -1, dtype=np.int64)
+        d_s, n_s = engine.run(same=True)
+        same_d[keep] = d_s
+        same_n[keep] = np.where(n_s >= 0, keep[np.maximum(n_s, 0)], -1)
+
+    close = np.flatnonzero(np.isfinite(dist) & (dist <= duplicate_tol) & (nb >= 0))
+    if close.size:
+        pairs = np.stack([np.minimum(close, nb[close]), np.maximum(close, nb[close])], axis=1)
+        conflicts = np.unique(pairs, axis=0).astype(np.int64)
+    else:
+        conflicts = np.zeros((0, 2), dtype=np.int64)
+    return InterclassDistances(
+        norm=p, distance=dist, neighbor=nb, labels=labels, same_distance=same_d,
+        same_neighbor=same_n, conflicts=conflicts, corrupted=corrupted,
+        duplicate_tol=float(duplicate_tol),
+        bounds=None if bounds is None else (float(bounds[0]), float(bounds[1])), name=name,
+        dim=dim)
+
+
+def _gamma(n: int) -> float:
+    nu = n * _U32
+    if nu >= 0.5:
+        raise ValueError(f"dimension {n} too large for float32 error bounds")
+    return nu / (1.0 - nu)
+
+
+class _Engine:
+    """Blockwise exact nearest-neighbour search on one (N, D) float32 matrix.
+
+    Every norm gets a feature map phi with a squared-distance identity that lower-bounds the
+    target: l2: phi = centred x, ||phi(a) - phi(b)||^2 = ||a - b||_2^2; l1: phi = the "layer"
+    features sqrt(clip(x - t_l, 0, t_{l+1} - t_l)) for levels t_0 = min < ... < t_L = max, for
+    which ||phi(a) - phi(b)||^2 <= ||a - b||_1 (|u - v| = u + v - 2 min(u, v), the minimum splits
+    over layers and min(s, t) <= sqrt(s t)); l_inf uses the l2 map only to rank candidates.
+    One float32 product of augmented features gives ``(1 - e)(|pa|^2 + |pb|^2) - 2 pa.pb``,
+    which is <= the exact squared feature distance for ``e = 2.02 (gamma_{F+2} + 3u)``.
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, p: float, *, k: int, block: int,
+                 levels: int, progress: bool) -> None:
+        self.x, self.y, self.p = x, y, p
+        self.n, self.d = int(x.shape[0]), int(x.shape[1])
+        self.k, self.block, self.levels, self.progress = k, block, levels, progress
+        self.blocks = [(s, min(s + block, self.n)) for s in range(0, self.n, block)]
+        if not (self.n and self.d):
+            return
+        lo = torch.full((self.d,), math.inf, dtype=torch.float64)
+        hi = torch.full((self.d,), -math.inf, dtype=torch.float64)
+        xmean = torch.zeros(self.d, dtype=torch.float64)
+        for s, e in self.blocks:
+            xb = x[s:e].double()
+            xmean += xb.sum(0)
+            lo = torch.minimum(lo, xb.amin(0))
+            hi = torch.maximum(hi, xb.amax(0))
+        self.vmin, self.vmax = float(lo.min()), float(hi.max())
+        span = self.vmax - self.vmin
+        self.t = [self.vmin + span * i / levels for i in range(levels + 1)]
+        # stored values, if few (8-bit images): the l_inf certificate uses the extreme ones
+        sample = x[torch.linspace(0, self.n - 1, min(self.n, 512)).long()].reshape(-1)
+        vals = torch.unique(sample)
+        self.values = vals.double() if vals.numel() <= 4096 else None
+        # feature mean and squared norms (float64), then the product error margin
+        self.fdim = self.d * (levels if p == 1.0 else 1)
+        mu = torch.zeros(self.fdim, dtype=torch.float64)
+        for s, e in self.blocks:
+            mu += self._raw_features(s, e).sum(0)
+        self.mu = mu / self.n
+        self.fsq = torch.empty(self.n, dtype=torch.float64)
+        var = torch.zeros(self.d, dtype=torch.float64)
+        xmean /= self.n
+        for s, e in self.blocks:
+            f = self._raw_features(s, e) - self.mu
+            self.fsq[s:e] = (f * f).sum(1)
+            xc = x[s:e].double() - xmean
+            var += (xc * xc).sum(0)
+        self.e = 2.02 * (_gamma(self.fdim + 2) + 3 * _U32)
+        # exact passes visit coordinate chunks with the most variance first
+        chunk = 256
+        starts = list(range(0, self.d, chunk))
+        weights = [float(var[s:s + chunk].sum()) for s in starts]
+        order = sorted(range(len(starts)), key=lambda i: -weights[i])
+        self.chunks = [(starts[i], min(starts[i] + chunk, self.d)) for i in order]
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _raw_features(self, s: int | torch.Tensor, e: int | None = None) -> torch.Tensor:
+        xb = (self.x[s:e] if e is not None else self.x[s]).double()
+        if self.p != 1.0:
+            return xb
+        return torch.cat([(xb - self.t[i]).clamp(0.0, self.t[i + 1] - self.t[i]).sqrt()
+                          for i in range(self.levels)], dim=1)
+
+    def _side(self, s: int | torch.Tensor, e: int | None, query: bool) -> torch.Tensor:
+        """Augmented float32 features: query [-2 f, (1-e)|f|^2, 1], reference [f, 1, (1-e)|f|^2]."""
+        f = self._raw_features(s, e) - self.mu
+        sq = (self.fsq[s:e] if e is not None else self.fsq[s]) * (1.0 - self.e)
+        one = torch.ones_like(sq)
+        cols = [-2.0 * f, sq[:, None], one[:, None]] if query else [f, one[:, None], sq[:, None]]
+        return torch.cat(cols, dim=1).float()
+
+    def _lb(self, key: torch.Tensor) -> torch.Tensor:
+        """Distance lower bound from a key (a lower bound of the squared feature distance)."""
+        key = key.double().clamp_min(0.0)
+        return (key.sqrt() if self.p == 2.0 else key) * (1.0 - 1e-6)
+
+    def _mask(self, rows: torch.Tensor, rs: int, re: int, same: bool) -> torch.Tensor:
+        """True where a pair is *not* eligible (wrong label relation, or the point itself)."""
+        eq = self.y[rows][:, None] == self.y[rs:re][None, :]
+        if not same:
+            return eq
+        return ~eq | (rows[:, None] == torch.arange(rs, re)[None, :])
+
+    def _exact(self, qi: torch.Tensor, rj: torch.Tensor, bound: torch.Tensor) -> torch.Tensor:
+        """Float64 distances of pairs; pairs whose partial value reaches ``bound`` get inf."""
+        out = torch.full((qi.shape[0],), math.inf, dtype=torch.float64)
+        if qi.numel() == 0:
+            return out
+        p = self.p
+        lim = bound * bound if p == 2.0 else bound
+        per = max(1, (1 << 23) // max(self.d, 1))  # bounded memory per chunk of pairs
+        for s in range(0, qi.shape[0], per):
+            idx = torch.arange(s, min(s + per, qi.shape[0]))
+            a_i, b_j, l_i = qi[idx], rj[idx], lim[idx]
+            acc = torch.zeros(idx.shape[0], dtype=torch.float64)
+            for cs, ce in self.chunks:
+                diff = self.x[a_i, cs:ce].double() - self.x[b_j, cs:ce].double()
+                if p == math.inf:
+                    acc = torch.maximum(acc, diff.abs().amax(1))
+                elif p == 1.0:
+                    acc = acc + diff.abs().sum(1)
+                else:
+                    acc = acc + (diff * diff).sum(1)
+                alive = acc < l_i
+                if not bool(alive.all()):
+                    idx, a_i, b_j, l_i, acc = (idx[alive], a_i[alive], b_j[alive], l_i[alive],
+                                               acc[alive])
+                    if idx.numel() == 0:
+                        break
+            if idx.numel():
+                out[idx] = acc.sqrt() if p == 2.0 else acc
+        return out
+
+    @staticmethod
+    def _update(best: torch.Tensor, arg: torch.Tensor, qi: torch.Tensor, rj: torch.Tensor,
+                d: torch.Tensor) -> None:
+        """Per-row minimum of ``d`` over pairs (qi, rj) merged into best/arg (in place)."""
+        fin = torch.isfinite(d)
+        if not bool(fin.any()):
+            return
+        qi, rj, d = qi[fin], rj[fin], d[fin]
+        order = torch.argsort(d, stable=True)
+        qi, rj, d = qi[order], rj[order], d[order]
+        o2 = torch.argsort(qi, stable=True)
+        qi, rj, d = qi[o2], rj[o2], d[o2]
+        first = torch.ones_like(qi, dtype=torch.bool)
+        first[1:] = qi[1:] != qi[:-1]
+        qi, rj, d = qi[first], rj[first], d[first]
+        better = d < best[qi]
+        best[qi[better]] = d[better]
+        arg[qi[better]] = rj[better]
+
+    def _bar(self, total: int, desc: str):
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, desc=desc, unit="blk", disable=not self.progress, leave=False)
+
+    # -- passes ----------------------------------------------------------------------------
+
+    def run(self, same: bool) -> tuple[np.ndarray, np.ndarray]:
+        n = self.n
+        best = torch.full((n,), math.inf, dtype=torch.float64)
+        arg = torch.full((n,), -1, dtype=torch.int64)
+        if n == 0:
+            return best.numpy(), arg.numpy()
+        if self.d == 0:  # every pair is at distance 0
+            for i in range(n):
+                m = ~self._mask(torch.tensor([i]), 0, n, same)[0]
+                if bool(m.any()):
+                    best[i], arg[i] = 0.0, int(torch.nonzero(m)[0])
+            return best.numpy(), arg.numpy()
+        with _highest_precision():
+            kth = self._first_pass(same, best, arg)
+            if self.p == math.inf:
+                todo = torch.nonzero(best > 0).reshape(-1)
+            else:
+                todo = torch.nonzero(kth < best).reshape(-1)
+            if todo.numel():
+                self._second_pass(todo, same, best, arg)
+        return best.numpy(), arg.numpy()
+
+    def _first_pass(self, same: bool, best: torch.Tensor, arg: torch.Tensor) -> torch.Tensor:
+        """Symmetric blocked products; keep the k smallest keys per row; measure them."""
+        n, k = self.n, min(self.k, self.n)
+        vals = torch.full((n, k), math.inf, dtype=torch.float32)
+        idx = torch.full((n, k), -1, dtype=torch.int64)
+        nb_ = len(self.blocks)
+        bar = self._bar(nb_ * (nb_ + 1) // 2, f"{'same' if same else 'inter'}-class "
+                        f"{norm_name(self.p)} pass 1")
+        for bi, (qs, qe) in enumerate(self.blocks):
+            q = self._side(qs, qe, query=True)
+            rows = torch.arange(qs, qe)
+            for rs, re in self.blocks[bi:]:
+                key = q @ self._side(rs, re, query=False).T
+                key.masked_fill_(self._mask(rows, rs, re, same), math.inf)
+                self._merge(vals, idx, qs, qe, key, rs)
+                if rs != qs:
+                    self._merge(vals, idx, rs, re, key.T, qs)
+                bar.update(1)
+        bar.close()
+        lbs = self._lb(vals)
+        # measure candidates in order of their key, tightening the bound as we go
+        for m in range(k):
+            rows = torch.nonzero(idx[:, m] >= 0).reshape(-1)
+            if rows.numel() == 0:
+                break
+            if self.p != math.inf:
+                rows = rows[lbs[rows, m] < best[rows]]
+            cand = idx[rows, m]
+            d = self._exact(rows, cand, best[rows])
+            self._update(best, arg, rows, cand, d)
+        return lbs[:, -1]
+
+    @staticmethod
+    def _merge(vals: torch.Tensor, idx: torch.Tensor, s: int, e: int, key: torch.Tensor,
+               offset: int) -> None:
+        k = vals.shape[1]
+        kk = min(k, key.shape[1])
+        part = torch.topk(key, kk, dim=1, largest=False, sorted=False)
+        allv = torch.cat([vals[s:e], part.values], dim=1)
+        alli = torch.cat([idx[s:e], part.indices + offset], dim=1)
+        top = torch.topk(allv, k, dim=1, largest=False, sorted=True)
+        vals[s:e] = top.values
+        idx[s:e] = torch.gather(alli, 1, top.indices).masked_fill_(top.values == math.inf, -1)
+
+    def _indicators(self, rows: torch.Tensor, best: torch.Tensor
+                    ) -> tuple[torch.Tensor, list[tuple[float, float]]]:
+        """Query-side 0/1 matrix certifying ||a - b||_inf >= best[a] (see module docs)."""
+        u = best[rows]
+        if self.values is not None:  # quantised data: the lowest / highest stored values
+            lv = list(zip(self.values[:self.levels].tolist(),
+                          self.values.flip(0)[:self.levels].tolist(), strict=False))
+        else:
+            span = self.vmax - self.vmin
+            fin = u[torch.isfinite(u)]
+            gap = float(fin.median()) if fin.numel() else span
+            step = max(span - gap, 0.0) / self.levels
+            lv = [(self.vmin + g * step, self.vmax - g * step) for g in range(self.levels)]
+        xa = self.x[rows].double()
+        parts = []
+        for low, high in lv:
+            parts.append((xa - u[:, None] >= low).float())
+            parts.append((xa + u[:, None] <= high).float())
+        return torch.cat(parts, dim=1), lv
+
+    def _second_pass(self, todo: torch.Tensor, same: bool, best: torch.Tensor,
+                     arg: torch.Tensor) -> None:
+        """Rows not yet proven: only pairs that may still beat the current best are measured."""
+        qblocks = [todo[s:s + self.block] for s in range(0, todo.numel(), self.block)]
+        bar = self._bar(len(qblocks) * len(self.blocks),
+                        f"{'same' if same else 'inter'}-class {norm_name(self.p)} pass 2")
+        for rows in qblocks:
+            if self.p == math.inf:
+                a_ind, lv = self._indicators(rows, best)
+            else:
+                q = self._side(rows, None, query=True)
+            for rs, re in self.blocks:
+                if self.p == math.inf:
+                    xb = self.x[rs:re]
+                    b_ind = torch.cat([t for low, high in lv
+                                       for t in ((xb <= low).float(), (xb >= high).float())],
+                                      dim=1)
+                    cand = (a_ind @ b_ind.T) < 0.5
+                else:
+                    cand = self._lb(q @ self._side(rs, re, query=False).T) < best[rows][:, None]
+                cand &= ~self._mask(rows, rs, re, same)
+                qi, rj = torch.nonzero(cand, as_tuple=True)
+                if qi.numel():
+                    qi, rj = rows[qi], rj + rs
+                    d = self._exact(qi, rj, best[qi])
+                    self._update(best, arg, qi, rj, d)
+                bar.update(1)
+        bar.close()
+
+
+class _highest_precision:
+    """Context manager: float32 products in full precision (no reduced-precision kernels)."""
+
+    def __enter__(self) -> None:
+        self.prev = torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision("highest")
+
+    def __exit__(self, *exc: object) -> None:
+        torch.set_float32_matmul_precision(self.prev)

@@ -1,0 +1,130 @@
+"""Inter-class distances agree with brute-force NumPy, ties and duplicates included."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from robcurves.scale import InterclassDistances, interclass_distances
+
+NORMS = [math.inf, 2.0, 1.0]
+
+
+def brute(x: np.ndarray, y: np.ndarray, p: float, same: bool = False) -> tuple[np.ndarray, ...]:
+    x = x.reshape(len(x), -1).astype(np.float64)
+    diff = x[:, None, :] - x[None, :, :]
+    if p == math.inf:
+        full = np.abs(diff).max(-1)
+    elif p == 1.0:
+        full = np.abs(diff).sum(-1)
+    else:
+        full = np.sqrt((diff ** 2).sum(-1))
+    d = full.copy()
+    bad = (y[:, None] != y[None]) | np.eye(len(x), dtype=bool) if same else y[:, None] == y[None]
+    d[bad] = np.inf
+    return d.min(1), full
+
+
+def check(r: InterclassDistances, x: np.ndarray, y: np.ndarray, p: float) -> None:
+    ref, full = brute(x, y, p)
+    np.testing.assert_allclose(r.distance, ref, rtol=1e-12, atol=0)
+    has = r.neighbor >= 0
+    assert np.array_equal(has, np.isfinite(ref))
+    rows = np.flatnonzero(has)
+    # the neighbour attains the distance and has another label
+    np.testing.assert_allclose(full[rows, r.neighbor[rows]], ref[rows], rtol=1e-12, atol=0)
+    assert not np.any(y[rows] == y[r.neighbor[rows]])
+
+
+@pytest.mark.parametrize("p", NORMS)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_random_continuous(p: float, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n, d = int(rng.integers(40, 160)), int(rng.integers(1, 50))
+    x = rng.random((n, d)).astype(np.float32)
+    y = rng.integers(0, 4, n)
+    r = interclass_distances(x, y, p, k=3, block_size=32, same_class=True)
+    check(r, x, y, p)
+    ref_same, _ = brute(x, y, p, same=True)
+    np.testing.assert_allclose(r.same_distance, ref_same, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("p", NORMS)
+def test_quantised_ties_and_duplicates(p: float) -> None:
+    rng = np.random.default_rng(7)
+    x = (rng.integers(0, 3, size=(150, 12)) / 2).astype(np.float32)  # values {0, .5, 1}: ties
+    y = rng.integers(0, 3, 150)
+    x[10] = x[20]
+    y[10], y[20] = 0, 1  # conflicting duplicate
+    x[30] = x[31]
+    y[30] = y[31]  # harmless duplicate, same label
+    r = interclass_distances(x, y, p, k=2, block_size=17, same_class=True)
+    check(r, x, y, p)
+    assert r.distance[10] == 0.0 and r.distance[20] == 0.0
+    assert [10, 20] in r.conflicts.tolist()
+    assert r.excluded[10] and r.excluded[20] and not r.excluded[30]
+    assert r.same_distance[30] == 0.0 and r.same_distance[31] == 0.0
+    assert r.summary()["used"] == int(r.valid.sum()) <= 148
+
+
+def test_image_shaped_input_and_array_protocol() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.random((60, 1, 4, 5)).astype(np.float32)
+    y = np.repeat(np.arange(3), 20)
+    r = interclass_distances(x, y, "linf")
+    check(r, x, y, math.inf)
+    assert np.array_equal(np.asarray(r), r.distance) and r.dim == 20
+    assert r.eps_limit == pytest.approx(r.distance.min() / 2)
+
+
+def test_corrupted_points_reported_and_skipped() -> None:
+    rng = np.random.default_rng(4)
+    x = rng.random((50, 6)).astype(np.float32)
+    y = rng.integers(0, 2, 50)
+    x[5, 2] = np.nan
+    x[9, 0] = 1.5
+    r = interclass_distances(x, y, "l2")
+    assert r.corrupted.tolist() == [5, 9]
+    assert np.isnan(r.distance[[5, 9]]).all() and (r.neighbor[[5, 9]] == -1).all()
+    keep = np.setdiff1d(np.arange(50), [5, 9])
+    sub = interclass_distances(x[keep], y[keep], 2)
+    np.testing.assert_allclose(r.distance[keep], sub.distance, rtol=0, atol=0)
+    assert set(r.neighbor[keep]).isdisjoint({5, 9})
+    s = r.summary()
+    assert s["corrupted"] == 2 and s["used"] == 48
+    assert s["min"] == pytest.approx(float(sub.distance.min()))
+
+
+def test_duplicate_tolerance_and_single_class() -> None:
+    x = np.array([[0.0, 0.0], [0.0, 0.001], [1.0, 1.0], [1.0, 0.5]], dtype=np.float32)
+    y = np.array([0, 1, 0, 0])
+    r = interclass_distances(x, y, 1, duplicate_tol=0.01)
+    assert r.conflicts.tolist() == [[0, 1]]
+    r0 = interclass_distances(x, np.zeros(4, dtype=int), 1)
+    assert np.isinf(r0.distance).all() and (r0.neighbor == -1).all()
+    assert math.isnan(r0.separation)
+
+
+def test_bad_arguments_are_named() -> None:
+    x = np.zeros((3, 2), dtype=np.float32)
+    with pytest.raises(ValueError, match="unknown norm 'l3'"):
+        interclass_distances(x, np.arange(3), "l3")
+    with pytest.raises(ValueError, match="shapes"):
+        interclass_distances(x, np.arange(4), 2)
+    with pytest.raises(ValueError, match="integer labels"):
+        interclass_distances(x, np.array([0.5, 1.0, 2.0]), 2)
+
+
+def test_real_mnist_subset_matches_brute_force() -> None:
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "mnist"
+    if not root.exists():
+        pytest.skip("../shared/datasets/mnist not present")
+    from robcurves.data import load
+
+    d = load(root).subset(slice(0, 150))
+    for p in NORMS:
+        check(interclass_distances(d.x, d.y, p, block_size=64), d.x, d.y, p)
