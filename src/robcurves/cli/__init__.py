@@ -7,7 +7,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ["demo", "curve", "plot", "compare"]
+COMMANDS = ["demo", "curve", "plot", "compare", "scale"]
 
 
 def build_parser() -> argparse.ArgumentParser:
