@@ -163,9 +163,9 @@ def _load_checkpoint(path: Path, config: dict) -> dict | None:
 
 def fit(data: object, arch: str = "cnn-small", method: str = "standard", *,
         norm: object = "inf", eps: float = 0.1, steps: int = 10, step_size: float = 2.5,
-        threats: object = None, epochs: int = 10, batch_size: int = 128, lr: float | None = None,
+        threats: object = None, epochs: int = 10, batch_size: int = 64, lr: float | None = None,
         optimizer: str = "adam", weight_decay: float = 0.0, lr_schedule: str = "cosine",
-        warmup: float | None = None, warmup_start: float = 0.0, kappa: float | None = None,
+        warmup: float | None = None, warmup_start: float | None = None, kappa: float | None = None,
         arch_kwargs: dict | None = None, eval_data: object = None, eval_points: int = 1000,
         eval_steps: int = 20, seed: int = 0, device: str | None = None, progress: bool = True,
         checkpoint: str | Path | None = None, **kwargs) -> nn.Module:
@@ -184,7 +184,8 @@ def fit(data: object, arch: str = "cnn-small", method: str = "standard", *,
         epochs, batch_size, lr, optimizer (``adam``/``sgd``), weight_decay, lr_schedule
             (``constant``, ``cosine``, ``step``, ``triangle``; applied per batch).
         warmup: epochs over which eps grows linearly from 0 to ``eps`` (default 0 for attacks,
-            half the epochs for ``ibp``), starting at epoch ``warmup_start``.
+            half the epochs for ``ibp``), starting at epoch ``warmup_start`` (default 0 for
+            attacks, a tenth of the epochs of clean training first for ``ibp``).
         kappa: final weight of the clean loss for ``ibp`` (default 0.5; starts at 1).
         arch_kwargs: the architecture's options (``{"width": 256}`` for ``mlp``...).
         eval_data: data for the final evaluation (a Dataset or a source); default: the first
@@ -226,6 +227,8 @@ def fit(data: object, arch: str = "cnn-small", method: str = "standard", *,
     certified = method in ("ibp",)
     if warmup is None:
         warmup = epochs / 2 if certified else 0.0
+    if warmup_start is None:
+        warmup_start = epochs / 10 if certified else 0.0
     kappa_end = 0.5 if kappa is None else float(kappa)
     options = dict(kwargs)
     if certified:

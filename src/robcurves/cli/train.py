@@ -1,0 +1,100 @@
+"""``robcurves train``: train one model by name and save it as a robcurves model file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def _kv(text: str) -> tuple[str, object]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    k, v = text.split("=", 1)
+    try:
+        return k.strip(), json.loads(v)
+    except json.JSONDecodeError:
+        return k.strip(), v
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    from ..train import arch_names, method_names
+
+    p = sub.add_parser(
+        "train", help="train a standard, adversarial, multi-perturbation or certified model",
+        description="Train a model with one of robcurves' training methods and save it, with "
+                    "its architecture, data, method, threat model, seed, accuracies and training "
+                    "time, as a file that `robcurves curve` loads directly.")
+    p.add_argument("--data", required=True, help="what robcurves.data.load takes: 'digits', a "
+                   "path (IDX folder, npz...) or a registered name")
+    p.add_argument("--split", default=None, help="split of a data folder to train on (e.g. "
+                   "train); --eval-split picks the evaluation split")
+    p.add_argument("--eval-split", default=None, help="split of the same data for the final "
+                   "evaluation (default: the first --eval-points training points)")
+    p.add_argument("--arch", default="cnn-small", help=f"one of {', '.join(arch_names())}")
+    p.add_argument("--arch-opt", action="append", type=_kv, default=[], metavar="KEY=VALUE",
+                   help="architecture option, e.g. width=4 (repeatable)")
+    p.add_argument("--method", default="standard", help=f"one of {', '.join(method_names())}")
+    p.add_argument("--norm", default="inf", help="threat model norm: inf, 2, 1 (default inf)")
+    p.add_argument("--eps", default="0.1", help="threat model radius, e.g. 0.1 or 8/255")
+    p.add_argument("--steps", type=int, default=10, help="PGD steps of the training attack")
+    p.add_argument("--step-size", type=float, default=2.5,
+                   help="PGD step as a multiple of eps/steps (default 2.5)")
+    p.add_argument("--threats", default=None,
+                   help="multi-avg/multi-max threat models, e.g. linf:0.1,l2:1.0,l1:5")
+    p.add_argument("--beta", type=float, default=None, help="TRADES beta (default 6)")
+    p.add_argument("--kappa", type=float, default=None, help="IBP final clean-loss weight "
+                   "(default 0.5)")
+    p.add_argument("--clean-mix", type=float, default=None,
+                   help="pgd-at weight of the clean loss (default 0)")
+    p.add_argument("--warmup", type=float, default=None, help="epochs of linear eps warm-up")
+    p.add_argument("--warmup-start", type=float, default=None,
+                   help="epoch where the eps warm-up starts")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=None, help="learning rate (adam 1e-3, sgd 0.1)")
+    p.add_argument("--optimizer", default="adam", choices=["adam", "sgd"])
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--lr-schedule", default="cosine",
+                   choices=["constant", "cosine", "step", "triangle"])
+    p.add_argument("--eval-points", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="cpu, cuda... (default: cuda if available)")
+    p.add_argument("--checkpoint", default=None, help="per-epoch checkpoint file (default: "
+                   "OUT.ckpt); rerun the same command to resume")
+    p.add_argument("--out", required=True, help="model file to write (e.g. model.rcm)")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .. import data as rdata
+    from ..train import fit, save_model
+    from ._common import parse_eps
+
+    data = rdata.load(args.data, split=args.split) if args.split else rdata.load(args.data)
+    eval_data = rdata.load(args.data, split=args.eval_split) if args.eval_split else None
+    opts = {k: v for k, v in (("beta", args.beta), ("kappa", args.kappa),
+                              ("clean_mix", args.clean_mix), ("warmup", args.warmup),
+                              ("warmup_start", args.warmup_start)) if v is not None}
+    out = Path(args.out)
+    ckpt = Path(args.checkpoint) if args.checkpoint else out.with_name(out.name + ".ckpt")
+    module = fit(data, arch=args.arch, method=args.method, norm=args.norm,
+                 eps=parse_eps(args.eps), steps=args.steps, step_size=args.step_size,
+                 threats=args.threats, epochs=args.epochs, batch_size=args.batch_size,
+                 lr=args.lr, optimizer=args.optimizer, weight_decay=args.weight_decay,
+                 lr_schedule=args.lr_schedule, arch_kwargs=dict(args.arch_opt),
+                 eval_data=eval_data, eval_points=args.eval_points, seed=args.seed,
+                 device=args.device, progress=not args.no_progress, checkpoint=ckpt, **opts)
+    save_model(module, out)
+    ckpt.unlink(missing_ok=True)
+    m = module.robcurves_meta
+    pgd = ", ".join(f"{k} {v:.3f}" for k, v in m["pgd_accuracy"].items())
+    print(f"saved {out}: {m['method']} {m['arch']} on {m['data']}, {m['epochs']} epochs in "
+          f"{m['train_seconds']:.1f}s; clean accuracy {m['clean_accuracy']:.3f}, PGD accuracy "
+          f"{pgd} (on {m['eval_pgd_n']} {m['eval_on']} points)")
+    if "ibp_certified_accuracy" in m:
+        cert = ", ".join(f"{k} {v:.3f}" for k, v in m["ibp_certified_accuracy"].items())
+        print(f"IBP-certified accuracy {cert}")
+    return 0
