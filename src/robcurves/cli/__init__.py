@@ -7,7 +7,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ["demo", "curve", "plot", "compare", "scale"]
+COMMANDS = ["demo", "curve", "plot", "compare", "scale", "train", "zoo"]
 
 
 def build_parser() -> argparse.ArgumentParser:
