@@ -298,7 +298,7 @@ def test_architectures_shapes_and_one_step():
         loss = F.cross_entropy(net.train()(x), y)
         loss.backward()
         opt.step()
-        assert net.eval()(x).shape == (4, 10) and math.isfinite(float(loss))
+        assert net.eval()(x).shape == (4, 10) and math.isfinite(float(loss.detach()))
 
 
 def test_schedules():
