@@ -352,7 +352,7 @@ def test_milp_lies_between_crown_and_attack(digits_nets, norm):
     assert (mi.distances <= att.distances * (1 + 1e-6) + 1e-7).all()
     assert (mi.distances[solved] >= crown.distances[solved] * (1 - 1e-6) - 1e-7).all()
     up = np.array([math.inf if u is None else u for u in mi.settings["upper"]])
-    assert (up[solved] <= mi.distances[solved] * (1 + 1e-5) + 1e-7).all()
+    assert (up[solved] <= mi.distances[solved] * (1 + 2e-4) + 1e-7).all()  # HiGHS gap 1e-4
 
 
 def _tiny_net() -> nn.Module:

@@ -189,6 +189,8 @@ def _solve_point(blocks: list, pre: list[tuple[np.ndarray, np.ndarray]],
             cutoff = min(cutoff, best_upper)
         dual = getattr(res, "mip_dual_bound", None)
         dual = float(dual) if dual is not None and np.isfinite(dual) else 0.0
+        if res.status == 0 and not integrality.any():  # a pure LP: its optimum is proven
+            dual = float(res.fun)
         if res.status == 1:
             timed_out = True
             open_lower = min(open_lower, max(0.0, dual))

@@ -43,6 +43,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "4/255,8/255 (default: quartiles of the distances)")
     p.add_argument("--split", default=None, help="split for data folders (train/test)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--certify", default=None, choices=["crown", "ibp", "milp", "exact-linear"],
+                   help="also certify lower bounds with this method (saved as "
+                        "certified-NORM.json) and plot the band between both curves")
     return p
 
 
@@ -83,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
     attack_kwargs = {"budget": args.budget} if args.budget is not None else {}
 
     curves = []
+    bands: dict = {}
     timing = {}
     for p in norms:
         t0 = time.perf_counter()
@@ -97,9 +101,11 @@ def run(args: argparse.Namespace) -> int:
                                     "n_unbroken": d.n_unbroken})
         curve.save(out / f"curve-{norm_name(p)}.json")
         curves.append(curve)
+        if args.certify:
+            bands[curve.norm_name] = _certify_band(clf, x, y, p, d, curve, args, out)
 
     eps_list = parse_eps_list(args.eps) if args.eps else None
-    _plot(curves, out / "curves.png", eps_list)
+    _plot(curves, out / "curves.png", eps_list, bands)
     _print_table(curves, eps_list, timing)
     (out / "run.json").write_text(json.dumps({"command": vars(args) | {"_run": None},
                                               "seconds": timing}, indent=1, default=str))
@@ -108,7 +114,28 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _plot(curves, path: Path, eps_list: list[float] | None) -> None:
+def _certify_band(clf, x, y, p, d, curve, args, out: Path):
+    """Certified lower bounds for one norm, saved next to the attack curve; their band."""
+    from ..band import band
+    from ..certify import METHODS, certify
+    from ..curve import RobustnessCurve
+
+    if p not in METHODS[args.certify]:
+        print(f"note: --certify {args.certify} does not support {norm_name(p)}; skipped")
+        return None
+    lo = certify(clf, x, y, p, args.certify, upper=d, progress=not args.no_progress)
+    cost = {k: v for k, v in lo.cost.items() if not k.startswith("seconds")}
+    lcurve = RobustnessCurve.from_distances(
+        lo, name=f"{curve.name} ({args.certify})",
+        metadata={**curve.metadata, "method": lo.method, "settings": lo.settings, "cost": cost})
+    lcurve.save(out / f"certified-{norm_name(p)}.json")
+    b = band(lcurve, curve)
+    print(f"band [{norm_name(p)}] {args.certify} vs attack: largest gap {b.max_gap:.4f}, "
+          f"area {b.area:.4g}, pinned within 1%: {b.pinned:.3f}")
+    return b
+
+
+def _plot(curves, path: Path, eps_list: list[float] | None, bands: dict | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -116,7 +143,14 @@ def _plot(curves, path: Path, eps_list: list[float] | None) -> None:
 
     fig, axes = plt.subplots(1, len(curves), figsize=(4.5 * len(curves), 3.5), squeeze=False)
     for ax, c in zip(axes[0], curves, strict=True):
-        c.plot(ax=ax, eps_markers=eps_list or ())
+        b = (bands or {}).get(c.norm_name)
+        if b is None:
+            c.plot(ax=ax, eps_markers=eps_list or ())
+        else:  # shade the region between the certified and the attack curve
+            b.plot(ax=ax, label=c.name)
+            for e in eps_list or ():
+                ax.axvline(e, color="0.5", linestyle="--", linewidth=0.8)
+            ax.legend(fontsize=7)
         ax.set_title(f"{c.name}: {c.norm_name} (n={c.n})")
         ax.grid(alpha=0.3)
     fig.tight_layout()
