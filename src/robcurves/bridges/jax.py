@@ -71,10 +71,15 @@ class JaxClassifier(Classifier):
             preprocessing and returning ``(N, K)``.
         params: any pytree of parameters passed as the first argument of ``fn``.
         jit: compile ``fn`` (and its vjp) with ``jax.jit`` (default True).
+        pad_batches: with ``jit``, pad each batch (repeating its first row) to the next power
+            of two, so that attacks working on shrinking subsets of a batch compile ``fn`` for
+            a few batch sizes instead of every one (the padded rows are dropped again and get
+            no gradient).
         bounds, preprocessing, device, batch_size: as for :func:`robcurves.wrap`.
     """
 
     def __init__(self, fn: Callable, params: Any = None, *, jit: bool = True,
+                 pad_batches: bool = True,
                  bounds: tuple[float, float] = (0.0, 1.0), preprocessing: dict | None = None,
                  device: str | None = None, batch_size: int = 256,
                  num_classes: int | None = None) -> None:
@@ -88,6 +93,7 @@ class JaxClassifier(Classifier):
         self._jax = jax
         self.fn = fn
         self.params = params
+        self.pad_batches = bool(pad_batches and jit)
         self.pre = Preprocess(preprocessing, self.device)
 
         def apply(p: Any, x: Any) -> Any:
@@ -107,4 +113,8 @@ class JaxClassifier(Classifier):
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pre(x).to(torch.float32)
-        return _JaxFunction.apply(x, self)
+        n = x.shape[0]
+        size = 1 << max(n - 1, 0).bit_length()
+        if self.pad_batches and size > n:
+            x = torch.cat([x, x[:1].expand(size - n, *x.shape[1:])])
+        return _JaxFunction.apply(x, self)[:n]
