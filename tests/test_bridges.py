@@ -274,6 +274,21 @@ def test_pickled_estimator_loads_with_warning(tmp_path):
     np.testing.assert_array_equal(loaded.predict(x), lr.predict(x))
     with pytest.raises(ValueError, match="cannot load model"):
         load_any_model(tmp_path.joinpath("x.txt").write_text("") or tmp_path / "x.txt")
+    from robcurves.cli._common import load_model_spec
+
+    with pytest.warns(UserWarning, match="trust"):
+        assert isinstance(load_model_spec(str(path)), LogisticRegression)
+    (tmp_path / "my_factory.py").write_text(
+        "import pickle, pathlib\n"
+        "def make():\n"
+        "    return pickle.loads(pathlib.Path(__file__).with_name('lr.pkl').read_bytes())\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        clf = robcurves.wrap(load_model_spec("my_factory:make"))
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("my_factory", None)
+    np.testing.assert_array_equal(clf.predict(x), lr.predict(x))
 
 
 @pytest.mark.parametrize("module, extra, make", [

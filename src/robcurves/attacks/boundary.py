@@ -28,8 +28,8 @@ __all__ = ["boundary"]
 def boundary(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = 2,
              steps: int = 1000, max_queries: int = 10000, init_queries: int = 3000,
              targets: int = 1, spherical_step: float = 0.05, source_step: float = 0.02,
-             adapt: float = 1.5, seed: int = 0, x_init: torch.Tensor | None = None
-             ) -> torch.Tensor:
+             adapt: float = 1.5, seed: int = 0, x_init: torch.Tensor | None = None,
+             budget: int | None = None) -> torch.Tensor:
     """Refine l2 adversarials by a boundary random walk; ``x`` where none was found.
 
     Args:
@@ -43,8 +43,13 @@ def boundary(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object =
         adapt: factor by which step sizes grow on success (and shrink on failure).
         seed: seeds the random directions (and HopSkipJump's start).
         x_init: starting adversarials (rows that are not adversarial stay unbroken).
+        budget: same as ``max_queries`` (model passes per point, as the CLI's ``--budget``);
+            the HopSkipJump start then gets ``min(init_queries, budget // 3)``.
     """
     p = parse_norm(norm)
+    if budget is not None:
+        max_queries = int(budget)
+        init_queries = min(init_queries, max_queries // 3)
     if p != 2.0:
         raise ValueError(f"the boundary attack refines l2 distances only; got {norm!r} "
                          "(use hsja for linf)")

@@ -212,7 +212,7 @@ def hsja(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = 2,
          max_queries: int = 5000, targets: int = 1, steps: int | None = None,
          init_evals: int = 100, max_evals: int = 1000, gamma: float = 1.0, init_rays: int = 10,
          init_tries: int = 50, tol: float | None = None, max_halvings: int = 25, seed: int = 0,
-         x_init: torch.Tensor | None = None) -> torch.Tensor:
+         x_init: torch.Tensor | None = None, budget: int | None = None) -> torch.Tensor:
     """Decision-based minimal-norm adversarials (l2 or l_inf); ``x`` where none was found.
 
     Untargeted HopSkipJump walks along the boundary of the whole adversarial region, and can
@@ -240,8 +240,10 @@ def hsja(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = 2,
         seed: seeds the random starts and probes.
         x_init: starting adversarials (rows that are not adversarial fall back to random ones;
             used by the untargeted walk).
+        budget: same as ``max_queries`` (model passes per point, as the CLI's ``--budget``).
     """
     p = parse_norm(norm)
+    max_queries = int(budget) if budget is not None else int(max_queries)
     if p not in (2.0, math.inf):
         raise ValueError(f"hsja supports norms l2 and linf; got {norm!r}")
     if int(targets) < 1:

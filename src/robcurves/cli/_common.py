@@ -47,8 +47,10 @@ def load_model_spec(spec: str):
     """Load a torch model from a CLI spec.
 
     Accepted: a robcurves model file (``robcurves train`` output), a TorchScript file, a
-    ``torch.export`` archive (``.pt2``), or ``package.module:factory`` (a callable returning a
-    ``torch.nn.Module``; the current folder is importable). Returns the ``nn.Module``.
+    ``torch.export`` archive (``.pt2``), a Keras file or SavedModel folder, an ONNX file, a
+    pickled scikit-learn estimator (see :func:`robcurves.bridges.load_any_model`), or
+    ``package.module:factory`` (a callable returning any of these or a robcurves
+    ``Classifier``; the current folder is importable). Returns the model for ``wrap``.
     """
     import torch
 
@@ -61,6 +63,11 @@ def load_model_spec(spec: str):
                 return load_model(path)
         except ImportError:
             pass
+        if path.is_dir() or path.suffix.lower() in (".keras", ".h5", ".hdf5", ".onnx", ".pkl",
+                                                    ".pickle", ".joblib"):
+            from ..bridges import load_any_model  # Keras, SavedModel, ONNX, scikit-learn
+
+            return load_any_model(path)
         if path.suffix == ".pt2":
             return torch.export.load(str(path)).module()
         try:
@@ -82,10 +89,15 @@ def load_model_spec(spec: str):
             if not hasattr(obj, part):
                 raise ValueError(f"module {mod_name!r} has no attribute {attr!r}")
             obj = getattr(obj, part)
-        model = obj() if callable(obj) and not isinstance(obj, torch.nn.Module) else obj
-        if not isinstance(model, torch.nn.Module):
+        from ..bridges import detect_framework
+        from ..model import Classifier
+
+        model = obj() if callable(obj) and detect_framework(obj) is None else obj
+
+        if not isinstance(model, Classifier) and detect_framework(model) is None:
             raise ValueError(f"{spec!r} returned a {type(model).__name__}; expected a "
-                             "torch.nn.Module")
+                             "torch.nn.Module, a Keras, ONNX or scikit-learn model, or a "
+                             "robcurves Classifier (e.g. wrap(fn, framework='jax', params=p))")
         return model
     raise FileNotFoundError(f"model {spec!r} is neither an existing file nor a "
                             "package.module:factory spec")
