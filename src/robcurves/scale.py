@@ -340,33 +340,48 @@ class _Engine:
         return ~eq | (rows[:, None] == torch.arange(rs, re)[None, :])
 
     def _exact(self, qi: torch.Tensor, rj: torch.Tensor, bound: torch.Tensor) -> torch.Tensor:
-        """Float64 distances of pairs; pairs whose partial value reaches ``bound`` get inf."""
+        """Float64 distances of pairs; pairs proven to reach ``bound`` get inf.
+
+        A float32 sweep over coordinate chunks (most variance first) drops a pair once a
+        rigorous lower bound of its partial value (the float32 value shrunk by its worst-case
+        rounding) reaches the bound; the pairs left are measured in float64.
+        """
         out = torch.full((qi.shape[0],), math.inf, dtype=torch.float64)
         if qi.numel() == 0:
             return out
         p = self.p
         lim = bound * bound if p == 2.0 else bound
+        # true partial >= shrink * float32 partial (one rounding per |a-b| or square, sums)
+        shrink = 1.0 - (2 * _U32 if p == math.inf else 1.01 * _gamma(self.d + 4))
         per = max(1, (1 << 23) // max(self.d, 1))  # bounded memory per chunk of pairs
         for s in range(0, qi.shape[0], per):
             idx = torch.arange(s, min(s + per, qi.shape[0]))
             a_i, b_j, l_i = qi[idx], rj[idx], lim[idx]
-            acc = torch.zeros(idx.shape[0], dtype=torch.float64)
+            acc = torch.zeros(idx.shape[0], dtype=torch.float32)
             for cs, ce in self.chunks:
-                diff = self.x[a_i, cs:ce].double() - self.x[b_j, cs:ce].double()
+                diff = self.x[a_i, cs:ce] - self.x[b_j, cs:ce]
                 if p == math.inf:
                     acc = torch.maximum(acc, diff.abs().amax(1))
                 elif p == 1.0:
                     acc = acc + diff.abs().sum(1)
                 else:
                     acc = acc + (diff * diff).sum(1)
-                alive = acc < l_i
+                alive = acc.double() * shrink < l_i
                 if not bool(alive.all()):
                     idx, a_i, b_j, l_i, acc = (idx[alive], a_i[alive], b_j[alive], l_i[alive],
                                                acc[alive])
                     if idx.numel() == 0:
                         break
             if idx.numel():
-                out[idx] = acc.sqrt() if p == 2.0 else acc
+                diff = self.x[a_i].double() - self.x[b_j].double()
+                if p == math.inf:
+                    d = diff.abs().amax(1)
+                elif p == 1.0:
+                    d = diff.abs().sum(1)
+                else:
+                    d = (diff * diff).sum(1)
+                keep = d < l_i
+                out[idx[keep]] = d[keep].sqrt() if p == 2.0 else d[keep]
         return out
 
     @staticmethod
