@@ -15,7 +15,7 @@ from ..model import Classifier, margin
 
 __all__ = [
     "BestAdversarial", "project", "project_l1_box", "box_mask", "normalize", "margin_loss",
-    "ce_loss", "expand", "generator_for",
+    "ce_loss", "expand", "generator_for", "steepest_step", "line_search",
 ]
 
 
@@ -50,6 +50,22 @@ def normalize(g: torch.Tensor, p: float) -> torch.Tensor:
     """``g / ||g||_p`` per sample (zero rows stay zero)."""
     n = lp_norm(g, p).clamp_min(1e-12)
     return g / expand(n, g)
+
+
+def steepest_step(g: torch.Tensor, p: float, sparsity: float = 0.99) -> torch.Tensor:
+    """Unit-l_p steepest-ascent direction for gradient ``g``: ``sign(g)`` for l_inf,
+    ``g / ||g||_2`` for l2, and for l1 the sign of ``g`` on its top ``1 - sparsity`` fraction of
+    coordinates (at least one), l1-normalised."""
+    if p == math.inf:
+        return torch.sign(g)
+    if p == 2.0:
+        return normalize(g, 2.0)
+    flat = g.reshape(g.shape[0], -1)
+    a = flat.abs()
+    k = max(1, int(round((1.0 - sparsity) * flat.shape[1])))
+    thr = a.topk(k, dim=1).values[:, -1:]
+    e = torch.sign(flat) * ((a >= thr) & (a > 0))
+    return normalize(e, 1.0).reshape(g.shape)
 
 
 def project_l1_box(delta: torch.Tensor, eps: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
@@ -102,8 +118,12 @@ class BestAdversarial:
     """Per point, the closest *verified* adversarial seen so far.
 
     ``update`` is given candidates together with the logits the model returned for exactly
-    those candidates, so tracking costs no extra model passes.
+    those candidates, so tracking costs no extra model passes. A candidate counts as
+    adversarial when its margin ``z_y - max_k z_k`` is below ``-margin_tol * max|z|`` (1e-5
+    relative): points within float noise of the boundary could flip when re-evaluated.
     """
+
+    margin_tol: float = 1e-5
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, p: float) -> None:
         self.x, self.y, self.p = x, y, p
@@ -118,7 +138,10 @@ class BestAdversarial:
                rows: torch.Tensor | None = None) -> torch.Tensor:
         """Consider ``cand`` for the points ``rows`` (all if None); returns the adversarial mask."""
         rows = torch.arange(self.x.shape[0], device=self.x.device) if rows is None else rows
-        adv = logits.argmax(1) != self.y[rows]
+        # misclassified with a margin above float noise, so that re-evaluating the candidate
+        # in another batch (another summation order) cannot flip it back
+        noise = self.margin_tol * logits.detach().abs().amax(1).clamp_min(1.0)
+        adv = margin(logits.detach(), self.y[rows]) < -noise
         d = lp_norm((cand - self.x[rows]).double(), self.p)
         better = adv & (d < self.dist[rows])
         if better.any():
@@ -130,6 +153,29 @@ class BestAdversarial:
     def set_clean_misclassified(self, mis: torch.Tensor) -> None:
         self.dist[mis] = 0.0
         self.best[mis] = self.x[mis]
+
+
+@torch.no_grad()
+def line_search(model: Classifier, tracker: BestAdversarial, steps: int = 10) -> None:
+    """Bisect each point's segment from ``x`` to its best adversarial for the boundary.
+
+    ``steps`` forward passes per broken point (the segment stays inside the box, which is
+    convex); every adversarial probe updates ``tracker``. Shrinks an adversarial that overshot
+    the boundary (DeepFool's overshoot, DDN's ``1 + gamma`` radius) to within ``2**-steps`` of
+    its distance.
+    """
+    rows = (tracker.found & (tracker.dist > 0)).nonzero().squeeze(1)
+    if rows.numel() == 0 or steps <= 0:
+        return
+    x, direction = tracker.x[rows], tracker.best[rows] - tracker.x[rows]
+    lo = torch.zeros(rows.numel(), dtype=x.dtype, device=x.device)
+    hi = torch.ones_like(lo)
+    for _ in range(int(steps)):
+        mid = (lo + hi) / 2
+        cand = x + expand(mid, x) * direction
+        adv = tracker.update(cand, model.logits(cand), rows)
+        hi = torch.where(adv, mid, hi)
+        lo = torch.where(adv, lo, mid)
 
 
 def check_attack_inputs(model: Classifier, x: torch.Tensor, y: torch.Tensor) -> None:

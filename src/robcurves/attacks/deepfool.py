@@ -10,7 +10,7 @@ import torch
 
 from .._norms import dual_norm, parse_norm
 from ..model import Classifier
-from ._core import BestAdversarial, expand
+from ._core import BestAdversarial, expand, line_search
 
 __all__ = ["deepfool"]
 
@@ -55,13 +55,15 @@ def _min_step(f: torch.Tensor, w: torch.Tensor, p: float
 
 def deepfool(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = "inf",
              steps: int = 50, overshoot: float = 0.02, candidates: int = 10,
-             tracker: BestAdversarial | None = None) -> torch.Tensor:
+             refine: int = 10, tracker: BestAdversarial | None = None) -> torch.Tensor:
     """Minimal-norm DeepFool; returns adversarials (``x`` itself where none was found).
 
     Args:
         steps: iterations at most (points stop once misclassified).
         overshoot: the accumulated step is scaled by ``1 + overshoot`` to cross the boundary.
         candidates: classes considered per step (the highest-scoring ones besides the label).
+        refine: forward-only bisection steps on the segment from ``x`` to the adversarial, which
+            removes the overshoot (0 disables).
         tracker: if given, updated with every queried point.
     """
     p = parse_norm(norm)
@@ -95,6 +97,34 @@ def deepfool(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object =
         step = r[torch.arange(rows.numel(), device=x.device), best]
         r_tot[rows] = r_tot[rows] + step
         x_adv[rows] = torch.clamp(x[rows] + (1 + overshoot) * r_tot[rows], lo, hi)
+    line_search(model, tracker, refine)
     return torch.where(expand(tracker.found, x), tracker.best, x)
 
 
+
+
+def linear_targets(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = "inf",
+                   candidates: int = 9, tracker: BestAdversarial | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Classes ranked by the linearised l_p distance to their decision boundary at ``x``.
+
+    One forward pass and ``candidates`` backward passes per point (the highest-scoring classes
+    other than the label are the candidates). Returns ``(classes, distances)``, both
+    ``(N, candidates)``, sorted by increasing distance ``|z_k - z_y| / ||grad(z_k - z_y)||_q``.
+    """
+    p = parse_norm(norm)
+    x = x.detach().to(model.device)
+    y = y.to(model.device)
+    with torch.no_grad():
+        z0 = model.logits(x)
+    if tracker is not None:
+        tracker.update(x, z0)
+    k = min(candidates, z0.shape[1] - 1)
+    order = z0.clone()
+    order.scatter_(1, y[:, None], -torch.inf)
+    classes = order.topk(k, dim=1).indices
+    _, f, w = _class_gradients(model, x, y, classes)
+    model.n_forward -= int(x.shape[0])  # _class_gradients re-ran the forward pass of z0
+    _, dist = _min_step(f, w, p)
+    dist, rank = dist.sort(dim=1)
+    return classes.gather(1, rank), dist

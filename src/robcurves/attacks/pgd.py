@@ -19,6 +19,7 @@ from ._core import (
     margin_loss,
     normalize,
     project,
+    steepest_step,
 )
 
 __all__ = ["pgd", "random_start"]
@@ -37,22 +38,13 @@ def random_start(x: torch.Tensor, eps: torch.Tensor, p: float, bounds: tuple[flo
         if p == 2.0:
             v = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         else:  # Laplace directions are uniform on the l1 sphere once normalised
-            e = torch.empty(x.shape, device=x.device, dtype=x.dtype).exponential_(generator=generator)
+            e = torch.empty(x.shape, device=x.device, dtype=x.dtype)
+            e = e.exponential_(generator=generator)
             s = torch.randint(0, 2, x.shape, generator=generator, device=x.device) * 2 - 1
             v = e * s
         r = torch.rand(n, generator=generator, device=x.device, dtype=x.dtype) ** (1.0 / dim)
         delta = normalize(v, p) * expand(r * eps, x)
     return project(x + delta, x, eps, p, bounds)
-
-
-def _sparse_direction(g: torch.Tensor, sparsity: float) -> torch.Tensor:
-    """Sign of ``g`` on the coordinates whose |g| reaches the ``sparsity`` quantile, l1-normalised."""
-    flat = g.reshape(g.shape[0], -1)
-    a = flat.abs()
-    k = max(1, int(round((1.0 - sparsity) * flat.shape[1])))
-    thr = a.topk(k, dim=1).values[:, -1:]
-    e = torch.sign(flat) * ((a >= thr) & (a > 0))
-    return normalize(e, 1.0).reshape(g.shape)
 
 
 def pgd(model: Classifier, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor | float,
@@ -115,12 +107,7 @@ def pgd(model: Classifier, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor |
                 break
         g = box_mask(g, xa, model.bounds)
         a = expand(alpha[rows], xa)
-        if p == math.inf:
-            step = a * torch.sign(g)
-        elif p == 2.0:
-            step = a * normalize(g, 2.0)
-        else:
-            step = a * _sparse_direction(g, sparsity)
+        step = a * steepest_step(g, p, sparsity)
         x_adv[rows] = project(xa + step, x[rows], eps_t[rows], p, model.bounds)
     if tracker is not None or stop_on_success:
         rows = active.nonzero().squeeze(1)

@@ -1,0 +1,81 @@
+"""Decoupled direction and norm (DDN; Rony et al., CVPR 2019), l2 only.
+
+Each step ascends the cross-entropy by a normalised gradient step of length ``alpha`` (cosine
+annealed), then rescales the perturbation onto the l2 sphere of radius ``eps``, which shrinks
+by ``1 - gamma`` while the iterate is adversarial and grows by ``1 + gamma`` while it is not.
+Gradient components pointing out of the box at saturated coordinates are zeroed before the
+normalisation (box-aware step) and every queried iterate updates the per-point best.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .._norms import lp_norm, parse_norm
+from ..model import Classifier
+from ._core import BestAdversarial, box_mask, ce_loss, expand, line_search, normalize
+from .fmn import cosine
+
+__all__ = ["ddn"]
+
+
+def ddn(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = 2.0,
+        steps: int = 100, init_norm: float = 1.0, gamma: float = 0.05, alpha_init: float = 1.0,
+        alpha_final: float = 0.01, tol: float = 1e-3, patience: int | None = None,
+        refine: int = 10, tracker: BestAdversarial | None = None) -> torch.Tensor:
+    """DDN adversarials in l2; returns ``x`` itself where no adversarial was found.
+
+    Args:
+        norm: must be l2 (accepted for the common attack signature).
+        steps: gradient steps at most (one forward and one backward pass per active point).
+        init_norm: starting radius ``eps`` (in input units).
+        gamma: relative change of ``eps`` per step.
+        alpha_init, alpha_final: absolute l2 step length, cosine annealed.
+        tol, patience: a broken point stops once its best distance has not improved by more
+            than ``tol`` (relative) during ``patience`` steps (default ``max(10, steps // 5)``;
+            0 disables).
+        refine: forward-only bisection steps towards ``x`` from the best adversarial, which
+            removes the up to ``gamma`` overshoot of the radius (0 disables).
+        tracker: per-point best adversarial to update (a new one if None).
+    """
+    if parse_norm(norm) != 2.0:
+        raise ValueError(f"ddn supports only the l2 norm; got {norm!r}")
+    patience = max(10, steps // 5) if patience is None else int(patience)
+    x = x.detach().to(model.device)
+    y = y.to(model.device)
+    n = x.shape[0]
+    lo, hi = model.bounds
+    tracker = tracker if tracker is not None else BestAdversarial(x, y, 2.0)
+    delta = torch.zeros_like(x)
+    eps = torch.full((n,), float(init_norm), dtype=x.dtype, device=x.device)
+    worst = lp_norm(torch.maximum(x - lo, hi - x), 2.0)
+    ref = tracker.dist.clone()
+    ref_step = torch.zeros(n, dtype=torch.long, device=x.device)
+    active = torch.ones(n, dtype=torch.bool, device=x.device)
+    for k in range(steps):
+        rows = active.nonzero().squeeze(1)
+        if rows.numel() == 0:
+            break
+        alpha = cosine(k, steps, alpha_init, alpha_final)
+        xa = x[rows] + delta[rows]
+        z, _, g = model.value_and_grad(xa, y[rows], ce_loss)
+        adv = tracker.update(xa, z, rows)
+        e = torch.where(adv, eps[rows] * (1 - gamma), eps[rows] * (1 + gamma))
+        e = torch.minimum(e, worst[rows])
+        eps[rows] = e
+        d = delta[rows] + alpha * normalize(box_mask(g, xa, model.bounds), 2.0)
+        d = d * expand(e / lp_norm(d, 2.0).clamp_min(1e-12), d)
+        delta[rows] = torch.clamp(x[rows] + d, lo, hi) - x[rows]
+        improved = tracker.dist[rows] < ref[rows] * (1 - tol)
+        ref[rows] = torch.where(improved, tracker.dist[rows], ref[rows])
+        ref_step[rows] = torch.where(improved, torch.full_like(rows, k), ref_step[rows])
+        if patience > 0:
+            stale = tracker.found[rows] & (k - ref_step[rows] >= patience)
+            active[rows[stale]] = False
+    rows = active.nonzero().squeeze(1)
+    if rows.numel():
+        with torch.no_grad():
+            z = model.logits(x[rows] + delta[rows])
+        tracker.update(x[rows] + delta[rows], z, rows)
+    line_search(model, tracker, refine)
+    return torch.where(expand(tracker.found, x), tracker.best, x)

@@ -1,0 +1,167 @@
+"""Best-of ensembles under a budget, and ``auto``: the default minimal-norm pipeline.
+
+``auto`` (all norms) is
+
+1. **Linearised class ranking** (1 forward + up to 9 backward passes per point): at the clean
+   input, every other class ``k`` is ranked by the DeepFool distance
+   ``|z_k - z_y| / ||grad(z_k - z_y)||_q`` to its linearised boundary.
+2. **FMN runs sharing one best-adversarial tracker**: FMN *targeted* at the nearest class, FMN
+   targeted at the second nearest class, then untargeted FMN (pushing whichever class is the
+   runner-up). Each run starts from the clean input; once a point has an adversarial, the next
+   run's norm constraint starts at that point's best distance, so later runs only search
+   inside the ball the earlier ones proved. ``restarts`` adds runs targeted at the next
+   classes in the ranking, then untargeted runs from random starts inside the best ball.
+3. **Convergence**: inside each run a point stops costing once its best distance has not
+   shrunk by more than 0.1% for ``max(10, steps // 5)`` steps.
+
+Why (``benchmarks/attacks.py``; 100 Fashion-MNIST test points, small CNN; ratio to the best
+distance any method found, median / 95th percentile, and optimality as defined there):
+
+* untargeted FMN alone, the published algorithm, lands on the boundary of the *runner-up*
+  class, which is often not the nearest one: l2 on a standard CNN 1.001 / 1.36 (optimality
+  0.970) and 1.0003 / 1.28 on an l_inf-trained CNN; running it 10x longer does not help
+  (1.002 / 1.37). Targeting the linearised nearest class first gives 1.0006 / 1.023, and
+  adding the untargeted run 1.0003 / 1.007 (optimality 0.999).
+* on adversarially trained models the linearisation is less reliable, so the second nearest
+  class is worth its own run: l_inf-trained CNN, l_inf norm: targets (1, untargeted) 1.000 /
+  1.128, targets (1, 2) 1.000 / 1.008, targets (1, 2, untargeted) 1.000 / 1.005 (optimality
+  0.9988); l2 norm 1.000 / 1.004 (0.9994).
+* for l1 the step length matters most: relative step 1.0 gives 1.025 / 1.28 (optimality 0.959),
+  0.3 gives 1.000 / 1.10-1.16, 0.1 gives 1.003 / 1.047 (0.993); ``auto`` uses 0.2.
+* the previous default (DeepFool start, epsilon doubling, bisection with warm-started PGD) costs
+  300-650 passes per point against 160-230 here and is looser on robust models (l_inf-trained
+  CNN, l_inf: 1.003 / 1.17).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+
+from .._norms import parse_norm
+from ..model import Classifier
+from ._core import BestAdversarial, expand, generator_for, line_search
+from .deepfool import linear_targets
+from .fmn import fmn
+from .pgd import random_start
+
+__all__ = ["auto", "ensemble", "AUTO_STEPS", "auto_plan"]
+
+#: FMN steps per run when no budget is given.
+AUTO_STEPS = 100
+_CANDIDATES = 9
+#: forward-only bisection steps on the segment to the best adversarial at the end
+_REFINE = 10
+#: relative FMN step length per norm used by ``auto``.
+_ALPHA = {math.inf: 0.3, 2.0: 1.0, 1.0: 0.2}
+#: the norm in which classes are ranked (the l1 linearisation, one gradient coordinate, ranks
+#: poorly; the l2 one ranks better for l1 too)
+_RANK_NORM = {math.inf: math.inf, 2.0: 2.0, 1.0: 2.0}
+#: runs aimed at further classes that ``auto`` always adds for each norm
+_EXTRA_TARGETS = {math.inf: 0, 2.0: 0, 1.0: 2}
+
+
+def auto_plan(num_classes: int, restarts: int = 0) -> list[tuple[str, int]]:
+    """The runs ``auto`` makes: ``("target", rank)`` (FMN aimed at the ``rank``-th nearest
+    linearised class, 0-based), ``("untargeted", 0)`` and ``("random", i)`` (untargeted FMN from
+    the ``i``-th random start inside the best ball)."""
+    if int(restarts) < 0:
+        raise ValueError(f"restarts must be >= 0; got {restarts}")
+    others = num_classes - 1
+    plan: list[tuple[str, int]] = [("target", 0)]
+    if others >= 2:
+        plan.append(("target", 1))
+    plan.append(("untargeted", 0))
+    rank, rnd = 2, 0
+    for _ in range(int(restarts)):
+        if rank < min(others, _CANDIDATES):
+            plan.append(("target", rank))
+            rank += 1
+        else:
+            plan.append(("random", rnd))
+            rnd += 1
+    return plan
+
+
+def _steps_for(budget: int | None, runs: int, candidates: int) -> int:
+    if budget is None:
+        return AUTO_STEPS
+    # one clean forward, the ranking (1 forward + candidates backward), per run 2 passes per
+    # step plus one final forward, the final line search
+    fixed = 2 + candidates + runs + _REFINE
+    steps = (int(budget) - fixed) // (2 * runs)
+    if steps < 5:
+        need = fixed + 10 * runs
+        raise ValueError(f"budget {budget} passes per point is too small for {runs} FMN runs; "
+                         f"need at least {need} (or fewer restarts)")
+    return steps
+
+
+def auto(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = "inf",
+         budget: int | None = None, restarts: int = 0, seed: int = 0,
+         tracker: BestAdversarial | None = None) -> torch.Tensor:
+    """The default minimal-norm pipeline (see the module docstring); returns adversarials,
+    ``x`` itself where none was found.
+
+    Args:
+        norm: ``inf``, ``2`` or ``1``.
+        budget: most model passes (forward + backward) per point; ``None`` gives every FMN run
+            100 steps (at most about 620 passes per point with ``restarts=0``; points stop
+            early once converged, typically 150-250 in total).
+        restarts: extra FMN runs (aimed at the next nearest classes, then from random starts)
+            for a stronger evaluation; they share the budget.
+        seed: seeds the random starts.
+        tracker: per-point best adversarial to update (a new one if None).
+    """
+    p = parse_norm(norm)
+    x = x.detach().to(model.device)
+    y = y.to(model.device)
+    tracker = tracker if tracker is not None else BestAdversarial(x, y, p)
+    with torch.no_grad():
+        z = model.logits(x)
+    tracker.update(x, z)
+    num_classes = int(z.shape[1])
+    plan = auto_plan(num_classes, restarts + _EXTRA_TARGETS[p])
+    candidates = min(_CANDIDATES, num_classes - 1)
+    steps = _steps_for(budget, len(plan), candidates)
+    todo = (~tracker.found).nonzero().squeeze(1)
+    if todo.numel() == 0:
+        return x.clone()
+    xs, ys = x[todo], y[todo]
+    sub = BestAdversarial(xs, ys, p)
+    classes, _ = linear_targets(model, xs, ys, _RANK_NORM[p], candidates=candidates)
+    gen = generator_for(seed, x.device)
+    alpha = _ALPHA[p]
+    for kind, i in plan:
+        if kind == "target":
+            fmn(model, xs, ys, p, steps=steps, alpha_init=alpha, targets=classes[:, i],
+                tracker=sub)
+        elif kind == "untargeted":
+            fmn(model, xs, ys, p, steps=steps, alpha_init=alpha, tracker=sub)
+        else:
+            radius = torch.where(sub.found, sub.dist, torch.zeros_like(sub.dist)).to(x.dtype)
+            start = random_start(xs, radius, p, model.bounds, gen)
+            fmn(model, xs, ys, p, steps=steps, alpha_init=alpha, x_init=start, tracker=sub)
+    line_search(model, sub, _REFINE)
+    better = sub.dist < tracker.dist[todo]
+    rows = todo[better]
+    tracker.dist[rows] = sub.dist[better]
+    tracker.best[rows] = sub.best[better]
+    return torch.where(expand(tracker.found, x), tracker.best, x)
+
+
+def ensemble(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object,
+             attacks: Sequence[Callable[..., torch.Tensor]],
+             tracker: BestAdversarial | None = None) -> torch.Tensor:
+    """Run ``attacks`` (each ``fn(model, x, y, norm, tracker=...)``) in order on the same points
+    and keep, per point, the closest verified adversarial any of them queried. Use
+    ``functools.partial`` to fix each attack's own budget (``steps``...)."""
+    p = parse_norm(norm)
+    x = x.detach().to(model.device)
+    y = y.to(model.device)
+    tracker = tracker if tracker is not None else BestAdversarial(x, y, p)
+    for fn in attacks:
+        fn(model, x, y, p, tracker=tracker)
+    return torch.where(expand(tracker.found, x), tracker.best, x)
