@@ -2,7 +2,9 @@
 adversarials (the clean input where a point was not broken). The driver
 :func:`robcurves.distances` verifies every adversarial and turns them into distances.
 
-``ATTACKS`` maps a name to ``(function, supported norms)``; ``"auto"`` is the default pipeline.
+``ATTACKS`` maps a name to ``(function, supported norms)``; ``"auto"`` is the default pipeline
+(:func:`robcurves.attacks.ensemble.auto`: FMN aimed at the nearest linearised classes, then
+untargeted, best-of under a budget).
 """
 
 from __future__ import annotations
@@ -11,18 +13,24 @@ import math
 from collections.abc import Callable
 
 from .boundary import boundary
-from .deepfool import deepfool
+from .ddn import ddn
+from .deepfool import deepfool, linear_targets
+from .ensemble import auto, ensemble
+from .fmn import fmn
 from .hsja import hsja
 from .pgd import pgd
 from .search import pgd_search
 
-__all__ = ["ATTACKS", "get_attack", "pgd", "deepfool", "pgd_search", "hsja", "boundary"]
+__all__ = ["ATTACKS", "get_attack", "pgd", "deepfool", "pgd_search", "fmn", "ddn", "auto",
+           "ensemble", "linear_targets", "hsja", "boundary"]
 
 ALL_NORMS = (math.inf, 2.0, 1.0)
 
 #: name -> (minimal-norm attack, norms it supports)
 ATTACKS: dict[str, tuple[Callable, tuple[float, ...]]] = {
-    "auto": (pgd_search, ALL_NORMS),
+    "auto": (auto, ALL_NORMS),
+    "fmn": (fmn, ALL_NORMS),
+    "ddn": (ddn, (2.0,)),
     "pgd-search": (pgd_search, ALL_NORMS),
     "deepfool": (deepfool, ALL_NORMS),
     "hsja": (hsja, (math.inf, 2.0)),  # decision-based (labels only): black-box distances
