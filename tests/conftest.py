@@ -6,6 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+# The test models are tiny: one thread is faster than several contending for small ops, and
+# keeps the suite's time steady on a shared 2-core machine.
+torch.set_num_threads(1)
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "datasets"
 

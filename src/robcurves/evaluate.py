@@ -109,7 +109,8 @@ def distances(model: nn.Module | Classifier, x: np.ndarray | torch.Tensor,
             (wrapped with ``bounds``).
         x: raw inputs ``(N, ...)`` inside the model's bounds; y: integer labels ``(N,)``.
         norm: ``"inf"``/``"linf"``/``float("inf")``, ``2``/``"l2"`` or ``1``/``"l1"``.
-        attack: a name from :data:`robcurves.attacks.ATTACKS` (default ``"auto"``).
+        attack: a name from :data:`robcurves.attacks.ATTACKS` (default ``"auto"``; for a
+            label-only model, ``"auto"`` means the decision-based ``"hsja"``).
         batch_size: points attacked together (default: the model's batch size).
         seed: seeds random starts; batch ``k`` uses ``seed`` and its start index, so results
             do not depend on which batches were computed in which run.
@@ -125,8 +126,11 @@ def distances(model: nn.Module | Classifier, x: np.ndarray | torch.Tensor,
         every other distance the measured norm of a re-checked adversarial.
     """
     p = parse_norm(norm)
-    attack_fn = get_attack(attack, p)
     clf = wrap(model, bounds=bounds)
+    if attack == "auto" and getattr(clf, "label_only", False):
+        # no gradients: the best available is the decision-based pipeline
+        attack = "hsja"
+    attack_fn = get_attack(attack, p)
     xs, ys = _as_inputs(x, y)
     clf.check_inputs(xs)
     n = xs.shape[0]
@@ -145,6 +149,8 @@ def distances(model: nn.Module | Classifier, x: np.ndarray | torch.Tensor,
     takes_seed = "seed" in inspect.signature(attack_fn).parameters
     settings = {"attack": attack, "norm": norm_name(p), "seed": seed, "batch_size": bs,
                 **{k_: v for k_, v in attack_kwargs.items()}}
+    if getattr(attack_fn, "black_box", False):
+        settings["black_box"] = True  # decision-based: usually looser than gradient attacks
     bstore = None
     if store is not None:
         h = hashlib.sha256(xs.tobytes())

@@ -122,7 +122,11 @@ class TorchClassifier(Classifier):
             raise TypeError(f"expected a torch.nn.Module; got {type(module).__name__}")
         super().__init__(bounds=bounds, device=device, batch_size=batch_size,
                          num_classes=num_classes)
-        self.module = module.eval().to(self.device)
+        try:
+            module = module.eval()
+        except NotImplementedError:  # torch.export modules keep the mode they were exported in
+            pass
+        self.module = module.to(self.device)
         self.mean, self.std = _preprocessing_tensors(preprocessing, self.device)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -37,6 +37,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--mean", default=None, help="preprocessing mean, comma-separated per channel")
     p.add_argument("--std", default=None, help="preprocessing std, comma-separated per channel")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cpu)")
+    p.add_argument("--channels-last", action="store_true",
+                   help="the model takes NHWC images (Keras): inputs are transposed inside")
     p.add_argument("--name", default=None, help="model name in plots (default: file stem)")
     p.add_argument("--eps", default=None,
                    help="eps values for the printed table and plot markers, e.g. 0.1,0.2 or "
@@ -69,8 +71,9 @@ def run(args: argparse.Namespace) -> int:
     pre = None
     if args.mean is not None or args.std is not None:
         pre = {"mean": _floats(args.mean) or [0.0], "std": _floats(args.std) or [1.0]}
+    options = {"channels_last": True} if args.channels_last else {}
     clf = wrap(module, bounds=bounds, preprocessing=pre, device=args.device,
-               batch_size=args.batch_size)
+               batch_size=args.batch_size, **options)
     kwargs = {"split": args.split} if args.split else {}
     ds = rdata.load(args.data, **kwargs)
     n = min(args.n, ds.n)
