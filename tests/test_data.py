@@ -298,3 +298,16 @@ def test_unknown_format_named(tmp_path: Path) -> None:
         load(f)
     with pytest.raises(FileNotFoundError, match="neither a registered name"):
         load(tmp_path / "missing")
+
+
+def test_named_sets_from_robcurves_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ROBCURVES_DATA", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="Fashion-MNIST not found; looked in"):
+        load("fmnist")
+    (tmp_path / "fashion-mnist").mkdir()
+    write_idx(tmp_path / "fashion-mnist" / "t10k-images-idx3-ubyte.gz",
+              np.full((2, 3, 3), 255, np.uint8), True)
+    write_idx(tmp_path / "fashion-mnist" / "t10k-labels-idx1-ubyte.gz",
+              np.array([3, 4], np.uint8), True)
+    d = load("fashion-mnist")
+    assert d.x.shape == (2, 1, 3, 3) and d.y.tolist() == [3, 4] and d.x.min() == 1.0

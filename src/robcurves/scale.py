@@ -159,7 +159,7 @@ def interclass_distances(
     same_class: bool = False,
     duplicate_tol: float = 0.0,
     bounds: tuple[float, float] | None = (0.0, 1.0),
-    k: int = 32,
+    k: int | None = None,
     block_size: int = 1024,
     levels: int = 2,
     progress: bool = False,
@@ -176,7 +176,8 @@ def interclass_distances(
             conflicting duplicates (default 0: exact duplicates) and left out of the summary.
         bounds: valid input range; points with values outside it (or non-finite) are reported
             as corrupted and left out. ``None`` checks finiteness only.
-        k: candidates measured exactly per point in the first pass (speed knob only).
+        k: candidates measured exactly per point in the first pass (speed knob only; default
+            8 for l_inf, 32 for l2 and l1).
         block_size: rows per block; memory is O(block_size * (D + N_block)), never O(N^2).
         levels: indicator levels per side for the l_inf certificate (speed knob only).
         progress: show tqdm progress bars.
@@ -195,6 +196,8 @@ def interclass_distances(
         raise ValueError(f"y must hold integer labels; got dtype {y_np.dtype}")
     if duplicate_tol < 0 or not math.isfinite(duplicate_tol):
         raise ValueError(f"duplicate_tol must be a finite number >= 0; got {duplicate_tol}")
+    if k is None:
+        k = 8 if p == math.inf else 32
     if k < 1 or block_size < 1 or levels < 1:
         raise ValueError(f"k, block_size and levels must be >= 1; got {k}, {block_size}, "
                          f"{levels}")

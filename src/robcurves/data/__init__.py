@@ -113,6 +113,37 @@ def _digits() -> Dataset:
 register("digits", _digits)
 
 
+def data_dirs() -> list[Path]:
+    """Folders searched for named data sets: ``$ROBCURVES_DATA`` (``os.pathsep``-separated),
+    then ``/usr/share/datasets`` (where Debian's ``dataset-fashion-mnist`` installs)."""
+    import os
+
+    env = [Path(p) for p in os.environ.get("ROBCURVES_DATA", "").split(os.pathsep) if p]
+    return [*env, Path("/usr/share/datasets")]
+
+
+def _named_idx(folder: str, pretty: str) -> Callable[..., Dataset]:
+    def loader(split: str = "test", **kwargs) -> Dataset:
+        from .formats import load_idx
+
+        tried = []
+        for base in data_dirs():
+            cand = base / folder
+            tried.append(str(cand))
+            if cand.is_dir():
+                return load_idx(cand, split=split, **kwargs)
+        raise FileNotFoundError(
+            f"{pretty} not found; looked in {', '.join(tried)}. Put the IDX files "
+            f"(t10k-images-idx3-ubyte.gz, ...) in $ROBCURVES_DATA/{folder} or pass a path")
+
+    return loader
+
+
+register("mnist", _named_idx("mnist", "MNIST"))
+register("fashion-mnist", _named_idx("fashion-mnist", "Fashion-MNIST"))
+register("fmnist", _named_idx("fashion-mnist", "Fashion-MNIST"))
+
+
 def load(source: str | Path, **kwargs) -> Dataset:
     """Load a data set by registered name or from a path.
 
