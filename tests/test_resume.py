@@ -47,7 +47,7 @@ def interrupting():
 def test_library_store_resumes_and_matches_uninterrupted(tmp_path, interrupting):
     ds = robcurves.data.load("digits").subset(slice(0, 50))
     net = _net()
-    kw = dict(attack="interrupt-test", batch_size=10, steps=5, search_steps=4)
+    kw = dict(attack="interrupt-test", batch_size=10, budget=120)
     first = interrupting(stop_at=3)
     with pytest.raises(KeyboardInterrupt):
         robcurves.distances(net, ds.x, ds.y, "l2", store=tmp_path / "a", **kw)
@@ -60,7 +60,7 @@ def test_library_store_resumes_and_matches_uninterrupted(tmp_path, interrupting)
     # a store of other settings is refused rather than mixed
     with pytest.raises(ValueError, match="other settings"):
         robcurves.distances(net, ds.x, ds.y, "l2", store=tmp_path / "a", attack="interrupt-test",
-                            batch_size=10, steps=6, search_steps=4)
+                            batch_size=10, budget=150)
 
 
 def test_cli_curve_interrupted_and_rerun_gives_identical_files(tmp_path, interrupting):
