@@ -119,11 +119,11 @@ class BestAdversarial:
 
     ``update`` is given candidates together with the logits the model returned for exactly
     those candidates, so tracking costs no extra model passes. A candidate counts as
-    adversarial when its margin ``z_y - max_k z_k`` is below ``-margin_tol * max|z|`` (1e-5
-    relative): points within float noise of the boundary could flip when re-evaluated.
+    adversarial when its margin ``z_y - max_k z_k`` is below ``-margin_tol * max(1, max|z|)``
+    (2e-6): points within float noise of the boundary could flip when re-evaluated.
     """
 
-    margin_tol: float = 1e-5
+    margin_tol: float = 2e-6
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, p: float) -> None:
         self.x, self.y, self.p = x, y, p
