@@ -85,7 +85,7 @@ def test_rejected_adversarials_count_as_unbroken():
     finally:
         del ATTACKS["bad-for-test"]
     assert np.all(np.isinf(d.distances))
-    assert d.settings["rejected"] == 6
+    assert d.cost["rejected"] == 6
 
 
 def test_bad_inputs_fail_with_clear_messages():

@@ -81,3 +81,36 @@ def test_cli_curve_interrupted_and_rerun_gives_identical_files(tmp_path, interru
         assert (tmp_path / "run" / name).read_bytes() == (tmp_path / "ref" / name).read_bytes()
     c = robcurves.RobustnessCurve.load(tmp_path / "run" / "curve-l2.json")
     assert c.n == 40 and c.norm == 2.0 and (tmp_path / "run" / "curves.png").exists()
+
+
+def test_cli_certify_is_resumed_too(tmp_path, monkeypatch):
+    """Certificates are the slowest stage: an interrupted --certify run keeps its finished
+    batches, and the certified radii never exceed the attack distances."""
+    import sys
+
+    cert_mod = sys.modules["robcurves.certify"]
+    real = cert_mod.certify
+    calls = {"n": 0, "stop_at": 2}
+
+    def counting(*a, **kw):
+        calls["n"] += 1
+        if calls["n"] == calls["stop_at"]:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(cert_mod, "certify", counting)
+    ds = robcurves.data.load("digits")
+    net = robcurves.train.fit(ds.subset(slice(100, 400)), arch="mlp", arch_kwargs={"width": 32},
+                              epochs=2, seed=0, progress=False)
+    model_path = robcurves.train.save_model(net, tmp_path / "net.rcm")
+    args = ["curve", "--model", str(model_path), "--data", "digits", "--n", "30", "--norms",
+            "inf", "--batch-size", "10", "--certify", "ibp", "--no-progress",
+            "--out", str(tmp_path / "run")]
+    assert main(args) == 130  # interrupted in the second certification batch
+    calls.update(n=0, stop_at=None)
+    assert main(args) == 0
+    assert calls["n"] == 2  # the two batches not certified before
+    lower = robcurves.RobustnessCurve.load(tmp_path / "run" / "certified-linf.json")
+    upper = robcurves.RobustnessCurve.load(tmp_path / "run" / "curve-linf.json")
+    assert lower.kind == "lower" and lower.n == 30
+    assert np.all(lower.distances <= upper.distances)

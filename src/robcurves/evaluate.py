@@ -16,9 +16,9 @@ from ._norms import lp_norm_np, norm_name, parse_norm
 from .attacks import get_attack
 from .model import Classifier, TorchClassifier, wrap
 from .results import Distances
-from .store import BatchStore
+from .store import BatchStore, run_batches
 
-__all__ = ["distances", "verify_adversarials", "fingerprint_model"]
+__all__ = ["distances", "verify_adversarials", "fingerprint_model", "fingerprint_data"]
 
 
 def _as_inputs(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor
@@ -50,6 +50,14 @@ def fingerprint_model(model: Classifier) -> str:
     for t in (model.mean, model.std):
         if t is not None:
             h.update(t.detach().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def fingerprint_data(*arrays: np.ndarray) -> str:
+    """A hash of the arrays' bytes (identifies the points a stored run was computed on)."""
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
     return h.hexdigest()[:16]
 
 
@@ -123,7 +131,8 @@ def distances(model: nn.Module | Classifier, x: np.ndarray | torch.Tensor,
 
     Returns:
         :class:`Distances` with ``kind="upper"``: misclassified points at 0, unbroken at +inf,
-        every other distance the measured norm of a re-checked adversarial.
+        every other distance the measured norm of a re-checked adversarial;
+        ``cost["rejected"]`` counts returned inputs that failed the re-check.
     """
     p = parse_norm(norm)
     clf = wrap(model, bounds=bounds)
@@ -153,49 +162,23 @@ def distances(model: nn.Module | Classifier, x: np.ndarray | torch.Tensor,
         settings["black_box"] = True  # decision-based: usually looser than gradient attacks
     bstore = None
     if store is not None:
-        h = hashlib.sha256(xs.tobytes())
-        h.update(ys.tobytes())
-        h.update(idx.tobytes())
-        bstore = BatchStore(store, {**settings, "n": n, "data": h.hexdigest()[:16],
+        bstore = BatchStore(store, {**settings, "n": n, "data": fingerprint_data(xs, ys, idx),
                                     "model": fingerprint_model(clf),
                                     "adversarials": bool(return_adversarials)})
-    parts = []
-    starts = range(0, n, bs)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
 
-        bar = tqdm(total=n, desc=f"{attack} {norm_name(p)}", unit="pt")
-    try:
-        for start in starts:
-            stop = min(start + bs, n)
-            part = bstore.get(start, stop) if bstore is not None else None
-            if part is None:
-                part = _attack_batch(clf, attack_fn, xs[start:stop], ys[start:stop],
-                                     idx[start:stop], p, attack, settings,
-                                     seed + start if takes_seed else None, return_adversarials,
-                                     attack_kwargs)
-                if bstore is not None:
-                    bstore.put(start, stop, part)
-            parts.append(part)
-            if bar is not None:
-                bar.update(stop - start)
-                done = Distances.concatenate(parts)
-                bar.set_postfix(median=f"{np.median(done.distances):.4g}",
-                                unbroken=done.n_unbroken)
-    finally:
-        if bar is not None:
-            bar.close()
-    result = Distances.concatenate(parts)
-    rejected = sum(int(p_.settings.get("rejected", 0)) for p_ in parts)
+    def compute(start: int, stop: int) -> Distances:
+        return _attack_batch(clf, attack_fn, xs[start:stop], ys[start:stop], idx[start:stop], p,
+                             attack, settings, seed + start if takes_seed else None,
+                             return_adversarials, attack_kwargs)
+
+    result = run_batches(n, bs, compute, bstore,
+                         progress=f"{attack} {norm_name(p)}" if progress else None)
+    rejected = int(result.cost.get("rejected", 0))
     if rejected:
         warnings.warn(f"{rejected} inputs returned by attack {attack!r} failed the re-check "
                       "(outside the bounds or not misclassified) and count as unbroken",
                       stacklevel=2)
-    return Distances(distances=result.distances, labels=result.labels,
-                     predictions=result.predictions, indices=result.indices, norm=p,
-                     method=attack, kind="upper", settings={**settings, "rejected": rejected},
-                     cost=result.cost, adversarials=result.adversarials)
+    return result
 
 
 def _attack_batch(clf: Classifier, attack_fn, xb: np.ndarray, yb: np.ndarray, ib: np.ndarray,
@@ -215,7 +198,7 @@ def _attack_batch(clf: Classifier, attack_fn, xb: np.ndarray, yb: np.ndarray, ib
     m = xb.shape[0]
     return Distances(
         distances=d, labels=yb, predictions=pred, indices=ib, norm=p, method=name, kind="upper",
-        settings={**settings, "rejected": rejected},
+        settings=settings,
         cost={"forward_per_point": (f1 - f0) / m, "backward_per_point": (b1 - b0) / m,
-              "seconds": time.perf_counter() - t0},
+              "seconds": time.perf_counter() - t0, "rejected": rejected},
         adversarials=adv_np if keep_adv else None)

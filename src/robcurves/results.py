@@ -37,7 +37,9 @@ class Distances:
         kind: ``"upper"``, ``"lower"`` or ``"exact"`` bound on the true minimal distance.
         settings: the method's parameters (JSON-serialisable).
         cost: measured cost: ``forward_per_point``, ``backward_per_point`` (model passes per
-            point, counting each sample once per pass) and ``seconds``.
+            point, counting each sample once per pass), ``seconds``, and for attacks
+            ``rejected`` (returned inputs that failed the re-check). Keys ending in
+            ``_per_point`` are averages, the others totals.
         adversarials: float32 adversarial inputs ``(n, ...)`` when requested (the clean input
             for misclassified points, NaN for unbroken points), else ``None``.
     """
@@ -105,30 +107,46 @@ class Distances:
 
     @staticmethod
     def concatenate(parts: list[Distances]) -> Distances:
-        """Join results of the same norm, method and kind computed on disjoint point sets."""
+        """Join results of the same norm and method computed on disjoint point sets.
+
+        Kinds merge soundly: ``exact`` parts joined with ``lower`` parts give ``lower`` (an exact
+        distance is also a lower bound), likewise with ``upper``; ``lower`` with ``upper`` is
+        refused. Settings are those of the first part, except per-point lists (one entry per
+        point in every part), which are joined.
+        """
         if not parts:
             raise ValueError("need at least one Distances to concatenate")
         first = parts[0]
         for p in parts[1:]:
-            if (p.norm, p.method, p.kind) != (first.norm, first.method, first.kind):
-                raise ValueError(
-                    f"cannot concatenate {p.norm_name}/{p.method}/{p.kind} with "
-                    f"{first.norm_name}/{first.method}/{first.kind}")
+            if (p.norm, p.method) != (first.norm, first.method):
+                raise ValueError(f"cannot concatenate {p.norm_name}/{p.method} with "
+                                 f"{first.norm_name}/{first.method}")
+        kinds = {p.kind for p in parts}
+        if kinds >= {"lower", "upper"}:
+            raise ValueError("cannot concatenate lower bounds with upper bounds")
+        kind = next(iter(kinds - {"exact"}), "exact")
         has_adv = all(p.adversarials is not None for p in parts)
         total = sum(p.n for p in parts)
         cost: dict = {}
-        for key in ("forward_per_point", "backward_per_point"):
-            if all(key in p.cost for p in parts) and total:
-                cost[key] = sum(p.cost[key] * p.n for p in parts) / total
-        if all("seconds" in p.cost for p in parts):
-            cost["seconds"] = sum(p.cost["seconds"] for p in parts)
+        for key in first.cost:
+            if not all(isinstance(p.cost.get(key), (int, float)) for p in parts):
+                continue
+            if key.endswith("_per_point"):  # averages: weight by the points of each part
+                cost[key] = sum(p.cost[key] * p.n for p in parts) / total if total else 0.0
+            else:  # totals (seconds, counts): add up
+                cost[key] = sum(p.cost[key] for p in parts)
+        settings = dict(first.settings)
+        for key, value in first.settings.items():
+            if isinstance(value, list) and all(
+                    isinstance(p.settings.get(key), list) and len(p.settings[key]) == p.n
+                    for p in parts):
+                settings[key] = [v for p in parts for v in p.settings[key]]
         return Distances(
             distances=np.concatenate([p.distances for p in parts]),
             labels=np.concatenate([p.labels for p in parts]),
             predictions=np.concatenate([p.predictions for p in parts]),
             indices=np.concatenate([p.indices for p in parts]),
-            norm=first.norm, method=first.method, kind=first.kind, settings=dict(first.settings),
-            cost=cost,
+            norm=first.norm, method=first.method, kind=kind, settings=settings, cost=cost,
             adversarials=np.concatenate([p.adversarials for p in parts]) if has_adv else None,
         )
 

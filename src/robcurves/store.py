@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
+
+import numpy as np
 
 from .results import Distances
 
-__all__ = ["BatchStore"]
+__all__ = ["BatchStore", "run_batches"]
 
 
 class BatchStore:
@@ -64,6 +67,39 @@ class BatchStore:
             a, b = p.stem.split("-")[1:3]
             out.append((int(a), int(b)))
         return out
+
+
+def run_batches(n: int, batch_size: int, compute: Callable[[int, int], Distances],
+                store: BatchStore | None = None, progress: str | None = None) -> Distances:
+    """Compute ``compute(start, stop)`` for consecutive batches of ``n`` points and join them.
+
+    With a ``store``, finished batches are read back instead of recomputed and each new batch
+    is saved as soon as it is done, so an interrupted run loses at most the batch in progress.
+    ``progress`` is the label of a progress bar (none if ``None``).
+    """
+    bar = None
+    if progress is not None:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n, desc=progress, unit="pt")
+    parts: list[Distances] = []
+    try:
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            part = store.get(start, stop) if store is not None else None
+            if part is None:
+                part = compute(start, stop)
+                if store is not None:
+                    store.put(start, stop, part)
+            parts.append(part)
+            if bar is not None:
+                bar.update(stop - start)
+                d = np.concatenate([q.distances for q in parts])
+                bar.set_postfix(median=f"{np.median(d):.4g}", inf=int(np.isinf(d).sum()))
+    finally:
+        if bar is not None:
+            bar.close()
+    return Distances.concatenate(parts)
 
 
 def _atomic_write(path: Path, text: str) -> None:
