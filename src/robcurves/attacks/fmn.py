@@ -12,11 +12,12 @@ Differences from the published algorithm, each measured in ``benchmarks/attacks.
 * **Box-aware steps**: gradient components that point out of the box at a coordinate already on
   its bound are zeroed *before* the step is normalised. On near-binary images (MNIST) the
   unmasked l2 step spends most of its length on saturated pixels that the clip then discards.
-* **Steepest-descent steps per norm**, scaled by the current ``eps`` (``alpha * eps``): the sign
-  for l_inf, the l2-normalised gradient for l2, and for l1 a sparse step on the top coordinates
-  of the box-masked gradient (SLIDE-style) followed by the exact projection onto the l1 ball
-  intersected with the box. Relative steps make the default step sizes independent of the scale
-  of the data.
+* **Steps scaled by the current ``eps``** (``alpha * eps``): the sign for l_inf, the
+  l2-normalised gradient for l2; for l1 either a SLIDE-style step on the top 1% of coordinates
+  (default; exact on linear models) or the l2-normalised gradient, which the exact projection
+  onto the l1 ball intersected with the box then sparsifies (``sparsity=None``; on
+  Fashion-MNIST CNNs optimality 0.9994 against 0.985, used by ``auto``). Relative steps make
+  the default step sizes independent of the scale of the data.
 * **Best-of tracking and convergence**: every queried iterate updates a
   :class:`~robcurves.attacks._core.BestAdversarial`; a point stops costing once its best distance
   has not shrunk by more than ``tol`` (relative) for ``patience`` steps.
@@ -30,7 +31,7 @@ import torch
 
 from .._norms import dual_norm, lp_norm, parse_norm
 from ..model import Classifier, margin
-from ._core import BestAdversarial, box_mask, expand, project, steepest_step
+from ._core import BestAdversarial, box_mask, expand, normalize, project, steepest_step
 
 __all__ = ["fmn", "cosine"]
 
@@ -52,7 +53,7 @@ def _target_gap(logits: torch.Tensor, yt: torch.Tensor) -> torch.Tensor:
 def fmn(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = "inf",
         steps: int = 100, alpha_init: float | None = None, alpha_final: float | None = None,
         gamma_init: float = 0.05, gamma_final: float = 0.001, x_init: torch.Tensor | None = None,
-        tol: float = 1e-3, patience: int | None = None, sparsity: float | None = None,
+        tol: float = 1e-3, patience: int | None = None, sparsity: float | None = 0.99,
         targets: torch.Tensor | None = None, tracker: BestAdversarial | None = None
         ) -> torch.Tensor:
     """Fast minimum-norm adversarials; returns ``x`` itself where no adversarial was found.
@@ -61,23 +62,26 @@ def fmn(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = "inf
         norm: ``inf``, ``2`` or ``1``.
         steps: gradient steps at most (one forward and one backward pass per active point).
         alpha_init, alpha_final: step length relative to the point's current ``eps``, cosine
-            annealed (defaults: l_inf 0.3, l2 and l1 1.0, each annealed to 1/100 of it).
+            annealed (defaults: l_inf 0.3, l2 1.0, l1 0.2, each annealed to 1/100 of it).
         gamma_init, gamma_final: relative change of ``eps`` per step, cosine annealed.
         x_init: optional starting points (for example adversarials of a cheaper attack); an
             adversarial start sets ``eps`` to its distance.
         tol, patience: a broken point stops once its best distance has not improved by more
             than ``tol`` (relative) during ``patience`` steps (default ``max(10, steps // 5)``;
             ``patience=0`` disables stopping).
-        sparsity: l1 only: the step moves the top ``1 - sparsity`` fraction of coordinates
-            (default 0.99, i.e. the top 1%).
+        sparsity: l1 only: the step moves only the top ``1 - sparsity`` fraction of coordinates
+            (default 0.99: the top 1%, SLIDE-style; exact on linear models); ``None`` steps along
+            the l2-normalised gradient and lets the exact projection onto the l1 ball and the
+            box sparsify it (tighter on networks: ``auto`` uses it, then polishes sparsely).
         targets: optional per-point class ``(N,)`` whose logit the steps push above the label's
             (the boundary to aim at); any misclassification still counts as adversarial.
         tracker: per-point best adversarial to update (a new one if None).
     """
     p = parse_norm(norm)
     q = dual_norm(p)
-    alpha_init = {math.inf: 0.3, 2.0: 1.0, 1.0: 1.0}[p] if alpha_init is None else alpha_init
+    alpha_init = {math.inf: 0.3, 2.0: 1.0, 1.0: 0.2}[p] if alpha_init is None else alpha_init
     alpha_final = alpha_init / 100 if alpha_final is None else alpha_final
+    dense_l1 = p == 1.0 and sparsity is None
     sparsity = 0.99 if sparsity is None else float(sparsity)
     patience = max(10, steps // 5) if patience is None else int(patience)
     x = x.detach().to(model.device)
@@ -117,7 +121,8 @@ def fmn(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = "inf
                         torch.where(found, torch.minimum(e * (1 + gamma), best), to_boundary))
         e = torch.minimum(e, worst[rows])
         eps[rows] = e
-        step = steepest_step(box_mask(g, xa, model.bounds), p, sparsity)
+        gm = box_mask(g, xa, model.bounds)
+        step = normalize(gm, 2.0) if dense_l1 else steepest_step(gm, p, sparsity)
         x_new = project(xa + expand(alpha * e, xa) * step, x[rows], e, p, model.bounds)
         delta[rows] = x_new - x[rows]
         # convergence: no relative improvement beyond tol during `patience` steps

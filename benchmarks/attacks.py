@@ -1,0 +1,363 @@
+"""Tightness and cost of robcurves' minimal-norm attacks against Foolbox 3, on the same points.
+
+Models: small CNNs (standard, l_inf-PGD-trained, l2-PGD-trained) on Fashion-MNIST (the zoo in
+``benchmarks/models`` when present, else trained here) and on MNIST (trained here on the first
+5,000 images of the MNIST test set in ../shared/datasets, evaluated on the rest), and a
+standard MLP on Fashion-MNIST; everything trained by :func:`robcurves.train.fit`, seeded.
+
+Methods per norm, all run in this process on the same points:
+
+* ``auto`` (robcurves' default, default budget), ``auto-long`` (restarts=7: every class
+  targeted; a long-budget reference), ``fmn`` and ``ddn`` (robcurves' single attacks);
+* Foolbox 3.3.4: FMN at its defaults (100 steps), DDN (100 steps), CW-l2, EAD (l1),
+  Brendel-Bethge (l_inf, l2, l1) and the classic pipeline of the robustness-curve literature
+  (per-point epsilon bisection with PGD for l_inf; CW-l2 with 10 binary-search steps of 1000
+  iterations for l2). The slow ones run on the first ``--n-slow`` points only.
+
+Per model and norm: for each method the ratio of its distance to the best distance any method
+found (median, 95th percentile), optimality (exact on the step functions: with d* the per-point
+best and M = max d*, failures counted as M, 1 - sum(min(d, M) - d*) / sum(M [d* > 0] - d*)),
+model passes per point (forward + backward, counted on the module for Foolbox too), wall time
+and its ratio to ``auto``, and unbroken points. Results go between the ``attacks`` markers of
+``benchmarks/RESULTS.md``.
+
+    nice -n 10 python benchmarks/attacks.py [--n 200] [--n-slow 20] [--models all]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import math
+import os
+import platform
+import re
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "src"))
+
+from robcurves._norms import norm_name  # noqa: E402
+from robcurves.attacks import auto, ddn, fmn  # noqa: E402
+from robcurves.data import load  # noqa: E402
+from robcurves.evaluate import verify_adversarials  # noqa: E402
+from robcurves.model import wrap  # noqa: E402
+
+START, END = "<!-- attacks:start -->", "<!-- attacks:end -->"
+DATA = HERE.parent.parent / "shared" / "datasets"
+NORMS = (math.inf, 2.0, 1.0)
+
+
+# -- models ---------------------------------------------------------------------------------------
+
+MODELS = {
+    # name: (data, arch, fit kwargs, zoo file)
+    "fmnist-cnn-st": ("fashion-mnist", "cnn-small", {"method": "standard", "epochs": 5}, "st.rcm"),
+    "fmnist-cnn-at-linf": ("fashion-mnist", "cnn-small",
+                           {"method": "pgd-at", "norm": "linf", "eps": 0.1, "steps": 5,
+                            "epochs": 3}, "at-linf.rcm"),
+    "fmnist-cnn-at-l2": ("fashion-mnist", "cnn-small",
+                         {"method": "pgd-at", "norm": "l2", "eps": 1.0, "steps": 5, "epochs": 3},
+                         "at-l2.rcm"),
+    "fmnist-mlp-st": ("fashion-mnist", "mlp", {"method": "standard", "epochs": 5}, None),
+    "mnist-cnn-st": ("mnist", "cnn-small", {"method": "standard", "epochs": 8}, None),
+    "mnist-cnn-at-linf": ("mnist", "cnn-small",
+                          {"method": "pgd-at", "norm": "linf", "eps": 0.2, "steps": 5,
+                           "epochs": 8}, None),
+    "mnist-cnn-at-l2": ("mnist", "cnn-small",
+                        {"method": "pgd-at", "norm": "l2", "eps": 1.5, "steps": 5, "epochs": 8},
+                        None),
+}
+MNIST_TRAIN = 5000
+FMNIST_TRAIN = 20000
+
+
+def _splits(data: str):
+    if data == "mnist":
+        full = load(DATA / "mnist")
+        return full.subset(slice(0, MNIST_TRAIN)), full.subset(slice(MNIST_TRAIN, None))
+    train = load(DATA / "fashion-mnist", split="train").subset(slice(0, FMNIST_TRAIN))
+    return train, load(DATA / "fashion-mnist", split="test")
+
+
+def get_model(name: str, cache: Path) -> tuple[nn.Module, object, str]:
+    """The module, its test split and where it came from."""
+    from robcurves.train import fit, load_model, save_model
+
+    data, arch, kw, zoo = MODELS[name]
+    train, test = _splits(data)
+    if zoo is not None and (HERE / "models" / zoo).exists():
+        return load_model(HERE / "models" / zoo), test, f"zoo benchmarks/models/{zoo}"
+    path = cache / f"{name}.rcm"
+    if path.exists():
+        return load_model(path), test, f"trained here (cached {path})"
+    t0 = time.perf_counter()
+    net = fit(train, arch=arch, seed=0, progress=False, eval_data=None, **kw)
+    cache.mkdir(parents=True, exist_ok=True)
+    save_model(net, path)
+    return net, test, f"trained here in {time.perf_counter() - t0:.0f} s"
+
+
+# -- pass counting for every method, Foolbox included --------------------------------------------
+
+class Counting(nn.Module):
+    """Counts samples passed forward and backward through ``module``."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+        self.forward_n = 0
+        self.backward_n = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.module(x)
+        self.forward_n += int(x.shape[0])
+        if out.requires_grad:
+            n = int(x.shape[0])
+
+            def hook(g: torch.Tensor) -> None:
+                self.backward_n += n
+
+            out.register_hook(hook)
+        return out
+
+
+# -- peers -----------------------------------------------------------------------------------------
+
+def foolbox_methods(net: Counting, p: float) -> dict:
+    import foolbox as fb
+
+    fm = fb.PyTorchModel(net, bounds=(0, 1))
+    A = fb.attacks
+
+    def run(attack):
+        return lambda x, y: attack(fm, x, y, epsilons=None)[0]
+
+    fmn_cls = {math.inf: A.LInfFMNAttack, 2.0: A.L2FMNAttack, 1.0: A.L1FMNAttack}[p]
+    bb_cls = {math.inf: A.LinfinityBrendelBethgeAttack, 2.0: A.L2BrendelBethgeAttack,
+              1.0: A.L1BrendelBethgeAttack}[p]
+    fast = {"fb-fmn": run(fmn_cls())}
+    slow = {}
+    if p == 2.0:
+        fast["fb-ddn"] = run(A.DDNAttack(steps=100))
+        slow["fb-cw"] = run(A.L2CarliniWagnerAttack(binary_search_steps=9, steps=1000))
+        slow["classic"] = run(A.L2CarliniWagnerAttack(binary_search_steps=10, steps=1000))
+    if p == 1.0:
+        slow["fb-ead"] = run(A.EADAttack(binary_search_steps=9, steps=1000))
+    if p == math.inf:
+        slow["classic"] = lambda x, y: classic_linf(fm, x, y)
+    slow["fb-bb"] = lambda x, y: brendel_bethge(fm, bb_cls, x, y, p)
+    return fast, slow
+
+
+def brendel_bethge(fm, cls, x: torch.Tensor, y: torch.Tensor, p: float) -> torch.Tensor:
+    """Brendel-Bethge started from Foolbox's own FMN adversarials (BB needs adversarial
+    starting points; its default blended-noise search often fails on these models)."""
+    import foolbox as fb
+
+    fmn_cls = {math.inf: fb.attacks.LInfFMNAttack, 2.0: fb.attacks.L2FMNAttack,
+               1.0: fb.attacks.L1FMNAttack}[p]
+    start = fmn_cls()(fm, x, y, epsilons=None)[0]
+    with torch.no_grad():
+        ok = fm(start).argmax(1) != y
+    out = start.clone()
+    if ok.any():
+        bb = cls(steps=200)
+        out[ok] = bb.run(fm, x[ok], y[ok], starting_points=start[ok])
+    return out
+
+
+def classic_linf(fm, x: torch.Tensor, y: torch.Tensor, steps: int = 40,
+                 search: int = 10) -> torch.Tensor:
+    """The classic pipeline for l_inf: Foolbox PGD (40 steps, random start) with a per-point
+    epsilon search: double from 1/255 until broken, then ``search`` bisection steps."""
+    import foolbox as fb
+
+    pgd = fb.attacks.LinfPGD(steps=steps, rel_stepsize=2.5 / steps, random_start=True)
+    out = x.clone()
+    for i in range(x.shape[0]):
+        xi, yi = x[i:i + 1], y[i:i + 1]
+        lo, hi, best = 0.0, None, None
+        eps = 1 / 255
+        while eps <= 1.0:
+            adv, _, ok = pgd(fm, xi, yi, epsilons=eps)
+            if bool(ok[0]):
+                hi, best = eps, adv
+                break
+            lo, eps = eps, eps * 2
+        if hi is None:
+            continue
+        for _ in range(search):
+            mid = (lo + hi) / 2
+            adv, _, ok = pgd(fm, xi, yi, epsilons=mid)
+            if bool(ok[0]):
+                hi, best = mid, adv
+            else:
+                lo = mid
+        out[i:i + 1] = best
+    return out
+
+
+# -- metrics ---------------------------------------------------------------------------------------
+
+def optimality(d: np.ndarray, best: np.ndarray) -> float:
+    """1 - sum(min(d, M) - d*) / sum(M [d* > 0] - d*) over points some method broke; failures
+    (inf) count as M = max d*. Exact on the step functions of the two curves."""
+    fin = np.isfinite(best)
+    b = best[fin]
+    m = b.max()
+    dd = np.minimum(np.where(np.isfinite(d[fin]), d[fin], m), m)
+    denom = (m * (b > 0) - b).sum()
+    return float(1 - (dd - b).sum() / denom) if denom > 0 else 1.0
+
+
+def evaluate_model(name: str, net: nn.Module, test, n: int, n_slow: int, norms, rows: list,
+                   skip_slow: bool) -> None:
+    x = torch.from_numpy(test.x[:n])
+    y = torch.from_numpy(test.y[:n])
+    counted = Counting(net.eval())
+    clf = wrap(counted)
+    for p in norms:
+        ours = {
+            "auto": lambda xx, yy, p=p: auto(clf, xx, yy, p),
+            "auto-long": lambda xx, yy, p=p: auto(clf, xx, yy, p, restarts=7),
+            "fmn": lambda xx, yy, p=p: fmn(clf, xx, yy, p),
+        }
+        if p == 2.0:
+            ours["ddn"] = lambda xx, yy: ddn(clf, xx, yy, 2.0)
+        fast, slow = foolbox_methods(counted, p)
+        results = {}
+        for label, fn in list(ours.items()) + list(fast.items()):
+            results[label] = _run(fn, clf, counted, x, y, p) + ("all",)
+        if not skip_slow:
+            xs, ys = x[:n_slow], y[:n_slow]
+            for label, fn in slow.items():
+                results[label] = _run(fn, clf, counted, xs, ys, p) + ("slow",)
+        best = np.min(np.stack([r[0] if r[4] == "all" else
+                                np.concatenate([r[0], np.full(n - len(r[0]), np.inf)])
+                                for r in results.values()]), 0)
+        t_auto = {"all": results["auto"][3],
+                  "slow": _subset_time(results["auto"], n_slow, n)}
+        for label, (d, passes, _, secs, scope) in results.items():
+            m = len(d)
+            bb = best[:m]
+            ok = np.isfinite(bb) & (bb > 0) & np.isfinite(d)
+            ratio = d[ok] / bb[ok]
+            unb = int((np.isinf(d) & np.isfinite(bb)).sum())
+            rows.append(dict(model=name, norm=norm_name(p), method=label, points=m,
+                             median=float(np.median(ratio)) if ratio.size else math.nan,
+                             p95=float(np.percentile(ratio, 95)) if ratio.size else math.nan,
+                             optimality=optimality(d, bb), passes=passes, seconds=secs,
+                             time_vs_auto=secs / t_auto[scope], unbroken=unb))
+            print(f"{name:20s} {norm_name(p):4s} {label:10s} n={m:3d} med {rows[-1]['median']:.4f}"
+                  f" p95 {rows[-1]['p95']:.4f} opt {rows[-1]['optimality']:.4f} unbroken {unb:3d}"
+                  f" passes {passes:8.1f} sec {secs:7.1f}", flush=True)
+
+
+def _subset_time(auto_result, n_slow: int, n: int) -> float:
+    """``auto``'s wall time scaled to the slow subset (it is linear in the points)."""
+    return auto_result[3] * n_slow / n
+
+
+def _run(fn, clf, counted: Counting, x: torch.Tensor, y: torch.Tensor, p: float):
+    f0, b0 = counted.forward_n, counted.backward_n
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        adv = fn(x, y)
+    secs = time.perf_counter() - t0
+    passes = (counted.forward_n - f0 + counted.backward_n - b0) / x.shape[0]
+    d, _, _ = verify_adversarials(clf, x, y, torch.as_tensor(adv), p)
+    return d, passes, None, secs
+
+
+# -- report ----------------------------------------------------------------------------------------
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores (shared with other jobs), torch {torch.__version__}"
+            f" with {torch.get_num_threads()} thread(s), Python {platform.python_version()}")
+
+
+def table(rows: list) -> str:
+    out = ["| model | norm | method | points | median ratio | p95 ratio | optimality | "
+           "passes/point | seconds | time / auto | unbroken |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r['model']} | {r['norm']} | {r['method']} | {r['points']} | "
+                   f"{r['median']:.4f} | {r['p95']:.4f} | {r['optimality']:.4f} | "
+                   f"{r['passes']:.0f} | {r['seconds']:.1f} | {r['time_vs_auto']:.2f} | "
+                   f"{r['unbroken']} |")
+    return "\n".join(out)
+
+
+def write_section(path: Path, text: str) -> None:
+    block = f"{START}\n{text.rstrip()}\n{END}"
+    old = path.read_text() if path.exists() else "# robcurves benchmark results\n"
+    if START in old and END in old:
+        new = re.sub(re.escape(START) + r".*?" + re.escape(END), lambda _: block, old,
+                     flags=re.S)
+    else:
+        new = old.rstrip() + "\n\n" + block + "\n"
+    path.write_text(new)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=200, help="points per model")
+    ap.add_argument("--n-slow", type=int, default=20,
+                    help="points for CW, EAD, Brendel-Bethge and the classic pipeline")
+    ap.add_argument("--models", default="all", help="comma-separated names or 'all'")
+    ap.add_argument("--norms", default="inf,2,1")
+    ap.add_argument("--skip-slow", action="store_true")
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/robcurves-bench-attacks"),
+                    help="where models trained here are kept")
+    ap.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
+    ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--threads", type=int, default=1)
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    names = list(MODELS) if a.models == "all" else a.models.split(",")
+    norms = [{"inf": math.inf, "2": 2.0, "1": 1.0}[s] for s in a.norms.split(",")]
+    rows: list = []
+    sources = []
+    t0 = time.perf_counter()
+    for name in names:
+        net, test, src = get_model(name, a.cache)
+        sources.append(f"- `{name}`: {src}")
+        print(f"== {name}: {src}", flush=True)
+        evaluate_model(name, net, test, a.n, a.n_slow, norms, rows, a.skip_slow)
+    total = time.perf_counter() - t0
+    cmd = "python benchmarks/attacks.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    text = "\n".join([
+        "## Attacks: tightness and cost against Foolbox 3.3.4",
+        "",
+        f"Machine: {machine()}. Date: {_dt.date.today().isoformat()}. Command: `{cmd}` "
+        f"(total {total / 60:.1f} min).",
+        "",
+        *sources,
+        "",
+        table(rows),
+    ])
+    print(text)
+    if not a.no_write:
+        write_section(a.results, text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
