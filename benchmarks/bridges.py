@@ -15,8 +15,6 @@ import argparse
 import datetime
 import io
 import os
-import platform
-import re
 import statistics
 import sys
 import time
@@ -29,8 +27,8 @@ from torch import nn
 import robcurves
 from robcurves.attacks._core import margin_loss
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
-START, END = "<!-- bridges:start -->", "<!-- bridges:end -->"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import machine, write_section  # noqa: E402
 
 
 def small_cnn() -> nn.Sequential:
@@ -116,22 +114,13 @@ def main() -> None:
     import jax
     import tensorflow as tf
 
-    meta = (f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical "
-            f"CPUs (shared with other jobs: timings are noisy), Python "
-            f"{platform.python_version()}, torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads), jax {jax.__version__}, tensorflow "
-            f"{tf.__version__}. Command: `python benchmarks/bridges.py "
-            f"{' '.join(sys.argv[1:])}`. Date: {datetime.date.today().isoformat()}.")
-    section = (f"{START}\n## Bridge overhead: one attack step (`value_and_grad`) on the small "
-               f"CNN, CPU\n\n{meta}\n\n{table}\n{END}")
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if START in text and END in text:
-        text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: section, text,
-                      flags=re.S)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    RESULTS.write_text(text)
-    print(f"wrote {RESULTS}")
+    meta = (f"Machine: {machine()} (shared with other jobs: timings are noisy), jax "
+            f"{jax.__version__}, tensorflow {tf.__version__}. Command: `python "
+            f"benchmarks/bridges.py {' '.join(sys.argv[1:])}`. "
+            f"Date: {datetime.date.today().isoformat()}.")
+    path = write_section("bridges", "## Bridge overhead: one attack step (`value_and_grad`) on "
+                         f"the small CNN, CPU\n\n{meta}\n\n{table}")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import platform
-import re
 import sys
 import time
 from pathlib import Path
@@ -33,8 +31,8 @@ from robcurves.band import band
 from robcurves.certify import certify
 from robcurves.train import fit
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
-START, END = "<!-- certify:start -->", "<!-- certify:end -->"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import machine, write_section  # noqa: E402
 
 
 def _median_ratio(lower: np.ndarray, upper: np.ndarray) -> float:
@@ -91,12 +89,10 @@ def table(rows: list[dict], args: argparse.Namespace, seconds: float) -> str:
     cmd = "nice python benchmarks/certify.py " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items())
     lines = [
-        START,
         "## Certified side (issue 4): band width, time per point, MILP exactness",
         "",
-        f"- date: {datetime.date.today().isoformat()}; machine: {platform.machine()}, "
-        f"{platform.processor() or 'cpu'}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} thread(s), shared with other jobs (timings are inflated "
+        f"- date: {datetime.date.today().isoformat()}; machine: {machine()}, "
+        "shared with other jobs (timings are inflated "
         "and only comparable within this table); total {seconds / 60:.1f} min",
         f"- command: `{cmd}`",
         f"- data: scikit-learn digits 8x8 (train on the first {1797 - args.n}, evaluate on the "
@@ -123,18 +119,11 @@ def table(rows: list[dict], args: argparse.Namespace, seconds: float) -> str:
             f"| {r['max_gap']:.3f} | {r['area']:.4f} | {r['pinned']:.3f} | {r['t_attack']:.3f} "
             f"| {r['t_crown']:.3f} | {r['t_ibp']:.4f} | {r['t_milp']:.2f} "
             f"| {r['milp_exact']}/{r['milp_correct']} | {r['milp_below_attack']} |")
-    lines.append(END)
     return "\n".join(lines)
 
 
 def write(block: str) -> None:
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if START in text and END in text:
-        text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: block, text,
-                      flags=re.S)
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    RESULTS.write_text(text)
+    write_section("certify", block)
 
 
 def main(argv: list[str] | None = None) -> None:

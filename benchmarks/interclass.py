@@ -18,9 +18,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import math
-import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -41,7 +38,8 @@ SETS = {
     "gtsrb": DATA / "gtsrb" / "gtsrb_test_32x32.npz",
     "tiny": DATA / "tiny-imagenet-200" / "tiny-imagenet-200-val.tar",
 }
-START, END = "<!-- interclass:start -->", "<!-- interclass:end -->"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import machine, write_section  # noqa: E402
 
 
 def peer_cdist(x: np.ndarray, y: np.ndarray, q: int, p: float, block: int = 256) -> np.ndarray:
@@ -87,16 +85,6 @@ def peer_faiss(x: np.ndarray, y: np.ndarray, q: int, p: float) -> np.ndarray:
 
 
 PEERS = {"cdist": peer_cdist, "sklearn": peer_sklearn, "faiss": peer_faiss}
-
-
-def machine() -> str:
-    uname = " ".join(platform.uname())
-    try:
-        uname = subprocess.run(["uname", "-a"], capture_output=True, text=True).stdout.strip()
-    except OSError:
-        pass
-    return f"{uname}; {os.cpu_count()} cores; torch {torch.__version__}, " \
-           f"{torch.get_num_threads()} threads"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,20 +166,13 @@ def _table(rows: list[dict], peers: list[str], args: argparse.Namespace) -> str:
 
 
 def _write(table: str, args: argparse.Namespace) -> None:
-    path = ROOT / "benchmarks" / "RESULTS.md"
     cmd = "python benchmarks/interclass.py " + " ".join(sys.argv[1:])
-    section = "\n".join([
-        START, "## Inter-class distances (`benchmarks/interclass.py`)", "",
+    write_section("interclass", "\n".join([
+        "## Inter-class distances (`benchmarks/interclass.py`)", "",
         f"- date: {datetime.datetime.now().isoformat(timespec='minutes')}",
         f"- machine: {machine()}", f"- command: `{cmd}`",
         "- the machine is shared with other jobs: compare ratios within a row, not across runs",
-        "", table, END])
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    if START in text and END in text:
-        text = text[:text.index(START)] + section + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
+        "", table]))
 
 
 if __name__ == "__main__":

@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import os
-import platform
-import re
 import sys
 import time
 from pathlib import Path
@@ -30,31 +27,8 @@ from robcurves.evaluate import distances  # noqa: E402
 from robcurves.train import load_model  # noqa: E402
 from robcurves.train.zoo import ZOO, _load_split, train_zoo  # noqa: E402
 
-START, END = "<!-- zoo:start -->", "<!-- zoo:end -->"
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} with "
-            f"{torch.get_num_threads()} thread(s), Python {platform.python_version()}")
-
-
-def write_section(path: Path, text: str) -> None:
-    block = f"{START}\n{text.rstrip()}\n{END}"
-    old = path.read_text() if path.exists() else "# robcurves benchmark results\n"
-    if START in old and END in old:
-        new = re.sub(re.escape(START) + r".*?" + re.escape(END), lambda _: block, old,
-                     flags=re.S)
-    else:
-        new = old.rstrip() + "\n\n" + block + "\n"
-    path.write_text(new)
+sys.path.insert(0, str(HERE))
+from _results import machine, write_section  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---|---|---|---|---|---|---|",
         *rows,
     ])
-    write_section(Path(args.results), text)
+    write_section("zoo", text, Path(args.results))
     print(f"wrote {args.results}")
     return 0
 
