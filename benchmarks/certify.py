@@ -93,7 +93,7 @@ def table(rows: list[dict], args: argparse.Namespace, seconds: float) -> str:
         "",
         f"- date: {datetime.date.today().isoformat()}; machine: {machine()}, "
         "shared with other jobs (timings are inflated "
-        "and only comparable within this table); total {seconds / 60:.1f} min",
+        f"and only comparable within this table); total {seconds / 60:.1f} min",
         f"- command: `{cmd}`",
         f"- data: scikit-learn digits 8x8 (train on the first {1797 - args.n}, evaluate on the "
         f"last {args.n}; the CNNs on the first {args.cnn_points} of those, because CROWN on "
