@@ -1,7 +1,7 @@
 """Train the model zoo on Fashion-MNIST and tabulate it in benchmarks/RESULTS.md.
 
 For every zoo model: clean accuracy on the whole test set, robust accuracy at each training
-threat model measured with the attack engine (``robcurves.distances``, minimal-norm PGD search:
+threat model measured with the attack engine (``robcurves.distances``, the default `auto` attack:
 robust at eps = distance > eps) on a fixed subset of test points, and training time.
 
     nice -n 10 python benchmarks/zoo.py [--out benchmarks/models] [--n 500] [--train-points N]
@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Clean accuracy on the {test.n} test points. Robust accuracy at each training threat "
         f"model on the first {len(y)} test points, measured with the attack engine "
-        "(`robcurves.distances`, default minimal-norm PGD search; robust = distance > eps); in "
+        "(`robcurves.distances`, default `auto` minimal-norm attack pipeline; robust = "
+        "distance > eps); in "
         "brackets the PGD accuracy fit() recorded at the end of training (20 steps, 1 restart, "
         "first 500 test points) and the evaluation time. Certified: IBP-certified l_inf accuracy "
         "(bound propagation). Time: training minutes (the machine was shared with other jobs).",
