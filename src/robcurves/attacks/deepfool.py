@@ -55,7 +55,7 @@ def _min_step(f: torch.Tensor, w: torch.Tensor, p: float
 
 def deepfool(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = "inf",
              steps: int = 50, overshoot: float = 0.02, candidates: int = 10,
-             refine: int = 10, tracker: BestAdversarial | None = None) -> torch.Tensor:
+             refine: int = 14, tracker: BestAdversarial | None = None) -> torch.Tensor:
     """Minimal-norm DeepFool; returns adversarials (``x`` itself where none was found).
 
     Args:
@@ -63,7 +63,9 @@ def deepfool(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object =
         overshoot: the accumulated step is scaled by ``1 + overshoot`` to cross the boundary.
         candidates: classes considered per step (the highest-scoring ones besides the label).
         refine: forward-only bisection steps on the segment from ``x`` to the adversarial, which
-            removes the overshoot (0 disables).
+            removes the overshoot (0 disables). The boundary is then located to within
+            ``2**-refine`` of the segment: 14 steps (6e-5) keep the distance reproducible to
+            1e-4 when the same model is evaluated by another framework with float32 rounding.
         tracker: if given, updated with every queried point.
     """
     p = parse_norm(norm)
