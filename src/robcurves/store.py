@@ -59,15 +59,6 @@ class BatchStore:
         result.save_npz(tmp)
         os.replace(tmp, path)
 
-    def done(self) -> list[tuple[int, int]]:
-        out = []
-        for p in sorted(self.root.glob("batch-*-*.npz")):
-            if p.name.endswith(".tmp.npz"):
-                continue
-            a, b = p.stem.split("-")[1:3]
-            out.append((int(a), int(b)))
-        return out
-
 
 def run_batches(n: int, batch_size: int, compute: Callable[[int, int], Distances],
                 store: BatchStore | None = None, progress: str | None = None) -> Distances:
