@@ -98,6 +98,8 @@ def test_bad_inputs_fail_with_clear_messages():
         robcurves.distances(lin, x, y[:5], "inf")
     with pytest.raises(ValueError, match="unknown norm 'l7'"):
         robcurves.distances(lin, x, y, "l7")
+    with pytest.raises(ValueError, match=r"differ from the wrapped model's bounds \(0.0, 1.0\)"):
+        robcurves.distances(robcurves.wrap(lin), x, y, "inf", bounds=(-1.0, 1.0))
     with pytest.raises(ValueError, match="unknown attack"):
         robcurves.distances(lin, x, y, "inf", attack="nope")
     with pytest.raises(ValueError, match="dtype uint8"):

@@ -106,7 +106,7 @@ def verify_adversarials(model: Classifier, x: torch.Tensor, y: torch.Tensor,
 
 def distances(model: nn.Module | Classifier, x: np.ndarray | torch.Tensor,
               y: np.ndarray | torch.Tensor, norm: object = "inf", *, attack: str = "auto",
-              bounds: tuple[float, float] = (0.0, 1.0), batch_size: int | None = None,
+              bounds: tuple[float, float] | None = None, batch_size: int | None = None,
               seed: int = 0, indices: np.ndarray | None = None,
               return_adversarials: bool = False, store: str | Path | None = None,
               progress: bool = False, **attack_kwargs) -> Distances:
@@ -115,6 +115,8 @@ def distances(model: nn.Module | Classifier, x: np.ndarray | torch.Tensor,
     Args:
         model: a wrapped :class:`~robcurves.model.Classifier` or a ``torch.nn.Module``
             (wrapped with ``bounds``).
+        bounds: input bounds for an unwrapped module (default ``(0, 1)``); a wrapped
+            classifier keeps its own, and other ``bounds`` given with it are refused.
         x: raw inputs ``(N, ...)`` inside the model's bounds; y: integer labels ``(N,)``.
         norm: ``"inf"``/``"linf"``/``float("inf")``, ``2``/``"l2"`` or ``1``/``"l1"``.
         attack: a name from :data:`robcurves.attacks.ATTACKS` (default ``"auto"``; for a
@@ -135,7 +137,13 @@ def distances(model: nn.Module | Classifier, x: np.ndarray | torch.Tensor,
         ``cost["rejected"]`` counts returned inputs that failed the re-check.
     """
     p = parse_norm(norm)
-    clf = wrap(model, bounds=bounds)
+    if isinstance(model, Classifier):
+        if bounds is not None and tuple(map(float, bounds)) != model.bounds:
+            raise ValueError(f"bounds {tuple(bounds)} differ from the wrapped model's bounds "
+                             f"{model.bounds}; wrap the model with the bounds you want")
+        clf = model
+    else:
+        clf = wrap(model, bounds=(0.0, 1.0) if bounds is None else bounds)
     if attack == "auto" and getattr(clf, "label_only", False):
         # no gradients: the best available is the decision-based pipeline
         attack = "hsja"
@@ -192,8 +200,8 @@ def _attack_batch(clf: Classifier, attack_fn, xb: np.ndarray, yb: np.ndarray, ib
     if seed is not None:
         extra["seed"] = seed
     adv = attack_fn(clf, x_t, y_t, p, **extra)
+    f1, b1 = clf.n_forward, clf.n_backward  # the attack's own passes, not the checks below
     pred = clf.predict(x_t).numpy()
-    f1, b1 = clf.n_forward, clf.n_backward
     d, adv_np, rejected = verify_adversarials(clf, x_t, y_t, adv, p)
     m = xb.shape[0]
     return Distances(
