@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from types import ModuleType
+from typing import Any
 
+import numpy as np
 import torch
 
 from ..model import _preprocessing_tensors
@@ -51,3 +54,15 @@ class Preprocess:
         if self.mean is None:
             return x
         return (x - self.mean) / self.std
+
+
+def to_torch(a: Any, device: torch.device,
+             export: Callable[[Any], Any] | None = None) -> torch.Tensor:
+    """A framework array as a torch tensor on ``device``: through DLPack without a copy where
+    the frameworks allow (``export`` turns ``a`` into a DLPack capsule when the array does not
+    speak the protocol itself), else copied once through numpy."""
+    try:
+        out = torch.from_dlpack(a if export is None else export(a))
+    except Exception:  # noqa: BLE001 - any DLPack refusal: copy once instead
+        out = torch.from_numpy(np.asarray(a))
+    return out.to(device)

@@ -16,11 +16,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 
 from ..model import Classifier
-from ._common import Preprocess, require
+from ._common import Preprocess, require, to_torch
 
 __all__ = ["JaxClassifier"]
 
@@ -31,14 +30,6 @@ def _to_jax(t: torch.Tensor, jax: Any) -> Any:
         return jax.dlpack.from_dlpack(t)
     except Exception:  # noqa: BLE001 - any DLPack refusal: copy once instead
         return jax.numpy.asarray(t.cpu().numpy())
-
-
-def _to_torch(a: Any, device: torch.device) -> torch.Tensor:
-    try:
-        out = torch.from_dlpack(a)
-    except Exception:  # noqa: BLE001 - any DLPack refusal: copy once instead
-        out = torch.from_numpy(np.asarray(a))
-    return out.to(device)
 
 
 class _JaxFunction(torch.autograd.Function):
@@ -53,13 +44,13 @@ class _JaxFunction(torch.autograd.Function):
             ctx.bridge = bridge
         else:
             z = bridge._apply(bridge.params, xj)
-        return _to_torch(z, x.device)
+        return to_torch(z, x.device)
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, None]:
         bridge = ctx.bridge
         (gx,) = bridge._pull(ctx.pullback, _to_jax(g, bridge._jax))
-        return _to_torch(gx, g.device), None
+        return to_torch(gx, g.device), None
 
 
 class JaxClassifier(Classifier):

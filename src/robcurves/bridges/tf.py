@@ -20,11 +20,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 
 from ..model import Classifier
-from ._common import Preprocess, require
+from ._common import Preprocess, require, to_torch
 
 __all__ = ["TFClassifier"]
 
@@ -37,14 +36,6 @@ def _to_tf(t: torch.Tensor, tf: Any) -> Any:
         return tf.convert_to_tensor(t.cpu().numpy())
 
 
-def _to_torch(a: Any, device: torch.device, tf: Any) -> torch.Tensor:
-    try:
-        out = torch.from_dlpack(tf.experimental.dlpack.to_dlpack(a))
-    except Exception:  # noqa: BLE001 - any DLPack refusal: copy once instead
-        out = torch.from_numpy(np.asarray(a))
-    return out.to(device)
-
-
 class _TFFunction(torch.autograd.Function):
     """torch autograd node around a TensorFlow model of its input."""
 
@@ -55,13 +46,13 @@ class _TFFunction(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             ctx.x_tf = xt
             ctx.bridge = bridge
-        return _to_torch(bridge._call(xt), x.device, tf)
+        return to_torch(bridge._call(xt), x.device, tf.experimental.dlpack.to_dlpack)
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, None]:
         bridge = ctx.bridge
         gx = bridge._vjp(ctx.x_tf, _to_tf(g, bridge._tf))
-        return _to_torch(gx, g.device, bridge._tf), None
+        return to_torch(gx, g.device, bridge._tf.experimental.dlpack.to_dlpack), None
 
 
 class TFClassifier(Classifier):
