@@ -128,3 +128,18 @@ def test_real_mnist_subset_matches_brute_force() -> None:
     d = load(root).subset(slice(0, 150))
     for p in NORMS:
         check(interclass_distances(d.x, d.y, p, block_size=64), d.x, d.y, p)
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_linf_indicator_cache_on_and_off(cache: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The l_inf certificate gives the brute-force answer whether or not the reference-side
+    indicators are cached (large sets recompute them per block)."""
+    import robcurves.scale as scale
+
+    monkeypatch.setattr(scale, "_INDICATOR_CACHE_BYTES", (1 << 30) if cache else 0)
+    rng = np.random.default_rng(11)
+    x = (rng.integers(0, 256, size=(300, 40)) / 255).astype(np.float32)
+    x[rng.random(x.shape) < 0.6] = 0.0  # sparse, MNIST-like: many near-1.0 ties
+    x[rng.random(x.shape) < 0.1] = 1.0
+    y = rng.integers(0, 5, 300)
+    check(interclass_distances(x, y, math.inf, block_size=37, levels=2), x, y, math.inf)

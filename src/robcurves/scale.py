@@ -45,6 +45,8 @@ __all__ = ["InterclassDistances", "interclass_distances"]
 
 _U32 = 2.0 ** -24
 _U64 = 2.0 ** -53
+# reference-side l_inf indicators (bool, one byte each) are cached up to this size
+_INDICATOR_CACHE_BYTES = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -355,17 +357,31 @@ class _Engine:
         p = self.p
         lim = bound * bound if p == 2.0 else bound
         # true partial >= shrink * float32 partial (one rounding per |a-b| or square, sums)
-        shrink = 1.0 - (2 * _U32 if p == math.inf else 1.01 * _gamma(self.d + 4))
+        shrink = 1.0 - 1.01 * _gamma(self.d + 4)
         per = max(1, (1 << 23) // max(self.d, 1))  # bounded memory per chunk of pairs
         for s in range(0, qi.shape[0], per):
             idx = torch.arange(s, min(s + per, qi.shape[0]))
             a_i, b_j, l_i = qi[idx], rj[idx], lim[idx]
+            if p == math.inf:
+                # float64 differences of float32 values are exact, so the running max is exact:
+                # a pair is dropped as soon as it reaches the bound (ties included), and a pair
+                # that survives every chunk has its exact distance in ``acc``.
+                acc64 = torch.zeros(idx.shape[0], dtype=torch.float64)
+                for cs, ce in self.chunks:
+                    diff = self.x[a_i, cs:ce].double() - self.x[b_j, cs:ce].double()
+                    acc64 = torch.maximum(acc64, diff.abs().amax(1))
+                    alive = acc64 < l_i
+                    if not bool(alive.all()):
+                        idx, a_i, b_j, l_i, acc64 = (idx[alive], a_i[alive], b_j[alive],
+                                                     l_i[alive], acc64[alive])
+                        if idx.numel() == 0:
+                            break
+                out[idx] = acc64
+                continue
             acc = torch.zeros(idx.shape[0], dtype=torch.float32)
             for cs, ce in self.chunks:
                 diff = self.x[a_i, cs:ce] - self.x[b_j, cs:ce]
-                if p == math.inf:
-                    acc = torch.maximum(acc, diff.abs().amax(1))
-                elif p == 1.0:
+                if p == 1.0:
                     acc = acc + diff.abs().sum(1)
                 else:
                     acc = acc + (diff * diff).sum(1)
@@ -377,9 +393,7 @@ class _Engine:
                         break
             if idx.numel():
                 diff = self.x[a_i].double() - self.x[b_j].double()
-                if p == math.inf:
-                    d = diff.abs().amax(1)
-                elif p == 1.0:
+                if p == 1.0:
                     d = diff.abs().sum(1)
                 else:
                     d = (diff * diff).sum(1)
@@ -479,25 +493,31 @@ class _Engine:
         vals[s:e] = top.values
         idx[s:e] = torch.gather(alli, 1, top.indices).masked_fill_(top.values == math.inf, -1)
 
-    def _indicators(self, rows: torch.Tensor, best: torch.Tensor
-                    ) -> tuple[torch.Tensor, list[tuple[float, float]]]:
-        """Query-side 0/1 matrix certifying ||a - b||_inf >= best[a] (see module docs)."""
-        u = best[rows]
+    def _levels(self, best: torch.Tensor) -> list[tuple[float, float]]:
+        """Indicator levels (low, high) for the l_inf certificate, one set per pass."""
         if self.values is not None:  # quantised data: the lowest / highest stored values
-            lv = list(zip(self.values[:self.levels].tolist(),
-                          self.values.flip(0)[:self.levels].tolist(), strict=False))
-        else:
-            span = self.vmax - self.vmin
-            fin = u[torch.isfinite(u)]
-            gap = float(fin.median()) if fin.numel() else span
-            step = max(span - gap, 0.0) / self.levels
-            lv = [(self.vmin + g * step, self.vmax - g * step) for g in range(self.levels)]
+            return list(zip(self.values[:self.levels].tolist(),
+                            self.values.flip(0)[:self.levels].tolist(), strict=False))
+        span = self.vmax - self.vmin
+        fin = best[torch.isfinite(best)]
+        gap = float(fin.median()) if fin.numel() else span
+        step = max(span - gap, 0.0) / self.levels
+        return [(self.vmin + g * step, self.vmax - g * step) for g in range(self.levels)]
+
+    def _query_indicators(self, rows: torch.Tensor, best: torch.Tensor,
+                          lv: list[tuple[float, float]]) -> torch.Tensor:
+        """Query-side 0/1 matrix certifying ||a - b||_inf >= best[a] (see module docs).
+
+        Column order matches :meth:`_ref_indicators`: per level, [a - u >= low], [a + u <= high].
+        """
+        u = best[rows][:, None]
         xa = self.x[rows].double()
-        parts = []
-        for low, high in lv:
-            parts.append((xa - u[:, None] >= low).float())
-            parts.append((xa + u[:, None] <= high).float())
-        return torch.cat(parts, dim=1), lv
+        return torch.cat([t for low, high in lv for t in ((xa - u >= low), (xa + u <= high))],
+                         dim=1)
+
+    def _ref_indicators(self, rs: int, re: int, lv: list[tuple[float, float]]) -> torch.Tensor:
+        xb = self.x[rs:re]
+        return torch.cat([t for low, high in lv for t in ((xb <= low), (xb >= high))], dim=1)
 
     def _second_pass(self, todo: torch.Tensor, same: bool, best: torch.Tensor,
                      arg: torch.Tensor) -> None:
@@ -505,18 +525,32 @@ class _Engine:
         qblocks = [todo[s:s + self.block] for s in range(0, todo.numel(), self.block)]
         bar = self._bar(len(qblocks) * len(self.blocks),
                         f"{'same' if same else 'inter'}-class {norm_name(self.p)} pass 2")
+        linf = self.p == math.inf
+        if linf:
+            lv = self._levels(best[todo])
+            # reference indicators are the same for every query block: keep them if they fit
+            width = 2 * len(lv) * self.d
+            cache: dict[int, torch.Tensor] | None = (
+                {} if self.n * width <= _INDICATOR_CACHE_BYTES else None)
         for rows in qblocks:
-            if self.p == math.inf:
-                a_ind, lv = self._indicators(rows, best)
-            else:
+            if not linf:
                 q = self._side(rows, None, query=True)
-            for rs, re in self.blocks:
-                if self.p == math.inf:
-                    xb = self.x[rs:re]
-                    b_ind = torch.cat([t for low, high in lv
-                                       for t in ((xb <= low).float(), (xb >= high).float())],
-                                      dim=1)
-                    cand = (a_ind @ b_ind.T) < 0.5
+            for bi, (rs, re) in enumerate(self.blocks):
+                if linf:
+                    b_ind = cache.get(bi) if cache is not None else None
+                    if b_ind is None:
+                        b_ind = self._ref_indicators(rs, re, lv)
+                        if cache is not None:
+                            cache[bi] = b_ind
+                    # rebuilt per reference block: rows whose best dropped certify more pairs
+                    a_ind = self._query_indicators(rows, best, lv)
+                    # a column that is zero on either side certifies nothing: leave it out
+                    cols = a_ind.any(0) & b_ind.any(0)
+                    if bool(cols.all()):
+                        hits = a_ind.float() @ b_ind.float().T
+                    else:
+                        hits = a_ind[:, cols].float() @ b_ind[:, cols].float().T
+                    cand = hits < 0.5
                 else:
                     cand = self._lb(q @ self._side(rs, re, query=False).T) < best[rows][:, None]
                 cand &= ~self._mask(rows, rs, re, same)
