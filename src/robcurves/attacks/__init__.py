@@ -12,17 +12,19 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+from .apgd import apgd
 from .boundary import boundary
 from .ddn import ddn
 from .deepfool import deepfool, linear_targets
 from .ensemble import auto, ensemble
+from .fab import fab
 from .fmn import fmn
 from .hsja import hsja
 from .pgd import pgd
-from .search import pgd_search
+from .search import apgd_search, pgd_search
 
 __all__ = ["ATTACKS", "get_attack", "pgd", "deepfool", "pgd_search", "fmn", "ddn", "auto",
-           "ensemble", "linear_targets", "hsja", "boundary"]
+           "ensemble", "linear_targets", "hsja", "boundary", "fab", "apgd", "apgd_search"]
 
 ALL_NORMS = (math.inf, 2.0, 1.0)
 
@@ -32,6 +34,8 @@ ATTACKS: dict[str, tuple[Callable, tuple[float, ...]]] = {
     "fmn": (fmn, ALL_NORMS),
     "ddn": (ddn, (2.0,)),
     "pgd-search": (pgd_search, ALL_NORMS),
+    "fab": (fab, ALL_NORMS),
+    "apgd-search": (apgd_search, (math.inf, 2.0)),
     "deepfool": (deepfool, ALL_NORMS),
     "hsja": (hsja, (math.inf, 2.0)),  # decision-based (labels only): black-box distances
     "boundary": (boundary, (2.0,)),  # decision-based l2 refinement of hsja: black-box

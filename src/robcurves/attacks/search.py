@@ -1,9 +1,12 @@
-"""Minimal adversarial distance by per-point bisection over epsilon with PGD.
+"""Minimal adversarial distance by per-point bisection over epsilon with PGD (or APGD).
 
 A DeepFool start gives each point an upper bound; points DeepFool cannot break get an
 epsilon that doubles until PGD breaks them; then each point bisects between the largest
 epsilon where PGD failed and the closest verified adversarial so far, warm-starting PGD from
 that adversarial scaled into the smaller ball. All per-point state is tensors.
+
+``inner="apgd"`` (:func:`apgd_search`, registered as ``"apgd-search"``) runs Auto-PGD
+(:func:`robcurves.attacks.apgd.apgd`, margin loss) at each epsilon instead of fixed-step PGD.
 """
 
 from __future__ import annotations
@@ -15,10 +18,13 @@ import torch
 from .._norms import parse_norm
 from ..model import Classifier
 from ._core import BestAdversarial, expand, generator_for
+from .apgd import apgd
 from .deepfool import deepfool
 from .pgd import pgd
 
-__all__ = ["pgd_search", "max_radius"]
+__all__ = ["pgd_search", "apgd_search", "max_radius"]
+
+_INNER = ("pgd", "apgd")
 
 
 def max_radius(x: torch.Tensor, p: float, bounds: tuple[float, float]) -> float:
@@ -30,18 +36,24 @@ def max_radius(x: torch.Tensor, p: float, bounds: tuple[float, float]) -> float:
 
 def pgd_search(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = "inf",
                steps: int = 20, search_steps: int = 10, restarts: int = 0, tol: float = 1e-3,
-               seed: int = 0, tracker: BestAdversarial | None = None) -> torch.Tensor:
+               seed: int = 0, tracker: BestAdversarial | None = None, inner: str = "pgd"
+               ) -> torch.Tensor:
     """Adversarials of (approximately) minimal l_p norm; ``x`` itself where none was found.
 
     Args:
-        steps: PGD iterations per epsilon tried.
+        steps: PGD (or APGD) iterations per epsilon tried.
         search_steps: bisection steps per point after the first adversarial is found.
         restarts: extra random-start PGD runs at each epsilon where the warm start failed.
         tol: a point stops once ``hi - lo <= tol * hi``.
         seed: seeds the random starts.
         tracker: best-adversarial tracker to update (a new one if None).
+        inner: the fixed-epsilon attack run at each epsilon: ``"pgd"`` (fixed step
+            ``2.5 eps / steps``) or ``"apgd"`` (Auto-PGD: step ``2 eps`` halved at checkpoints,
+            momentum; l_inf, l2 and l1 with sparse steps).
     """
     p = parse_norm(norm)
+    if inner not in _INNER:
+        raise ValueError(f"inner must be one of {', '.join(_INNER)}; got {inner!r}")
     x = x.detach().to(model.device)
     y = y.to(model.device)
     n = x.shape[0]
@@ -66,7 +78,8 @@ def pgd_search(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object
         rows = rows[eps[rows] <= eps_max]
         if rows.numel() == 0:
             break
-        _attempt(model, x, y, rows, eps[rows], p, steps, restarts, tracker, gen, warm=False)
+        _attempt(model, x, y, rows, eps[rows], p, steps, restarts, tracker, gen, warm=False,
+                 inner=inner)
         failed = rows[~tracker.found[rows]]
         lo[failed] = eps[failed]
         eps[failed] = eps[failed] * 2
@@ -78,10 +91,19 @@ def pgd_search(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object
             break
         mid = (lo[rows] + hi[rows]) / 2
         before = hi[rows].clone()
-        _attempt(model, x, y, rows, mid, p, steps, restarts, tracker, gen, warm=True)
+        _attempt(model, x, y, rows, mid, p, steps, restarts, tracker, gen, warm=True,
+                 inner=inner)
         failed = tracker.dist[rows] >= before
         lo[rows[failed]] = mid[failed]
     return torch.where(expand(tracker.found, x), tracker.best, x)
+
+
+def apgd_search(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = "inf",
+                steps: int = 20, search_steps: int = 10, restarts: int = 0, tol: float = 1e-3,
+                seed: int = 0, tracker: BestAdversarial | None = None) -> torch.Tensor:
+    """:func:`pgd_search` with Auto-PGD at each epsilon (``inner="apgd"``)."""
+    return pgd_search(model, x, y, norm, steps=steps, search_steps=search_steps,
+                      restarts=restarts, tol=tol, seed=seed, tracker=tracker, inner="apgd")
 
 
 def _merge(tracker: BestAdversarial, sub: BestAdversarial, rows: torch.Tensor) -> None:
@@ -92,9 +114,11 @@ def _merge(tracker: BestAdversarial, sub: BestAdversarial, rows: torch.Tensor) -
 
 def _attempt(model: Classifier, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor,
              eps: torch.Tensor, p: float, steps: int, restarts: int,
-             tracker: BestAdversarial, gen: torch.Generator, warm: bool) -> None:
-    """PGD at per-point ``eps`` on ``rows`` (warm-started from the best adversarial scaled into
-    the ball when ``warm``), then random restarts for the rows it did not improve."""
+             tracker: BestAdversarial, gen: torch.Generator, warm: bool, inner: str = "pgd"
+             ) -> None:
+    """PGD (or APGD) at per-point ``eps`` on ``rows`` (warm-started from the best adversarial
+    scaled into the ball when ``warm``), then random restarts for the rows it did not
+    improve."""
     sub = BestAdversarial(x[rows], y[rows], p)
     sub.dist[:] = tracker.dist[rows]
     sub.best[:] = tracker.best[rows]
@@ -104,14 +128,24 @@ def _attempt(model: Classifier, x: torch.Tensor, y: torch.Tensor, rows: torch.Te
         start = x[rows] + (tracker.best[rows] - x[rows]) * expand(scale, x[rows])
     before = sub.dist.clone()
     eps32 = eps.to(x.dtype)
-    pgd(model, x[rows], y[rows], eps32, p, steps=steps, loss="margin", x_init=start,
-        stop_on_success=True, tracker=sub)
+    if inner == "apgd":
+        apgd(model, x[rows], y[rows], p, eps32, steps=steps, loss="margin", x_init=start,
+             random_init=False, tracker=sub)
+    else:
+        pgd(model, x[rows], y[rows], eps32, p, steps=steps, loss="margin", x_init=start,
+            stop_on_success=True, tracker=sub)
     for _ in range(restarts):
         left = (sub.dist >= before).nonzero().squeeze(1)
         if left.numel() == 0:
             break
         sub_r = BestAdversarial(x[rows][left], y[rows][left], p)
-        pgd(model, x[rows][left], y[rows][left], eps32[left], p, steps=steps, loss="margin",
-            random_init=True, generator=gen, stop_on_success=True, tracker=sub_r)
+        if inner == "apgd":
+            seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen, device=gen.device))
+            apgd(model, x[rows][left], y[rows][left], p, eps32[left], steps=steps,
+                 loss="margin", random_init=True, seed=seed, tracker=sub_r)
+        else:
+            pgd(model, x[rows][left], y[rows][left], eps32[left], p, steps=steps,
+                loss="margin", random_init=True, generator=gen, stop_on_success=True,
+                tracker=sub_r)
         _merge(sub, sub_r, left)
     _merge(tracker, sub, rows)
