@@ -143,3 +143,16 @@ def test_linf_indicator_cache_on_and_off(cache: bool, monkeypatch: pytest.Monkey
     x[rng.random(x.shape) < 0.1] = 1.0
     y = rng.integers(0, 5, 300)
     check(interclass_distances(x, y, math.inf, block_size=37, levels=2), x, y, math.inf)
+
+
+@pytest.mark.parametrize("dim", [40, 700])
+def test_linf_dense_fallback_matches_brute_force(dim: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Continuous data: the indicator certificate proves little, so pass 2 switches to float32
+    l_inf bounds (on a coordinate subset when D > 512); the answer stays exact."""
+    import robcurves.scale as scale
+
+    monkeypatch.setattr(scale, "_DENSE_SWITCH", 0.0)
+    rng = np.random.default_rng(dim)
+    x = rng.random((260, dim)).astype(np.float32)
+    y = rng.integers(0, 4, 260)
+    check(interclass_distances(x, y, math.inf, block_size=50, k=2), x, y, math.inf)
