@@ -14,8 +14,10 @@ from collections.abc import Callable
 
 from .apgd import apgd
 from .boundary import boundary
+from .cw import cw
 from .ddn import ddn
 from .deepfool import deepfool, linear_targets
+from .ead import ead
 from .ensemble import auto, ensemble
 from .fab import fab
 from .fmn import fmn
@@ -24,7 +26,8 @@ from .pgd import pgd
 from .search import apgd_search, pgd_search
 
 __all__ = ["ATTACKS", "get_attack", "pgd", "deepfool", "pgd_search", "fmn", "ddn", "auto",
-           "ensemble", "linear_targets", "hsja", "boundary", "fab", "apgd", "apgd_search"]
+           "ensemble", "linear_targets", "hsja", "boundary", "fab", "apgd", "apgd_search",
+           "cw", "ead"]
 
 ALL_NORMS = (math.inf, 2.0, 1.0)
 
@@ -36,6 +39,8 @@ ATTACKS: dict[str, tuple[Callable, tuple[float, ...]]] = {
     "pgd-search": (pgd_search, ALL_NORMS),
     "fab": (fab, ALL_NORMS),
     "apgd-search": (apgd_search, (math.inf, 2.0)),
+    "cw": (cw, (2.0,)),
+    "ead": (ead, (1.0,)),
     "deepfool": (deepfool, ALL_NORMS),
     "hsja": (hsja, (math.inf, 2.0)),  # decision-based (labels only): black-box distances
     "boundary": (boundary, (2.0,)),  # decision-based l2 refinement of hsja: black-box
