@@ -156,3 +156,17 @@ def test_linf_dense_fallback_matches_brute_force(dim: int, monkeypatch: pytest.M
     x = rng.random((260, dim)).astype(np.float32)
     y = rng.integers(0, 4, 260)
     check(interclass_distances(x, y, math.inf, block_size=50, k=2), x, y, math.inf)
+
+
+@pytest.mark.parametrize("dim", [41, 300])
+def test_l1_pooled_fallback_matches_brute_force(dim: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the switch forced, l1 pass 2 prunes by group sums (D not a multiple of the group
+    size included); the answer stays exact."""
+    import robcurves.scale as scale
+
+    monkeypatch.setattr(scale, "_DENSE_SWITCH", 0.0)
+    rng = np.random.default_rng(dim)
+    x = rng.random((240, dim)).astype(np.float32)
+    x[:60] = np.round(x[:60] * 4) / 4  # some quantised rows: ties
+    y = rng.integers(0, 4, 240)
+    check(interclass_distances(x, y, 1, block_size=50, k=2), x, y, 1.0)

@@ -26,7 +26,8 @@ How the answer stays exact yet fast (all distances are on the raw, flattened inp
   l, h near the ends of the data range. Only uncertified pairs are measured. Where that leaves
   more than 2% of a block's pairs unproven (natural images: few pixels sit at the ends of the
   range), it switches to float32 l_inf distances on a fixed random subset of the coordinates,
-  a lower bound of the full distance, with a rounding margin.
+  a lower bound of the full distance, with a rounding margin. l1 does the same with the l1
+  distance of sums over groups of 4 consecutive coordinates (``sum_g |sum_g d| <= ||d||_1``).
 * Exact measurements run over coordinate chunks in float64 and drop a pair as soon as its partial
   max / sum reaches the current best, so the reported value is the float64 distance of the
   float32 inputs (what a brute-force NumPy computation in float64 gives, up to summation order).
@@ -282,6 +283,7 @@ class _Engine:
         self.k, self.block, self.levels, self.progress = k, block, levels, progress
         self.blocks = [(s, min(s + block, self.n)) for s in range(0, self.n, block)]
         self.x_sub: torch.Tensor | None = None  # l_inf coordinate subset (see _dense_linf)
+        self.x_pool: torch.Tensor | None = None  # l1 group sums (see _dense_l1)
         if not (self.n and self.d):
             return
         lo = torch.full((self.d,), math.inf, dtype=torch.float64)
@@ -547,6 +549,32 @@ class _Engine:
         d32 = torch.cdist(self.x_sub[rows], self.x_sub[rs:re], p=math.inf)
         return d32.double() * (1.0 - 4 * _U32) < best[rows][:, None]
 
+    def _dense_l1(self, rows: torch.Tensor, rs: int, re: int, best: torch.Tensor
+                  ) -> torch.Tensor:
+        """Pairs that may beat ``best`` by the l1 distance of sums over groups of 4 coordinates.
+
+        ``sum_g |sum_{k in g} (a_k - b_k)| <= ||a - b||_1`` for any grouping; consecutive
+        coordinates (neighbouring pixels) mostly differ with one sign, so on natural images it
+        keeps 93-96% of the distance at a quarter of the cost (GTSRB: 0.7% of the pairs left).
+        Rounding: the float32 group sums are within ``u |sum|`` each and the float32 l1 sum
+        within ``gamma_{m+2}``, so ``c (1 - gamma) - 1.01 u (||a||_1 + ||b||_1)`` stays below
+        the exact distance.
+        """
+        if self.x_pool is None:
+            g = 4
+            pad = (-self.d) % g
+            pooled = torch.empty(self.n, (self.d + pad) // g, dtype=torch.float32)
+            self.l1n = torch.empty(self.n, dtype=torch.float64)
+            for s_, e_ in self.blocks:
+                xb = torch.nn.functional.pad(self.x[s_:e_].double(), (0, pad))
+                pooled[s_:e_] = xb.reshape(e_ - s_, -1, g).sum(2).float()
+                self.l1n[s_:e_] = xb.abs().sum(1)
+            self.x_pool = pooled
+        c = torch.cdist(self.x_pool[rows], self.x_pool[rs:re], p=1.0).double()
+        gam = 1.01 * _gamma(self.x_pool.shape[1] + 2)
+        lb = c * (1.0 - gam) - 1.01 * _U32 * (self.l1n[rows][:, None] + self.l1n[rs:re][None, :])
+        return lb < best[rows][:, None]
+
     def _second_pass(self, todo: torch.Tensor, same: bool, best: torch.Tensor,
                      arg: torch.Tensor) -> None:
         """Rows not yet proven: only pairs that may still beat the current best are measured."""
@@ -554,7 +582,8 @@ class _Engine:
         bar = self._bar(len(qblocks) * len(self.blocks),
                         f"{'same' if same else 'inter'}-class {norm_name(self.p)} pass 2")
         linf = self.p == math.inf
-        dense = False  # l_inf: switched on once the indicators leave too many pairs unproven
+        # l_inf and l1: switched on once the cheap bound leaves too many pairs unproven
+        dense = False
         if linf:
             lv = self._levels(best[todo])
             # reference indicators are the same for every query block: keep them if they fit
@@ -588,8 +617,15 @@ class _Engine:
                         # this block and every later one
                         dense = True
                         cand &= self._dense_linf(rows, rs, re, best)
+                elif self.p == 1.0 and dense:
+                    cand = self._dense_l1(rows, rs, re, best)
                 else:
                     cand = self._lb(q @ self._side(rs, re, query=False).T) < best[rows][:, None]
+                    if self.p == 1.0 and float(cand.float().mean()) > _DENSE_SWITCH:
+                        # values spread over the range (natural images): the feature bound
+                        # is loose there, pooled sums are not
+                        dense = True
+                        cand &= self._dense_l1(rows, rs, re, best)
                 cand &= ~self._mask(rows, rs, re, same)
                 qi, rj = torch.nonzero(cand, as_tuple=True)
                 if qi.numel():
