@@ -304,3 +304,30 @@ def test_l1_box_projection_matches_reference_solvers() -> None:
             qp = res.x[:dim] - res.x[dim:]
             assert obj(np.concatenate([np.maximum(got, 0), np.maximum(-got, 0)])) <= res.fun + 1e-7
             assert np.abs(got - qp).max() < 1e-4
+
+
+def test_l1_box_projection_on_saturated_inputs_and_in_float32() -> None:
+    """Binary inputs leave no room on one side of every coordinate (zero caps), duplicated
+    magnitudes create equal kinks; the batched projection still equals the reference, and in
+    float32 it is feasible up to float32 rounding."""
+    rng = np.random.default_rng(1)
+    n, dim = 40, 50
+    x = (rng.random((n, dim)) > 0.5).astype(np.float64)
+    x[:, :5] = 0.5
+    v = np.round(rng.normal(0, 0.4, (n, dim)), 1)  # many equal |v_i|
+    eps = rng.uniform(0.05, 3.0, n)
+    lo, hi = -x, 1 - x
+    got = project_l1_box(torch.tensor(v), torch.tensor(eps), torch.tensor(lo),
+                         torch.tensor(hi)).numpy()
+    for i in range(n):
+        np.testing.assert_allclose(got[i], _l1_box_reference(v[i], eps[i], lo[i], hi[i]),
+                                   rtol=0, atol=1e-9)
+    g32 = project_l1_box(torch.tensor(v, dtype=torch.float32),
+                         torch.tensor(eps, dtype=torch.float32),
+                         torch.tensor(lo, dtype=torch.float32),
+                         torch.tensor(hi, dtype=torch.float32))
+    assert g32.dtype == torch.float32
+    assert bool((g32.double().abs().sum(1) <= torch.tensor(eps) * (1 + 1e-6)).all())
+    assert bool((g32 >= torch.tensor(lo, dtype=torch.float32)).all())
+    assert bool((g32 <= torch.tensor(hi, dtype=torch.float32)).all())
+    np.testing.assert_allclose(g32.numpy(), got, rtol=0, atol=1e-5)

@@ -69,31 +69,56 @@ def steepest_step(g: torch.Tensor, p: float, sparsity: float = 0.99) -> torch.Te
 
 
 def project_l1_box(delta: torch.Tensor, eps: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
-                   iters: int = 60) -> torch.Tensor:
-    """Euclidean projection of ``delta`` onto ``{d : ||d||_1 <= eps, lo <= d <= hi}``.
+                   max_iters: int = 64) -> torch.Tensor:
+    """Euclidean projection of ``delta`` onto ``{d : ||d||_1 <= eps, lo <= d <= hi}``, exactly.
 
     ``lo <= 0 <= hi`` elementwise. The solution is ``clip(soft_threshold(delta, lam), lo, hi)``
-    with the smallest ``lam >= 0`` meeting the l1 constraint; ``lam`` is found per sample by
-    bisection (the l1 norm of the clipped soft-threshold is non-increasing in ``lam``).
+    with the smallest ``lam >= 0`` meeting the l1 constraint. With ``a = |delta|`` and ``c`` the
+    room the box leaves in the direction of ``sign(delta)``, the l1 norm of that point is
+    ``f(lam) = sum_i clip(a_i - lam, 0, c_i)``: non-increasing and linear between its kinks
+    ``a_i - c_i`` and ``a_i``. Bisection on ``lam`` runs only until no kink lies strictly
+    inside a point's bracket (typically 10-20 steps); ``f`` is then linear on the bracket and
+    ``lam`` follows exactly by interpolation. A bracket that still holds a kink after
+    ``max_iters`` steps (kinks closer than the float resolution) takes its feasible upper end.
     """
     n = delta.shape[0]
     flat, lo_f, hi_f = (t.reshape(n, -1) for t in (delta, lo, hi))
+    out = torch.minimum(torch.maximum(flat, lo_f), hi_f)
+    eps_t = eps.to(flat.dtype).expand(n) if eps.numel() == 1 else eps.to(flat.dtype)
+    rows = (out.abs().sum(1) > eps_t).nonzero().squeeze(1)
+    if rows.numel() == 0:
+        return out.reshape(delta.shape)
+    v = flat[rows]
+    a = v.abs()
+    cap = torch.where(v >= 0, hi_f[rows], -lo_f[rows]).clamp_min(0.0)
+    kinks = torch.cat([a - cap, a], dim=1)
+    e = eps_t[rows]
 
-    def shrink(lam: torch.Tensor) -> torch.Tensor:
-        s = torch.sign(flat) * (flat.abs() - lam[:, None]).clamp_min(0.0)
-        return torch.minimum(torch.maximum(s, lo_f), hi_f)
+    def f(lam: torch.Tensor) -> torch.Tensor:
+        return torch.minimum((a - lam[:, None]).clamp_min(0.0), cap).sum(1)
 
-    out = shrink(torch.zeros(n, dtype=flat.dtype, device=flat.device))
-    need = out.abs().sum(1) > eps
-    if need.any():
-        a = torch.zeros(n, dtype=flat.dtype, device=flat.device)
-        b = flat.abs().amax(1)
-        for _ in range(iters):
-            mid = (a + b) / 2
-            over = shrink(mid).abs().sum(1) > eps
-            a = torch.where(over, mid, a)
-            b = torch.where(over, b, mid)
-        out = torch.where(need[:, None], shrink(b), out)
+    lam_lo = torch.zeros_like(e)
+    lam_hi = a.amax(1)
+    f_lo, f_hi = f(lam_lo), torch.zeros_like(e)
+    done = torch.zeros_like(e, dtype=torch.bool)
+    for it in range(max_iters):
+        if it >= 8 and it % 2 == 0:  # linear on the bracket once no kink is strictly inside
+            inside = ((kinks > lam_lo[:, None]) & (kinks < lam_hi[:, None])).any(1)
+            done = ~inside
+            if bool(done.all()):
+                break
+        mid = (lam_lo + lam_hi) / 2
+        f_mid = f(mid)
+        over = f_mid > e
+        lam_lo = torch.where(over, mid, lam_lo)
+        f_lo = torch.where(over, f_mid, f_lo)
+        lam_hi = torch.where(over, lam_hi, mid)
+        f_hi = torch.where(over, f_hi, f_mid)
+    t = ((f_lo - e) / (f_lo - f_hi).clamp_min(torch.finfo(a.dtype).tiny)).clamp(0.0, 1.0)
+    lam = torch.where(done, lam_lo + t * (lam_hi - lam_lo), lam_hi)
+    proj = torch.sign(v) * (a - lam[:, None]).clamp_min(0.0)
+    out = out.clone()
+    out[rows] = torch.minimum(torch.maximum(proj, lo_f[rows]), hi_f[rows])
     return out.reshape(delta.shape)
 
 
