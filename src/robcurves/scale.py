@@ -24,7 +24,7 @@ How the answer stays exact yet fast (all distances are on the raw, flattened inp
   current best of a) with one matrix product of 0/1 indicators: a coordinate where
   ``a_k - U_a >= l`` and ``b_k <= l`` (or ``a_k + U_a <= h`` and ``b_k >= h``) for a few levels
   l, h near the ends of the data range. Only uncertified pairs are measured. Where that leaves
-  more than 2% of a block's pairs unproven (natural images: few pixels sit at the ends of the
+  more than 25% of a block's pairs unproven (natural images: few pixels sit at the ends of the
   range), it switches to float32 l_inf distances on a fixed random subset of the coordinates,
   a lower bound of the full distance, with a rounding margin. l1 does the same with the l1
   distance of sums over groups of 4 consecutive coordinates (``sum_g |sum_g d| <= ||d||_1``).
@@ -51,8 +51,8 @@ _U32 = 2.0 ** -24
 _U64 = 2.0 ** -53
 # reference-side l_inf indicators (bool, one byte each) are cached up to this size
 _INDICATOR_CACHE_BYTES = 1 << 30
-# l_inf: above this fraction of unproven pairs in a block, switch to float32 l_inf products
-_DENSE_SWITCH = 0.02
+# l_inf and l1: above this fraction of unproven pairs in a block, pass 2 switches to dense bounds
+_DENSE_SWITCH = 0.25
 
 
 @dataclass(frozen=True)
