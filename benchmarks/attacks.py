@@ -8,7 +8,9 @@ standard MLP on Fashion-MNIST; everything trained by :func:`robcurves.train.fit`
 Methods per norm, all run in this process on the same points:
 
 * ``auto`` (robcurves' default, default budget), ``auto-long`` (restarts=7: every class
-  targeted; a long-budget reference), ``fmn`` and ``ddn`` (robcurves' single attacks);
+  targeted; a long-budget reference), ``auto-200`` (``budget=200`` passes per point, about
+  Foolbox FMN's cost), and robcurves' single attacks ``fmn``, ``fab``, ``ddn`` and ``cw``
+  (l2), ``ead`` (l1), and ``apgd-search`` (l_inf, l2; with the slow peers);
 * Foolbox 3.3.4: FMN at its defaults (100 steps), DDN (100 steps), CW-l2, EAD (l1),
   Brendel-Bethge (l_inf, l2, l1) and the classic pipeline of the robustness-curve literature
   (per-point epsilon bisection with PGD for l_inf; CW-l2 with 10 binary-search steps of 1000
@@ -46,7 +48,7 @@ sys.path.insert(0, str(HERE.parent / "src"))
 from _results import machine, write_section  # noqa: E402
 
 from robcurves._norms import norm_name  # noqa: E402
-from robcurves.attacks import auto, ddn, fmn  # noqa: E402
+from robcurves.attacks import apgd_search, auto, cw, ddn, ead, fab, fmn  # noqa: E402
 from robcurves.data import load  # noqa: E402
 from robcurves.evaluate import verify_adversarials  # noqa: E402
 from robcurves.model import wrap  # noqa: E402
@@ -75,6 +77,8 @@ MODELS = {
                         {"method": "pgd-at", "norm": "l2", "eps": 1.5, "steps": 5, "epochs": 8},
                         None),
 }
+#: ``auto-200``: ``auto`` held to about Foolbox FMN's default cost (100 steps, ~201 passes)
+AUTO_FAST_BUDGET = 200
 SLOW_MODELS = ("fmnist-cnn-st", "fmnist-cnn-at-linf", "fmnist-cnn-at-l2", "mnist-cnn-st")
 MNIST_TRAIN = 5000
 FMNIST_TRAIN = 20000
@@ -232,11 +236,18 @@ def evaluate_model(name: str, net: nn.Module, test, n: int, n_slow: int, norms, 
         ours = {
             "auto": lambda xx, yy, p=p: auto(clf, xx, yy, p),
             "auto-long": lambda xx, yy, p=p: auto(clf, xx, yy, p, restarts=7),
+            "auto-200": lambda xx, yy, p=p: auto(clf, xx, yy, p, budget=AUTO_FAST_BUDGET),
             "fmn": lambda xx, yy, p=p: fmn(clf, xx, yy, p),
+            "fab": lambda xx, yy, p=p: fab(clf, xx, yy, p),
         }
         if p == 2.0:
             ours["ddn"] = lambda xx, yy: ddn(clf, xx, yy, 2.0)
+            ours["cw"] = lambda xx, yy: cw(clf, xx, yy, 2.0)
+        if p == 1.0:
+            ours["ead"] = lambda xx, yy: ead(clf, xx, yy, 1.0)
         fast, slow = foolbox_methods(counted, p)
+        if p != 1.0:
+            slow = {"apgd-search": lambda xx, yy, p=p: apgd_search(clf, xx, yy, p), **slow}
         results = {}
         for label, fn in list(ours.items()) + list(fast.items()):
             results[label] = _run(fn, clf, counted, x, y, p) + ("all",)
@@ -312,6 +323,20 @@ def summary(rows: list) -> str:
              + "".join(f"; missed {r['model']} {r['norm']} {r['p95']:.3f} (auto-long "
                        f"{key[(r['model'], r['norm'], 'auto-long')]['p95']:.3f})"
                        for r in p95_bad)]
+    for norm in ("linf", "l2", "l1"):
+        pairs = [(key[(r["model"], norm, "auto-200")], r) for r in rows
+                 if r["method"] == "fb-fmn" and r["norm"] == norm
+                 and (r["model"], norm, "auto-200") in key]
+        if pairs:
+            tr = [f["seconds"] / a["seconds"] for a, f in pairs]
+            tighter = sum(a["optimality"] >= f["optimality"] for a, f in pairs)
+            lines.append(f"- auto-200 against Foolbox FMN, {norm}: time of Foolbox FMN / "
+                         f"auto-200 {min(tr):.2f}-{max(tr):.2f}; optimality at least Foolbox "
+                         f"FMN's on {tighter} of {len(pairs)} models (auto-200 "
+                         f"{min(a['optimality'] for a, _ in pairs):.4f}-"
+                         f"{max(a['optimality'] for a, _ in pairs):.4f}, Foolbox FMN "
+                         f"{min(f['optimality'] for _, f in pairs):.4f}-"
+                         f"{max(f['optimality'] for _, f in pairs):.4f})")
     for peer, what in (("classic", "time of the classic pipeline / auto"),
                        ("fb-fmn", "time of Foolbox FMN / auto")):
         for norm in ("linf", "l2", "l1"):
