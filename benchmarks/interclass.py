@@ -59,7 +59,8 @@ def peer_sklearn(x: np.ndarray, y: np.ndarray, q: int, p: float) -> np.ndarray:
     metric = {math.inf: "chebyshev", 2.0: "euclidean", 1.0: "manhattan"}[p]
     out = np.empty(q)
     for c in np.unique(y[:q]):
-        nn = NearestNeighbors(n_neighbors=1, metric=metric, algorithm="brute", n_jobs=-1)
+        nn = NearestNeighbors(n_neighbors=1, metric=metric, algorithm="brute",
+                              n_jobs=THREADS["n"] or -1)
         nn.fit(x[y != c])
         rows = np.flatnonzero(y[:q] == c)
         out[rows] = nn.kneighbors(x[rows])[0][:, 0]
@@ -69,6 +70,8 @@ def peer_sklearn(x: np.ndarray, y: np.ndarray, q: int, p: float) -> np.ndarray:
 def peer_faiss(x: np.ndarray, y: np.ndarray, q: int, p: float) -> np.ndarray:
     import faiss
 
+    if THREADS["n"]:
+        faiss.omp_set_num_threads(THREADS["n"])
     out = np.empty(q)
     for c in np.unique(y[:q]):
         ref = np.ascontiguousarray(x[y != c])
@@ -84,6 +87,7 @@ def peer_faiss(x: np.ndarray, y: np.ndarray, q: int, p: float) -> np.ndarray:
     return out
 
 
+THREADS: dict[str, int | None] = {"n": None}
 PEERS = {"cdist": peer_cdist, "sklearn": peer_sklearn, "faiss": peer_faiss}
 
 
@@ -96,7 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--peers", default="cdist,sklearn,faiss")
     ap.add_argument("--limit", type=int, default=None, help="use the first N points only")
     ap.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="threads for every method (torch, scikit-learn, faiss); default: all")
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        THREADS["n"] = args.threads
     norms = [parse_norm(t) for t in args.norms.split(",")]
     peers = [t for t in args.peers.split(",") if t]
     rows = []
