@@ -51,7 +51,8 @@ from ..model import Classifier, margin
 from ._core import BestAdversarial, check_attack_inputs, expand, line_search
 from .fmn import cosine
 
-__all__ = ["cw", "check_positive", "clamped_margin", "update_constants"]
+__all__ = ["cw", "check_positive", "clamped_margin", "update_constants", "abort_stale",
+           "query_last"]
 
 #: ``c`` above this means "no upper bound on c found yet" (the paper's 1e10)
 _NO_UPPER = 1e10
@@ -87,6 +88,32 @@ def update_constants(c: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor,
     lower.copy_(torch.where(success, lower, torch.maximum(lower, c)))
     bounded = upper < _NO_UPPER
     c.copy_(torch.where(bounded, (lower + upper) / 2, c * 10))
+
+
+def abort_stale(active: torch.Tensor, rows: torch.Tensor, obj: torch.Tensor,
+                tracker: BestAdversarial, check_loss: torch.Tensor,
+                check_dist: torch.Tensor) -> None:
+    """The paper's early abort, checked every ``patience`` iterations: a point stops its round
+    when its objective has not decreased since the last check and no closer adversarial was
+    found (or it is already at distance 0)."""
+    prev, dprev = check_loss[rows], check_dist[rows]
+    stale = (obj >= prev - 1e-4 * prev.abs()) & (tracker.dist[rows] >= dprev)
+    stale |= tracker.dist[rows] == 0
+    check_loss[rows], check_dist[rows] = obj, tracker.dist[rows].clone()
+    active[rows[stale]] = False
+
+
+def query_last(model: Classifier, tracker: BestAdversarial, active: torch.Tensor,
+               iterate: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor,
+               success: torch.Tensor, kappa: float) -> None:
+    """Query the last iterates of the points still running (not yet seen by the model)."""
+    rows = active.nonzero().squeeze(1)
+    if rows.numel():
+        xa = iterate(rows)
+        with torch.no_grad():
+            z = model.logits(xa)
+        adv = tracker.update(xa, z, rows)
+        success[rows] |= adv & (margin(z, y[rows]) <= -kappa)
 
 
 def cw(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = 2.0,
@@ -166,21 +193,10 @@ def cw(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = 2.0,
             v_hat = vr / (1 - 0.999 ** (k + 1))
             w[rows] = w[rows] - cosine(k, steps, lr, lr / 100) * m_hat / (v_hat.sqrt() + 1e-8)
             if abort_early and k % patience == 0:
-                # the paper's check every `patience` iterations: the objective has not
-                # decreased since the last check (and no closer adversarial was found)
-                prev, dprev = check_loss[rows], check_dist[rows]
-                stale = (obj >= prev - 1e-4 * prev.abs()) & (tracker.dist[rows] >= dprev)
-                stale |= tracker.dist[rows] == 0
-                check_loss[rows], check_dist[rows] = obj, tracker.dist[rows].clone()
-                active[rows[stale]] = False
+                abort_stale(active, rows, obj, tracker, check_loss, check_dist)
         # the last Adam step's iterates of the points still running have not been queried
-        rows = active.nonzero().squeeze(1)
-        if rows.numel():
-            xa = lo + half * (torch.tanh(w[rows]) + 1)
-            with torch.no_grad():
-                z = model.logits(xa)
-            adv = tracker.update(xa, z, rows)
-            success[rows] |= adv & (margin(z, y[rows]) <= -kappa)
+        query_last(model, tracker, active, lambda r, w=w: lo + half * (torch.tanh(w[r]) + 1), y,
+                   success, kappa)
         update_constants(c, lower, upper, success)
     line_search(model, tracker, refine)
     return torch.where(expand(tracker.found, x), tracker.best, x)

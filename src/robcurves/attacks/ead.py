@@ -54,7 +54,15 @@ import torch
 from .._norms import lp_norm, parse_norm
 from ..model import Classifier, margin
 from ._core import BestAdversarial, check_attack_inputs, expand, line_search
-from .cw import _NO_UPPER, check_count, check_positive, clamped_margin, update_constants
+from .cw import (
+    _NO_UPPER,
+    abort_stale,
+    check_count,
+    check_positive,
+    clamped_margin,
+    query_last,
+    update_constants,
+)
 
 __all__ = ["ead"]
 
@@ -173,20 +181,9 @@ def ead(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = 1.0,
                 sk[rows] = x_new
             xk[rows] = x_new
             if abort_early and k % patience == 0:
-                # the paper's check every `patience` iterations: the objective has not
-                # decreased since the last check (and no closer adversarial was found)
-                prev, dprev = check_loss[rows], check_dist[rows]
-                stale = (obj >= prev - 1e-4 * prev.abs()) & (tracker.dist[rows] >= dprev)
-                stale |= tracker.dist[rows] == 0
-                check_loss[rows], check_dist[rows] = obj, tracker.dist[rows].clone()
-                active[rows[stale]] = False
+                abort_stale(active, rows, obj, tracker, check_loss, check_dist)
         # the last iterates x_k of the points still running have not been queried
-        rows = active.nonzero().squeeze(1)
-        if rows.numel():
-            with torch.no_grad():
-                z = model.logits(xk[rows])
-            adv = tracker.update(xk[rows], z, rows)
-            success[rows] |= adv & (margin(z, y[rows]) <= -kappa)
+        query_last(model, tracker, active, lambda r, xk=xk: xk[r], y, success, kappa)
         update_constants(c, lower, upper, success)
     line_search(model, tracker, refine)
     return torch.where(expand(tracker.found, x), tracker.best, x)
