@@ -170,3 +170,31 @@ def test_l1_pooled_fallback_matches_brute_force(dim: int, monkeypatch: pytest.Mo
     x[:60] = np.round(x[:60] * 4) / 4  # some quantised rows: ties
     y = rng.integers(0, 4, 240)
     check(interclass_distances(x, y, 1, block_size=50, k=2), x, y, 1.0)
+
+
+@pytest.mark.parametrize("p", NORMS)
+def test_real_gtsrb_subset_matches_brute_force(p: float) -> None:
+    """Natural images (GTSRB, 3072 dims), where l_inf and l1 take the dense fallbacks: exact
+    against a float64 brute force, row by row."""
+    from pathlib import Path
+
+    path = (Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "gtsrb"
+            / "gtsrb_test_32x32.npz")
+    if not path.exists():
+        pytest.skip("../shared/datasets/gtsrb not present")
+    from robcurves.data import load
+
+    d = load(path).subset(slice(0, 240))
+    x = d.x.reshape(len(d.x), -1)
+    r = interclass_distances(x, d.y, p, block_size=64)
+    x64 = x.astype(np.float64)
+    for i in range(len(x)):
+        diff = np.abs(x64 - x64[i])
+        full = diff.max(1) if p == math.inf else (diff.sum(1) if p == 1.0
+                                                  else np.sqrt((diff ** 2).sum(1)))
+        other = d.y != d.y[i]
+        ref = full[other].min() if other.any() else np.inf
+        np.testing.assert_allclose(r.distance[i], ref, rtol=1e-12, atol=0)
+        if np.isfinite(ref):
+            np.testing.assert_allclose(full[r.neighbor[i]], ref, rtol=1e-12, atol=0)
+            assert d.y[r.neighbor[i]] != d.y[i]
