@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -54,6 +55,16 @@ print(json.dumps(dict(secs=secs, peak_kib=peak, before_kib=base,
 """
 
 
+def _previous_rows() -> list[str]:
+    """Table rows of the interclass-memory section already in RESULTS.md."""
+    from _results import RESULTS
+
+    text = RESULTS.read_text() if RESULTS.exists() else ""
+    m = re.search(r"<!-- interclass-memory:start -->(.*?)<!-- interclass-memory:end -->", text,
+                  flags=re.S)
+    return [ln for ln in (m.group(1).splitlines() if m else []) if ln.startswith("| l")]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="5000,10000,20000")
@@ -61,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--norms", default="2")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--append", action="store_true",
+                    help="keep the rows already in RESULTS.md (other sizes, earlier runs)")
     a = ap.parse_args(argv)
     rows = []
     for norm in a.norms.split(","):
@@ -77,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"(data {data_gib:.2f} GiB, rest {peak - data_gib:.2f} GiB)", flush=True)
     lines = ["| norm | N | D | seconds | peak RSS (GiB) | data N x D float32 (GiB) | "
              "rest (GiB) |", "|---|---|---|---|---|---|---|"]
+    if a.append:
+        lines += _previous_rows()
     lines += [f"| l{r[0]} | {r[1]} | {a.dim} | {r[2]:.1f} | {r[3]:.2f} | {r[4]:.2f} | "
               f"{r[5]:.2f} |" for r in rows]
     table = "\n".join(lines)
@@ -84,11 +99,14 @@ def main(argv: list[str] | None = None) -> int:
     if not a.no_write:
         cmd = "python benchmarks/interclass_memory.py " + " ".join(
             sys.argv[1:] if argv is None else argv)
+
         write_section("interclass-memory", "\n".join([
             "## Inter-class distances: peak memory (`benchmarks/interclass_memory.py`)", "",
             f"- date: {datetime.datetime.now().isoformat(timespec='minutes')}",
             f"- machine: {machine()}", f"- command: `{cmd}`",
             "- synthetic 8-bit images, 10 classes; each run in its own process",
+            *(["- --append: the rows above this command's were measured by earlier runs "
+                "(same script; see the git history of this file)"] if a.append else []),
             "- rest = peak - data: block scratch, the feature cache (kept while it fits in "
             "1 GiB: N x (D + 2) float32 for l2, so up to N = 21,800 here) and per-point arrays",
             "", table]))
