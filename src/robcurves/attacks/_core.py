@@ -167,13 +167,18 @@ class BestAdversarial:
         # in another batch (another summation order) cannot flip it back
         noise = self.margin_tol * logits.detach().abs().amax(1).clamp_min(1.0)
         adv = margin(logits.detach(), self.y[rows]) < -noise
-        d = lp_norm((cand - self.x[rows]).double(), self.p)
+        d = self.distance((cand - self.x[rows]).double())
         better = adv & (d < self.dist[rows])
         if better.any():
             r = rows[better]
             self.best[r] = cand[better].detach()
             self.dist[r] = d[better]
         return adv
+
+    def distance(self, delta: torch.Tensor) -> torch.Tensor:
+        """The per-point size of ``delta`` that "closest" refers to (the l_p norm; a subclass
+        may rank by another measure, as EAD's elastic-net decision rule does)."""
+        return lp_norm(delta, self.p)
 
     def set_clean_misclassified(self, mis: torch.Tensor) -> None:
         self.dist[mis] = 0.0

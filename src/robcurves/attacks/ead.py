@@ -76,19 +76,8 @@ class _ElasticNetBest(BestAdversarial):
         super().__init__(x, y, 1.0)
         self.beta = beta
 
-    def update(self, cand: torch.Tensor, logits: torch.Tensor,
-               rows: torch.Tensor | None = None) -> torch.Tensor:
-        rows = torch.arange(self.x.shape[0], device=self.x.device) if rows is None else rows
-        noise = self.margin_tol * logits.detach().abs().amax(1).clamp_min(1.0)
-        adv = margin(logits.detach(), self.y[rows]) < -noise
-        delta = (cand - self.x[rows]).double()
-        d = lp_norm(delta, 2.0) ** 2 + self.beta * lp_norm(delta, 1.0)
-        better = adv & (d < self.dist[rows])
-        if better.any():
-            r = rows[better]
-            self.best[r] = cand[better].detach()
-            self.dist[r] = d[better]
-        return adv
+    def distance(self, delta: torch.Tensor) -> torch.Tensor:
+        return lp_norm(delta, 2.0) ** 2 + self.beta * lp_norm(delta, 1.0)
 
 
 def _shrink(v: torch.Tensor, x: torch.Tensor, beta: float, lo: float, hi: float) -> torch.Tensor:
