@@ -17,7 +17,6 @@ from robcurves._norms import dual_norm, lp_norm
 from robcurves.attacks import ATTACKS, apgd, fab, get_attack, pgd, pgd_search
 from robcurves.attacks.apgd import checkpoints
 from robcurves.attacks.fab import project_hyperplane_box
-from robcurves.certify import certify
 from robcurves.model import wrap
 
 NORMS = [math.inf, 2.0, 1.0]
@@ -126,24 +125,11 @@ CASES = [("fab", p) for p in NORMS] + [("apgd-search", p) for p in (math.inf, 2.
 
 
 @pytest.mark.parametrize("name,p", CASES)
-def test_outputs_stay_in_the_box_on_binary_inputs(name: str, p: float) -> None:
-    net, x, y = _binaryish()
-    adv = get_attack(name, p)(wrap(net), x, y, p)
-    assert adv.shape == x.shape
-    assert float(adv.min()) >= 0.0 and float(adv.max()) <= 1.0
-    d = robcurves.distances(net, x, y, p, attack=name)
-    assert d.cost.get("rejected", 0) == 0
-    if name == "fab":  # the box-constrained projections break every point of this toy
-        assert d.n_unbroken == 0
-
-
-@pytest.mark.parametrize("name,p", CASES)
-def test_never_below_the_certified_bound(toy, name: str, p: float) -> None:  # noqa: F811
+def test_median_within_one_percent_of_auto_on_the_toy(toy, name: str, p: float  # noqa: F811
+                                                       ) -> None:
+    """(The box and the CROWN lower bound are checked for these attacks in test_attacks.py.)"""
     net, x, y = toy
-    d = robcurves.distances(net, x, y, p, attack=name, return_adversarials=True)
-    assert np.isfinite(d.distances).mean() > 0.9
-    lower = certify(net, x, y, p, method="crown").distances
-    assert np.all(d.distances >= lower - 1e-6), "an attack distance below a CROWN bound"
+    d = robcurves.distances(net, x, y, p, attack=name)
     auto = robcurves.distances(net, x, y, p, attack="auto").distances
     ok = np.isfinite(auto) & (auto > 0)
     # not a tightness benchmark, but FAB must land on the boundary for most points
