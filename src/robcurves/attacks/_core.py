@@ -14,7 +14,8 @@ from .._norms import lp_norm
 from ..model import Classifier, margin
 
 __all__ = [
-    "BestAdversarial", "project", "project_l1_box", "box_mask", "normalize", "margin_loss",
+    "BestAdversarial", "Convergence", "project", "project_l1_box", "box_mask", "normalize",
+    "margin_loss",
     "ce_loss", "expand", "generator_for", "steepest_step", "line_search",
 ]
 
@@ -183,6 +184,28 @@ class BestAdversarial:
     def set_clean_misclassified(self, mis: torch.Tensor) -> None:
         self.dist[mis] = 0.0
         self.best[mis] = self.x[mis]
+
+
+class Convergence:
+    """Per-point stop rule shared by the iterative minimal-norm attacks: a broken point is done
+    once its best distance in ``tracker`` has not shrunk by more than ``tol`` (relative) during
+    ``patience`` steps (``patience <= 0``: never)."""
+
+    def __init__(self, tracker: BestAdversarial, tol: float, patience: int) -> None:
+        self.tracker, self.tol, self.patience = tracker, tol, int(patience)
+        self.ref = tracker.dist.clone()
+        self.ref_step = torch.zeros(tracker.dist.shape[0], dtype=torch.long,
+                                    device=tracker.dist.device)
+
+    def stale(self, k: int, rows: torch.Tensor) -> torch.Tensor:
+        """Record step ``k`` for the points ``rows``; True for those that have converged."""
+        d = self.tracker.dist[rows]
+        improved = d < self.ref[rows] * (1 - self.tol)
+        self.ref[rows] = torch.where(improved, d, self.ref[rows])
+        self.ref_step[rows] = torch.where(improved, torch.full_like(rows, k), self.ref_step[rows])
+        if self.patience <= 0:
+            return torch.zeros_like(improved)
+        return self.tracker.found[rows] & (k - self.ref_step[rows] >= self.patience)
 
 
 @torch.no_grad()

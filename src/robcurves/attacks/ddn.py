@@ -13,7 +13,7 @@ import torch
 
 from .._norms import lp_norm, parse_norm
 from ..model import Classifier
-from ._core import BestAdversarial, box_mask, ce_loss, expand, line_search, normalize
+from ._core import BestAdversarial, Convergence, box_mask, ce_loss, expand, line_search, normalize
 from .fmn import cosine
 
 __all__ = ["ddn"]
@@ -49,8 +49,7 @@ def ddn(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = 2.0,
     delta = torch.zeros_like(x)
     eps = torch.full((n,), float(init_norm), dtype=x.dtype, device=x.device)
     worst = lp_norm(torch.maximum(x - lo, hi - x), 2.0)
-    ref = tracker.dist.clone()
-    ref_step = torch.zeros(n, dtype=torch.long, device=x.device)
+    conv = Convergence(tracker, tol, patience)
     active = torch.ones(n, dtype=torch.bool, device=x.device)
     for k in range(steps):
         rows = active.nonzero().squeeze(1)
@@ -66,12 +65,7 @@ def ddn(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = 2.0,
         d = delta[rows] + alpha * normalize(box_mask(g, xa, model.bounds), 2.0)
         d = d * expand(e / lp_norm(d, 2.0).clamp_min(1e-12), d)
         delta[rows] = torch.clamp(x[rows] + d, lo, hi) - x[rows]
-        improved = tracker.dist[rows] < ref[rows] * (1 - tol)
-        ref[rows] = torch.where(improved, tracker.dist[rows], ref[rows])
-        ref_step[rows] = torch.where(improved, torch.full_like(rows, k), ref_step[rows])
-        if patience > 0:
-            stale = tracker.found[rows] & (k - ref_step[rows] >= patience)
-            active[rows[stale]] = False
+        active[rows[conv.stale(k, rows)]] = False
     rows = active.nonzero().squeeze(1)
     if rows.numel():
         with torch.no_grad():

@@ -42,7 +42,14 @@ import torch
 
 from .._norms import dual_norm, lp_norm, parse_norm
 from ..model import Classifier
-from ._core import BestAdversarial, check_attack_inputs, expand, generator_for, line_search
+from ._core import (
+    BestAdversarial,
+    Convergence,
+    check_attack_inputs,
+    expand,
+    generator_for,
+    line_search,
+)
 from .pgd import random_start
 
 __all__ = ["fab", "project_hyperplane_box"]
@@ -205,8 +212,7 @@ def fab(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = "inf
 
     def run(start: torch.Tensor, active: torch.Tensor, first: bool) -> None:
         xi = start.clone()
-        ref = tracker.dist.clone()
-        ref_step = torch.zeros(n, dtype=torch.long, device=x.device)
+        conv = Convergence(tracker, tol, patience)
         for k in range(int(steps)):
             rows = active.nonzero().squeeze(1)
             if rows.numel() == 0:
@@ -230,12 +236,8 @@ def fab(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = "inf
                 zn = model.logits(xn)
             adv = tracker.update(xn, zn, rows)
             xi[rows] = torch.where(expand(adv, xn), x0 + beta * (xn - x0), xn)
-            improved = tracker.dist[rows] < ref[rows] * (1 - tol)
-            ref[rows] = torch.where(improved, tracker.dist[rows], ref[rows])
-            ref_step[rows] = torch.where(improved, torch.full_like(rows, k), ref_step[rows])
-            stop = tracker.dist[rows] == 0  # misclassified clean input: nothing to search
-            if patience > 0:
-                stop |= tracker.found[rows] & (k - ref_step[rows] >= patience)
+            stop = conv.stale(k, rows)
+            stop |= tracker.dist[rows] == 0  # misclassified clean input: nothing to search
             active[rows[stop]] = False
 
     run(x, torch.ones(n, dtype=torch.bool, device=x.device), first=True)

@@ -31,7 +31,7 @@ import torch
 
 from .._norms import dual_norm, lp_norm, parse_norm
 from ..model import Classifier, margin
-from ._core import BestAdversarial, box_mask, expand, normalize, project, steepest_step
+from ._core import BestAdversarial, Convergence, box_mask, expand, normalize, project, steepest_step
 
 __all__ = ["fmn", "cosine"]
 
@@ -93,8 +93,7 @@ def fmn(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = "inf
     delta = torch.zeros_like(x) if x_init is None else (x_init.to(x.device) - x).detach().clone()
     eps = torch.full((n,), math.inf, dtype=x.dtype, device=x.device)
     worst = lp_norm(torch.maximum(x - lo, hi - x), p)
-    ref = tracker.dist.clone()
-    ref_step = torch.zeros(n, dtype=torch.long, device=x.device)
+    conv = Convergence(tracker, tol, patience)
     active = torch.ones(n, dtype=torch.bool, device=x.device)
     for k in range(steps):
         rows = active.nonzero().squeeze(1)
@@ -126,12 +125,7 @@ def fmn(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = "inf
         x_new = project(xa + expand(alpha * e, xa) * step, x[rows], e, p, model.bounds)
         delta[rows] = x_new - x[rows]
         # convergence: no relative improvement beyond tol during `patience` steps
-        improved = tracker.dist[rows] < ref[rows] * (1 - tol)
-        ref[rows] = torch.where(improved, tracker.dist[rows], ref[rows])
-        ref_step[rows] = torch.where(improved, torch.full_like(rows, k), ref_step[rows])
-        if patience > 0:
-            stale = found & (k - ref_step[rows] >= patience)
-            active[rows[stale]] = False
+        active[rows[conv.stale(k, rows)]] = False
     rows = active.nonzero().squeeze(1)
     if rows.numel():  # the last step's iterates have not been queried yet
         with torch.no_grad():
