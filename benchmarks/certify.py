@@ -27,8 +27,8 @@ import torch
 
 import robcurves
 from robcurves import data as rdata
-from robcurves.band import band
-from robcurves.certify import certify
+from robcurves.bands import band
+from robcurves.certificates import certify
 from robcurves.train import fit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

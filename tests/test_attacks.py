@@ -15,8 +15,8 @@ import robcurves
 from robcurves._norms import dual_norm, lp_norm
 from robcurves.attacks import ATTACKS, auto, ddn, deepfool, fmn, get_attack, pgd, pgd_search
 from robcurves.attacks._core import BestAdversarial, project_l1_box
-from robcurves.attacks.ensemble import auto_plan
-from robcurves.certify import certify
+from robcurves.attacks._ensemble import auto_plan
+from robcurves.certificates import certify
 from robcurves.model import Classifier, wrap
 
 NORMS = [math.inf, 2.0, 1.0]

@@ -15,8 +15,8 @@ from test_attacks import _binaryish, _closed_form, _linear, _Recorder, toy  # no
 import robcurves
 from robcurves._norms import dual_norm, lp_norm
 from robcurves.attacks import ATTACKS, apgd, fab, get_attack, pgd, pgd_search
-from robcurves.attacks.apgd import checkpoints
-from robcurves.attacks.fab import project_hyperplane_box
+from robcurves.attacks._apgd import checkpoints
+from robcurves.attacks._fab import project_hyperplane_box
 from robcurves.model import wrap
 
 NORMS = [math.inf, 2.0, 1.0]

@@ -11,7 +11,7 @@ import pytest
 matplotlib.use("Agg")
 
 from robcurves import RobustnessCurve  # noqa: E402
-from robcurves.band import Band, band  # noqa: E402
+from robcurves.bands import Band, band  # noqa: E402
 from robcurves.results import Distances  # noqa: E402
 
 

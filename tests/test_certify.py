@@ -12,10 +12,10 @@ from conftest import exact_linear_distances, linear_problem
 from torch import nn
 
 import robcurves
-from robcurves.certify import Normalize, certify, ibp_bounds
-from robcurves.certify._layers import sequential_layers
-from robcurves.certify.crown import concretize_lower
-from robcurves.certify.linear import halfspace_distance
+from robcurves.certificates import Normalize, certify, ibp_bounds
+from robcurves.certificates._layers import sequential_layers
+from robcurves.certificates.crown import concretize_lower
+from robcurves.certificates.linear import halfspace_distance
 
 
 @pytest.fixture(autouse=True)

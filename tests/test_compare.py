@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from robcurves.compare import compare, dkw_halfwidth
+from robcurves.comparison import compare, dkw_halfwidth
 from robcurves.curve import RobustnessCurve
 
 

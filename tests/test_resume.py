@@ -88,7 +88,7 @@ def test_cli_certify_is_resumed_too(tmp_path, monkeypatch):
     batches, and the certified radii never exceed the attack distances."""
     import sys
 
-    cert_mod = sys.modules["robcurves.certify"]
+    cert_mod = sys.modules["robcurves.certificates"]
     real = cert_mod.certify
     calls = {"n": 0, "stop_at": 2}
 

@@ -30,7 +30,7 @@ from robcurves.train import (
 from robcurves.train.methods import Schedule
 
 # ``robcurves.train.fit`` is the function; the module is reached through sys.modules
-fit_mod = importlib.import_module("robcurves.train.fit")
+fit_mod = importlib.import_module("robcurves.train.loop")
 
 MLP_SMALL = {"width": 256}
 

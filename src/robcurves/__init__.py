@@ -6,16 +6,16 @@ bounds), :func:`certify` (lower bounds), :class:`RobustnessCurve`, :func:`band` 
 :func:`load_model` for models trained by ``robcurves train``.
 
 ``robcurves.compare`` and ``robcurves.certify`` are the functions; their modules stay importable
-as ``from robcurves.compare import Comparison`` and ``from robcurves.certify import ...``.
+as ``from robcurves.comparison import Comparison`` and ``from robcurves.certificates import ...``.
 """
 
 from __future__ import annotations
 
 from . import data
 from ._norms import parse_norm
-from .band import Band, band
-from .certify import certify
-from .compare import compare
+from .bands import Band, band
+from .certificates import certify
+from .comparison import compare
 from .curve import RobustnessCurve
 from .evaluate import distances
 from .model import Classifier, wrap

@@ -1,7 +1,7 @@
 """The comparison report: figures, tables and a plain-language summary, as HTML and markdown.
 
 :func:`build_report` groups curves by norm, compares the models of each norm
-(:func:`robcurves.compare.compare`), runs the threat-model diagnostics, and returns a
+(:func:`robcurves.comparison.compare`), runs the threat-model diagnostics, and returns a
 :class:`Report`; :meth:`Report.write` puts ``report.html`` (self-contained: figures embedded as
 base64 PNG), ``report.md`` and ``figures/*.png|svg`` in a folder.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ._norms import norm_name, parse_norm
-from .compare import Comparison, PointwiseTable, compare
+from .comparison import Comparison, PointwiseTable, compare
 from .curve import RobustnessCurve
 from .diagnostics import (
     Kink,
@@ -639,7 +639,7 @@ def build_report(curves: Sequence[RobustnessCurve], *,
         eps: eps for the point-wise tables and dashed markers: one list for all norms, or a
             mapping from norm (``"linf"``, ``"l2"``...; ``"*"`` for the rest) to a list.
             Default per norm: three eps where the pooled curves reach about 25/50/75% error.
-        level, n_boot, seed, intersect, eps_max: passed to :func:`robcurves.compare.compare`.
+        level, n_boot, seed, intersect, eps_max: passed to :func:`robcurves.comparison.compare`.
         logx: logarithmic eps axes.
     """
     curves = list(curves)

@@ -2,8 +2,11 @@
 adversarials (the clean input where a point was not broken). The driver
 :func:`robcurves.distances` verifies every adversarial and turns them into distances.
 
+Each attack lives in a private module (``_fmn.py`` holds :func:`fmn`), so no public name is
+both a module and a function; import attacks from this package.
+
 ``ATTACKS`` maps a name to ``(function, supported norms)``; ``"auto"`` is the default pipeline
-(:func:`robcurves.attacks.ensemble.auto`: FMN aimed at the nearest linearised classes, then
+(:func:`robcurves.attacks._ensemble.auto`: FMN aimed at the nearest linearised classes, then
 untargeted, best-of under a budget).
 """
 
@@ -12,18 +15,18 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from .apgd import apgd
-from .boundary import boundary
-from .cw import cw
-from .ddn import ddn
-from .deepfool import deepfool, linear_targets
-from .ead import ead
-from .ensemble import auto, ensemble
-from .fab import fab
-from .fmn import fmn
-from .hsja import hsja
-from .pgd import pgd
-from .search import apgd_search, pgd_search
+from ._apgd import apgd
+from ._boundary import boundary
+from ._cw import cw
+from ._ddn import ddn
+from ._deepfool import deepfool, linear_targets
+from ._ead import ead
+from ._ensemble import auto, ensemble
+from ._fab import fab
+from ._fmn import fmn
+from ._hsja import hsja
+from ._pgd import pgd
+from ._search import apgd_search, pgd_search
 
 __all__ = ["ATTACKS", "get_attack", "pgd", "deepfool", "pgd_search", "fmn", "ddn", "auto",
            "ensemble", "linear_targets", "hsja", "boundary", "fab", "apgd", "apgd_search",

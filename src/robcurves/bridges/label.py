@@ -1,7 +1,7 @@
 """Classifiers that give labels only: any ``predict`` callable.
 
 A label-only model has no gradients, so only decision-based attacks apply to it
-(``attack="hsja"`` or ``attack="boundary"``, see :mod:`robcurves.attacks.hsja`). Their distances
+(``attack="hsja"`` or ``attack="boundary"``, see :mod:`robcurves.attacks._hsja`). Their distances
 are verified upper bounds like any other, but usually looser than those of gradient attacks on a
 differentiable model, so curves from them lie further below the truth.
 """

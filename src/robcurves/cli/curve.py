@@ -119,8 +119,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _certify_band(clf, x, y, p, d, curve, args, out: Path):
     """Certified lower bounds for one norm, saved next to the attack curve; their band."""
-    from ..band import band
-    from ..certify import METHODS, certify
+    from ..bands import band
+    from ..certificates import METHODS, certify
     from ..curve import RobustnessCurve
     from ..evaluate import fingerprint_data
     from ..store import BatchStore, run_batches

@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from .. import data as rdata
-    from ..compare import compare
+    from ..comparison import compare
     from ..curve import RobustnessCurve
     from ..evaluate import distances
     from ..train import fit

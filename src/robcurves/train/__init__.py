@@ -9,8 +9,8 @@ propagation, on the architectures of the robustness literature.
 from __future__ import annotations
 
 from .archs import ARCHS, arch_names, build
-from .fit import evaluate_model, fit, lr_factor, schedule_at
 from .io import MODEL_FORMAT, MODEL_VERSION, is_model_file, load_model, read_meta, save_model
+from .loop import evaluate_model, fit, lr_factor, schedule_at
 from .methods import (
     METHODS,
     Schedule,

@@ -1,9 +1,9 @@
 """Architectures of the robustness literature, built by name for any input shape.
 
 ``cnn-small``, ``cnn-wide`` and ``mlp`` are plain ``nn.Sequential`` stacks of ``Conv2d`` /
-``Linear`` / ``ReLU`` / ``Flatten`` so bound propagation (:mod:`robcurves.certify`) can walk them
-layer by layer. ``preact-resnet18`` and ``wrn-16-k`` are for CIFAR-sized images (they work on CPU,
-slowly, and on any input size thanks to a global average pool).
+``Linear`` / ``ReLU`` / ``Flatten`` so bound propagation (:mod:`robcurves.certificates`) can walk
+them layer by layer. ``preact-resnet18`` and ``wrn-16-k`` are for CIFAR-sized images
+(they work on CPU, slowly, and on any input size thanks to a global average pool).
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ network in eval mode (BatchNorm uses running statistics) and then trained on in 
 
 Methods: ``standard``, ``pgd-at`` (Madry et al. 2018; l_inf, l2, l1 with sparse steps), ``trades``
 (Zhang et al. 2019), ``multi-avg`` / ``multi-max`` (Tramer & Boneh 2019), ``ibp`` (Gowal et al.
-2018) and ``crown-ibp`` (Zhang et al. 2020) when :mod:`robcurves.certify` provides CROWN bounds.
+2018) and ``crown-ibp`` (Zhang et al. 2020) when
+:mod:`robcurves.certificates` provides CROWN bounds.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._norms import norm_name, parse_norm
-from ..attacks.pgd import pgd
+from ..attacks._pgd import pgd
 from ..model import Classifier
 
 __all__ = [
@@ -137,13 +138,13 @@ def ibp_logit_bounds(module: nn.Module, lower: torch.Tensor, upper: torch.Tensor
                      y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Interval bounds on ``z_k - z_y`` (upper) for every class k, for inputs in the box.
 
-    Uses :func:`robcurves.certify.ibp.ibp_bounds` up to the last layer; when that layer is
+    Uses :func:`robcurves.certificates.ibp.ibp_bounds` up to the last layer; when that layer is
     ``Linear``, the differences ``(w_k - w_y) h + b_k - b_y`` are bounded exactly over the
     penultimate box (Gowal et al.'s specification trick, tighter than subtracting logit
     intervals). Returns ``(lower, upper)`` of the logits *relative to the true class* with
     ``0`` at the true class, so ``upper.max(1) < 0`` certifies the point.
     """
-    from ..certify.ibp import ibp_bounds
+    from ..certificates.ibp import ibp_bounds
 
     if isinstance(module, nn.Sequential) and len(module) > 1 and isinstance(module[-1],
                                                                            nn.Linear):

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import data as rdata
-from .fit import fit
 from .io import is_model_file, read_meta, save_model
+from .loop import fit
 
 __all__ = ["ZOO", "ZOO_THREATS", "DEFAULT_TRAIN_POINTS", "train_zoo", "zoo_path"]
 

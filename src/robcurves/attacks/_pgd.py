@@ -1,5 +1,5 @@
 """Projected gradient descent at a fixed, per-sample epsilon (l_inf, l2, and l1 with sparse
-steps). Used to train robust models and, inside :mod:`robcurves.attacks.search`, to find
+steps). Used to train robust models and, inside :mod:`robcurves.attacks._search`, to find
 minimal adversarial distances by bisection over epsilon."""
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ def ibp_bounds(module: nn.Module, lower: torch.Tensor, upper: torch.Tensor
     Args:
         module: ``nn.Sequential`` (nested Sequentials are flattened) of ``Linear``, ``Conv2d``,
             ``ReLU``, ``Flatten``, ``BatchNorm1d/2d`` (eval mode), ``AvgPool2d``, ``Identity``,
-            ``Dropout`` (eval mode) and :class:`robcurves.certify.Normalize`. Any other layer
+            ``Dropout`` (eval mode) and :class:`robcurves.certificates.Normalize`. Any other layer
             raises ``ValueError`` naming it and its position.
         lower, upper: batched boxes ``(N, *input_shape)`` with ``lower <= upper``, in the
             module's input space (apply any preprocessing inside the module, e.g. with

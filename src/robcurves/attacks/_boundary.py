@@ -20,7 +20,7 @@ import torch
 from .._norms import lp_norm, parse_norm
 from ..model import Classifier
 from ._core import check_attack_inputs, expand, generator_for
-from .hsja import LabelOracle, hsja
+from ._hsja import LabelOracle, hsja
 
 __all__ = ["boundary"]
 
@@ -37,7 +37,7 @@ def boundary(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object =
         steps: walk steps (two queries per active point each).
         max_queries: hard cap on queries per point, HopSkipJump's start included.
         init_queries: HopSkipJump budget for the start when ``x_init`` is None (with
-            ``targets``, see :func:`~robcurves.attacks.hsja.hsja`).
+            ``targets``, see :func:`~robcurves.attacks._hsja.hsja`).
         spherical_step: initial spherical step, relative to the current distance.
         source_step: initial fraction by which a step shrinks the perturbation.
         adapt: factor by which step sizes grow on success (and shrink on failure).

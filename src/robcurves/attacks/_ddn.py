@@ -14,7 +14,7 @@ import torch
 from .._norms import lp_norm, parse_norm
 from ..model import Classifier
 from ._core import BestAdversarial, Convergence, box_mask, ce_loss, expand, line_search, normalize
-from .fmn import cosine
+from ._fmn import cosine
 
 __all__ = ["ddn"]
 

@@ -6,7 +6,7 @@ epsilon where PGD failed and the closest verified adversarial so far, warm-start
 that adversarial scaled into the smaller ball. All per-point state is tensors.
 
 ``inner="apgd"`` (:func:`apgd_search`, registered as ``"apgd-search"``) runs Auto-PGD
-(:func:`robcurves.attacks.apgd.apgd`, margin loss) at each epsilon instead of fixed-step PGD.
+(:func:`robcurves.attacks._apgd.apgd`, margin loss) at each epsilon instead of fixed-step PGD.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import torch
 
 from .._norms import parse_norm
 from ..model import Classifier
+from ._apgd import apgd
 from ._core import BestAdversarial, expand, generator_for
-from .apgd import apgd
-from .deepfool import deepfool
-from .pgd import pgd
+from ._deepfool import deepfool
+from ._pgd import pgd
 
 __all__ = ["pgd_search", "apgd_search", "max_radius"]
 

@@ -49,7 +49,7 @@ import torch
 from .._norms import lp_norm, parse_norm
 from ..model import Classifier, margin
 from ._core import BestAdversarial, check_attack_inputs, expand, line_search
-from .fmn import cosine
+from ._fmn import cosine
 
 __all__ = ["cw", "check_positive", "clamped_margin", "update_constants", "abort_stale",
            "query_last"]

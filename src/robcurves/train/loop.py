@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import data as rdata
-from ..attacks.pgd import pgd
+from ..attacks._pgd import pgd
 from ..model import wrap
 from .archs import build
 from .methods import Method, Schedule, ThreatModel, ibp_logit_bounds, make_method, parse_threats

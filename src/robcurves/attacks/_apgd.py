@@ -16,9 +16,9 @@ logits; needs 3 classes or more).
 
 Differences from the published algorithm:
 
-* **Box-aware steps** as in :func:`robcurves.attacks.pgd.pgd`: gradient components pointing
+* **Box-aware steps** as in :func:`robcurves.attacks._pgd.pgd`: gradient components pointing
   out of the box at saturated coordinates are zeroed before the step direction is formed.
-* **l1** uses the sparse steepest step of :func:`~robcurves.attacks.pgd.pgd` (sign of the top
+* **l1** uses the sparse steepest step of :func:`~robcurves.attacks._pgd.pgd` (sign of the top
   1% of gradient coordinates, l1-normalised) with the exact l1-ball-and-box projection; it is
   *not* the adaptive-sparsity APGD-l1 of Croce & Hein (ICCV 2021).
 * **Restart from the best iterate**: the gradient stored with that iterate is reused (no extra
@@ -47,7 +47,7 @@ from ._core import (
     project,
     steepest_step,
 )
-from .pgd import random_start
+from ._pgd import random_start
 
 __all__ = ["apgd", "dlr_loss", "checkpoints"]
 

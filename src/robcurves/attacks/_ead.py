@@ -14,7 +14,7 @@ which zeroes small perturbation components (sparsity) and keeps the iterate in t
 extrapolates ``s_{k+1} = x_{k+1} + k / (k + 3) * (x_{k+1} - x_k)``; ISTA uses ``s = x``. The step
 size decays as ``lr * sqrt(1 - k / steps)`` (the paper's polynomial decay). As in the paper the
 threshold is ``beta`` itself, not ``lr * beta``. An outer binary search adapts ``c`` per point
-over ``search_steps`` rounds exactly as :func:`~robcurves.attacks.cw.cw` does, and every round
+over ``search_steps`` rounds exactly as :func:`~robcurves.attacks._cw.cw` does, and every round
 restarts from the clean input.
 
 Decision rule: with ``decision="l1"`` (default) the attack returns, per point, the adversarial
@@ -54,7 +54,7 @@ import torch
 from .._norms import lp_norm, parse_norm
 from ..model import Classifier, margin
 from ._core import BestAdversarial, check_attack_inputs, expand, line_search
-from .cw import (
+from ._cw import (
     _NO_UPPER,
     abort_stale,
     check_count,

@@ -50,7 +50,7 @@ from ._core import (
     generator_for,
     line_search,
 )
-from .pgd import random_start
+from ._pgd import random_start
 
 __all__ = ["fab", "project_hyperplane_box"]
 
