@@ -195,6 +195,10 @@ def test_model_names_are_escaped_in_the_page():
     assert "<script" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert evil in _page_outline(page)["sections"][0]["rows"][1]
+    # In markdown a '|' in a name would end the table cell.
+    b = RobustnessCurve(b.distances, "linf", name="x|y", indices=b.indices)
+    md = build_report([a, b], n_boot=20).to_markdown()
+    assert "| x\\|y | 120 |" in md
 
 
 def test_cli_compare(tmp_path, capsys):

@@ -1,0 +1,17 @@
+"""The comparison report: figures, tables and a plain-language summary, as HTML and markdown.
+
+:func:`build_report` compares curves of any norms and returns a :class:`Report`;
+:meth:`Report.write` (or :func:`write_report`) puts ``report.html`` (self-contained),
+``report.md`` and ``figures/`` in a folder.
+
+Where the parts are: :mod:`.build` (the :class:`Report` and how it is computed), :mod:`.figures`
+(matplotlib figures), :mod:`.text` (eps formatting, tables as text, the summary sentences),
+:mod:`.render` (the Jinja2 environment every robcurves page is rendered with) and
+``templates/`` (``base.html.j2``, the page skeleton and style that other pages extend;
+``report.html.j2`` and ``report.md.j2``).
+"""
+
+from .build import Report, build_report, write_report
+from .text import format_eps, is_8bit
+
+__all__ = ["Report", "build_report", "write_report", "format_eps", "is_8bit"]

@@ -1,0 +1,250 @@
+"""The comparison report: :func:`build_report` computes it, :class:`Report` holds and writes it.
+
+:func:`build_report` groups curves by norm, compares the models of each norm
+(:func:`robcurves.comparison.compare`), runs the threat-model diagnostics, and returns a
+:class:`Report`; :meth:`Report.write` puts ``report.html`` (self-contained: figures embedded as
+base64 PNG), ``report.md`` and ``figures/*.png|svg`` in a folder. The figures are drawn in
+:mod:`.figures`, the tables and sentences written in :mod:`.text`, the pages rendered from the
+templates by :mod:`.render`.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .._norms import norm_name, parse_norm
+from ..comparison import Comparison, PointwiseTable, compare
+from ..curve import RobustnessCurve
+from ..diagnostics import (
+    Kink,
+    RankAgreement,
+    ScaleFit,
+    detect_kink,
+    fit_scale,
+    rank_agreement,
+    train_eps_of,
+)
+from . import figures as _figures
+from . import text as _text
+from .render import render
+from .text import NORM_ORDER, NORM_TXT, format_eps, is_8bit
+
+__all__ = ["Report", "build_report", "write_report"]
+
+
+# ---------------------------------------------------------------------------- report object
+@dataclass(frozen=True)
+class Report:
+    """Everything a comparison report shows, computed once.
+
+    Attributes:
+        comparisons: one :class:`Comparison` per norm name (norms with a single model are
+            left out of comparisons but still drawn).
+        curves: all curves by norm name.
+        tables: point-wise tables per norm name, at ``eps[norm]``.
+        eps: the eps of the tables and dashed markers, per norm name.
+        kinks: kink diagnostics of every curve whose metadata carries a training eps.
+        scale_fits: cross-norm scale factors for models with curves in several norms.
+        rank_agreements: ranking agreement between norms (when two or more models have curves
+            in two or more norms).
+        summary: plain-language findings, most important first.
+        level, logx: confidence level; logarithmic eps axes in the figures.
+    """
+
+    comparisons: dict[str, Comparison]
+    curves: dict[str, tuple[RobustnessCurve, ...]]
+    tables: dict[str, PointwiseTable]
+    eps: dict[str, tuple[float, ...]]
+    kinks: tuple[Kink, ...]
+    scale_fits: tuple[ScaleFit, ...]
+    rank_agreements: tuple[RankAgreement, ...]
+    summary: tuple[str, ...]
+    level: float
+    logx: bool
+
+    def per255(self, norm: str) -> bool:
+        """Eps of this norm are printed as x/255 (8-bit data, l_inf)."""
+        return norm == "linf" and is_8bit(self.curves[norm])
+
+    def fmt(self, norm: str, eps: float, digits: int = 3) -> str:
+        return format_eps(eps, self.per255(norm), digits)
+
+    def fmt_range(self, norm: str, lo: float, hi: float, sep: str = " – ") -> str:
+        """Two eps with just enough digits to tell them apart."""
+        for digits in range(3, 12):
+            a, b = self.fmt(norm, lo, digits), self.fmt(norm, hi, digits)
+            if a != b or lo == hi:
+                return a if lo == hi else f"{a}{sep}{b}"
+        return f"{a}{sep}{b}"
+
+
+    def norms(self) -> list[str]:
+        """The norms of the report, in page order (l_inf, l2, l1)."""
+        return [n for n in NORM_ORDER if n in self.curves]
+
+    # ------------------------------------------------------------------ figures
+    def figures(self) -> dict[str, object]:
+        """Matplotlib figures by file stem: ``curves`` (one panel per norm), ``diff_<norm>``
+        (differences of each pair with the simultaneous band), ``transfer`` (cross-norm)."""
+        return _figures.figures(self)
+
+    def write(self, out_dir: str | Path) -> dict[str, Path]:
+        """Write ``report.html``, ``report.md`` and ``figures/`` into ``out_dir``."""
+        out = Path(out_dir)
+        (out / "figures").mkdir(parents=True, exist_ok=True)
+        paths: dict[str, Path] = {}
+        png: dict[str, bytes] = {}
+        for stem, fig in self.figures().items():
+            png[stem] = _figures.png_bytes(fig)
+            (out / "figures" / f"{stem}.png").write_bytes(png[stem])
+            fig.savefig(out / "figures" / f"{stem}.svg", format="svg")
+            paths[f"{stem}.png"] = out / "figures" / f"{stem}.png"
+        (out / "report.html").write_text(self.to_html(png), encoding="utf-8")
+        (out / "report.md").write_text(self.to_markdown(), encoding="utf-8")
+        paths["html"] = out / "report.html"
+        paths["markdown"] = out / "report.md"
+        return paths
+
+    # ------------------------------------------------------------------ pages
+    def sections(self) -> list[_text.Section]:
+        """Every table of the report (title, anchor, header, rows, caption), in page order."""
+        return _text.sections(self)
+
+    def to_markdown(self) -> str:
+        """The report as markdown; figures referenced as ``figures/<stem>.png``."""
+        return render("report.md.j2", summary=self.summary, sections=self.sections(),
+                      diff_norms=list(self.comparisons), transfer=bool(self.scale_fits),
+                      norm_txt=NORM_TXT)
+
+    def to_html(self, png: Mapping[str, bytes] | None = None) -> str:
+        """The report as one self-contained HTML page (figures embedded as base64 PNG)."""
+        if png is None:
+            png = {stem: _figures.png_bytes(fig) for stem, fig in self.figures().items()}
+        figs = [{"stem": stem, "alt": _figures.alt_text(stem),
+                 # saved at PNG_DPI: shown at 96 px per inch
+                 "width": _figures.png_width(data) * 96 // _figures.PNG_DPI,
+                 "base64": base64.b64encode(data).decode("ascii")}
+                for stem, data in png.items()]
+        return render("report.html.j2", summary=self.summary, figures=figs,
+                      sections=self.sections())
+
+
+# ---------------------------------------------------------------------------- building
+def _default_eps(curves: Sequence[RobustnessCurve], per255: bool) -> tuple[float, ...]:
+    """Three eps where the pooled curves reach about 25%, 50% and 75% robust error."""
+    fin = np.concatenate([c.distances[np.isfinite(c.distances)] for c in curves])
+    fin = fin[fin > 0]
+    if fin.size == 0:
+        return ()
+    qs = np.quantile(fin, [0.25, 0.5, 0.75])
+    out = []
+    for q in qs:
+        if per255:
+            v = max(1.0, round(q * 255)) / 255
+        else:
+            digits = -int(math.floor(math.log10(q))) + 1
+            v = round(q, digits)
+        if v > 0 and v not in out:
+            out.append(float(v))
+    return tuple(out)
+
+
+def _resolve_eps(eps, norms: Sequence[str], curves: Mapping[str, Sequence[RobustnessCurve]]
+                 ) -> dict[str, tuple[float, ...]]:
+    out: dict[str, tuple[float, ...]] = {}
+    given: dict[str, Sequence[float]] = {}
+    if eps is None:
+        pass
+    elif isinstance(eps, Mapping):
+        for k, v in eps.items():
+            key = "*" if k in ("*", None) else norm_name(parse_norm(k))
+            given[key] = v
+    else:
+        given["*"] = eps
+    for nm in norms:
+        v = given.get(nm, given.get("*"))
+        if v is None:
+            out[nm] = _default_eps(curves[nm], nm == "linf" and is_8bit(curves[nm]))
+            continue
+        vals = tuple(float(x) for x in v)
+        bad = [x for x in vals if not (x >= 0 and math.isfinite(x))]
+        if bad:
+            raise ValueError(f"eps must be finite and >= 0; got {bad} for {nm}")
+        out[nm] = vals
+    return out
+
+
+
+def build_report(curves: Sequence[RobustnessCurve], *,
+                 eps: Sequence[float] | Mapping[str, Sequence[float]] | None = None,
+                 level: float = 0.95, n_boot: int = 1000, seed: int = 0,
+                 intersect: bool = False, logx: bool = False,
+                 eps_max: float | None = None) -> Report:
+    """Compare curves of any norms and compute everything the report shows.
+
+    Args:
+        curves: curves of one or more models in one or more norms (names unique per norm).
+        eps: eps for the point-wise tables and dashed markers: one list for all norms, or a
+            mapping from norm (``"linf"``, ``"l2"``...; ``"*"`` for the rest) to a list.
+            Default per norm: three eps where the pooled curves reach about 25/50/75% error.
+        level, n_boot, seed, intersect, eps_max: passed to :func:`robcurves.comparison.compare`.
+        logx: logarithmic eps axes.
+    """
+    curves = list(curves)
+    if not curves:
+        raise ValueError("build_report needs at least one curve")
+    by_norm: dict[str, list[RobustnessCurve]] = {}
+    for c in curves:
+        if not isinstance(c, RobustnessCurve):
+            raise TypeError(f"expected RobustnessCurve objects; got {type(c).__name__}")
+        by_norm.setdefault(c.norm_name, []).append(c)
+    norms = [n for n in NORM_ORDER if n in by_norm]
+    eps_by = _resolve_eps(eps, norms, by_norm)
+    comparisons: dict[str, Comparison] = {}
+    tables: dict[str, PointwiseTable] = {}
+    for nm in norms:
+        if len(by_norm[nm]) >= 2:
+            cmp = compare(by_norm[nm], level=level, n_boot=n_boot, seed=seed,
+                          intersect=intersect, eps_max=eps_max)
+            comparisons[nm] = cmp
+            tables[nm] = cmp.table(eps_by[nm] or [cmp.eps_max / 2])
+            if not eps_by[nm]:
+                eps_by[nm] = (cmp.eps_max / 2,)
+    kinks = tuple(detect_kink(c) for nm in norms for c in by_norm[nm]
+                  if train_eps_of(c) is not None)
+    fits = []
+    for na, nb in itertools.combinations(norms, 2):
+        other = {c.name: c for c in by_norm[nb]}
+        for c in by_norm[na]:
+            if c.name in other:
+                try:
+                    fits.append(fit_scale(c, other[c.name]))
+                except ValueError:
+                    continue  # no finite positive quantile in common: nothing to fit
+    ranks: tuple[RankAgreement, ...] = ()
+    names_per_norm = [{c.name for c in by_norm[nm]} for nm in norms]
+    if len(norms) >= 2 and len(set.intersection(*names_per_norm)) >= 2:
+        ranks = tuple(rank_agreement(curves))
+    frozen = {nm: tuple(comparisons[nm].curves if nm in comparisons else by_norm[nm])
+              for nm in norms}
+
+    def fmt(nm: str, e: float) -> str:
+        return format_eps(float(e), nm == "linf" and is_8bit(frozen[nm]))
+
+    summary = _text.summary(comparisons, tables, kinks, ranks, fmt, level)
+    return Report(comparisons=comparisons, curves=frozen, tables=tables, eps=eps_by,
+                  kinks=kinks, scale_fits=tuple(fits), rank_agreements=ranks,
+                  summary=tuple(summary), level=level, logx=logx)
+
+
+def write_report(curves: Sequence[RobustnessCurve], out_dir: str | Path, **kwargs
+                 ) -> dict[str, Path]:
+    """:func:`build_report` then :meth:`Report.write`; returns the written paths."""
+    return build_report(curves, **kwargs).write(out_dir)

@@ -1,0 +1,264 @@
+"""The report's words and numbers: eps formatting, the tables as sections of text, the summary.
+
+Everything here returns plain strings; :mod:`robcurves.report.render` puts them on a page.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..comparison import Comparison, PointwiseTable
+from ..curve import RobustnessCurve
+from ..diagnostics import Kink, RankAgreement
+
+if TYPE_CHECKING:
+    from .build import Report
+
+NORM_ORDER = ("linf", "l2", "l1")
+NORM_TXT = {"linf": "l∞", "l2": "l2", "l1": "l1"}
+
+
+def is_8bit(curves: Sequence[RobustnessCurve]) -> bool:
+    """All curves come from 8-bit image data (``metadata["data"]["bit_depth"] == 8``)."""
+    return bool(curves) and all(
+        (c.metadata.get("data") or {}).get("bit_depth") == 8 for c in curves)
+
+
+def format_eps(eps: float, per255: bool = False, digits: int = 3) -> str:
+    """``8/255`` style for 8-bit l_inf data, else ``digits`` significant digits; ``∞``."""
+    if math.isinf(eps):
+        return "∞"
+    if eps == 0:
+        return "0"
+    if per255:
+        x = eps * 255
+        return f"{x:.0f}/255" if abs(x - round(x)) < 1e-6 else f"{x:.{digits}g}/255"
+    return f"{eps:.{digits}g}"
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def pts(x: float) -> str:
+    return f"{100 * x:.1f} pts"
+
+
+@dataclass(frozen=True)
+class Section:
+    """One section of the report: a titled table with a caption.
+
+    Attributes:
+        title: section heading.
+        anchor: the section's id on the HTML page.
+        head: column headers.
+        rows: cells as text.
+        caption: what the table means.
+    """
+
+    title: str
+    anchor: str
+    head: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    caption: str
+
+    def flagged(self, row: Sequence[str]) -> bool:
+        """The row reports a warning (a misleading threshold, a kink): highlighted on the page."""
+        return any(c.startswith("misleading") or c == "KINK" for c in row)
+
+
+def sections(report: Report) -> list[Section]:
+    """Every table of the report, in page order."""
+    secs = []
+    lvl = f"{100 * report.level:g}%"
+    for nm in report.norms():
+        cs = report.curves[nm]
+        cmp = report.comparisons.get(nm)
+        t = NORM_TXT[nm]
+        if cmp is not None:
+            rows = [[s.name, str(s.n), s.kind, pct(s.clean_error), f"{s.auc_normalized:.3f}",
+                     report.fmt(nm, s.median_distance), report.fmt(nm, s.eps_50),
+                     report.fmt(nm, s.eps_90), str(s.n_unbroken)] for s in cmp.summaries]
+            cap = (f"Area under the robust-error curve on [0, {report.fmt(nm, cmp.eps_max)}], "
+                   f"divided by its length (lower is more robust). DKW band half-width "
+                   f"±{pts(cmp.dkw)} at {lvl}.")
+        else:
+            rows = [[c.name, str(c.n), c.kind, pct(c.clean_error), "–",
+                     report.fmt(nm, c.median_distance), report.fmt(nm, c.eps_at_error(0.5)),
+                     report.fmt(nm, c.eps_at_error(0.9)), str(c.n_unbroken)] for c in cs]
+            cap = "Only one model for this norm: nothing to compare."
+        secs.append((f"{t}: global summaries", f"summary-{nm}",
+                     ["model", "n", "bound", "clean error", "AUC (norm.)", "median dist.",
+                      "eps @ 50%", "eps @ 90%", "unbroken"], rows, cap))
+        if cmp is None:
+            continue
+        tab = report.tables[nm]
+        head = ["eps"] + [f"{m}" for m in tab.models] + ["ranking", "single threshold"]
+        rows = []
+        for r, e in enumerate(tab.eps):
+            cells = [report.fmt(nm, float(e))]
+            for i in range(len(tab.models)):
+                cells.append(f"{pct(tab.errors[r, i])} (#{tab.ranks[r, i]})")
+            order = sorted(range(len(tab.models)), key=lambda i: (tab.ranks[r, i], i))
+            rank_txt = ""
+            for pos, i in enumerate(order):
+                if pos:
+                    j = order[pos - 1]
+                    same = tab.ranks[r, i] == tab.ranks[r, j]
+                    sep = " = " if same else (" < " if tab.diff_significant[r, i, j]
+                                              else " ≤ ")
+                    rank_txt += sep
+                rank_txt += tab.models[i]
+            flag = ("misleading (significant)" if tab.significant_misleading[r]
+                    else "misleading" if tab.misleading[r] else "")
+            rows.append(cells + [rank_txt, flag])
+        secs.append((f"{t}: robust error at chosen eps", f"table-{nm}", head, rows,
+                     "Robust error (rank; 1 = lowest error). In the ranking, '<' marks a "
+                     f"difference significant at {lvl} (paired bootstrap, point-wise), '≤' "
+                     "one that is not. 'misleading': this row orders some pair of models "
+                     "the opposite way of another row, so reporting only this eps would "
+                     "mislead; '(significant)' when the reversal is significant in both "
+                     "rows."))
+        rows = [[report.fmt_range(nm, c.eps, c.eps_end),
+                 c.better_before, c.better_after, "yes" if c.significant else "no",
+                 (f"[{report.fmt(nm, c.region[0])}, {report.fmt(nm, c.region[1])}]"
+                  if c.region else "")]
+                for c in cmp.crossings]
+        secs.append((f"{t}: crossings", f"crossings-{nm}",
+                     ["eps", "better below", "better above", f"significant ({lvl})",
+                      "true crossing within"], rows,
+                     "Where the model with the lower robust error changes (a range when the "
+                     "curves are tied in between). Exact, from the step functions."))
+        rows = []
+        for p in cmp.pairs:
+            for iv in p.intervals:
+                rows.append([f"{p.a} vs {p.b}",
+                             f"[{report.fmt_range(nm, iv.lo, iv.hi, ', ')})", iv.winner,
+                             pts(iv.max_diff), report.fmt(nm, iv.eps_at_max),
+                             pts(iv.mean_diff), "yes" if iv.significant else "no"])
+        secs.append((f"{t}: win intervals", f"wins-{nm}",
+                     ["pair", "eps interval", "lower robust error", "max advantage",
+                      "at eps", "mean advantage", f"significant ({lvl})"], rows,
+                     "Robust-error advantage in percentage points of the test points. "
+                     "Significant: the simultaneous paired-bootstrap band of the difference "
+                     "excludes 0 somewhere on the interval."))
+        floor = 1.0 / (1 + cmp.n_boot)  # no resample reached the observed gap
+        rows = [[f"{p.a} vs {p.b}", pts(p.max_abs_diff), f"±{pts(p.band)}",
+                 f"≤ {floor:.2g}" if p.p_value <= floor else f"{p.p_value:.3g}",
+                 "yes" if p.significant else "no"] for p in cmp.pairs]
+        secs.append((f"{t}: pairs", f"pairs-{nm}",
+                     ["pair", "largest gap", "simultaneous band", "p-value",
+                      "significant"], rows,
+                     f"Paired bootstrap over the {cmp.n} test points ({cmp.n_boot} "
+                     "resamples); p-value of 'the curves are equal' with statistic "
+                     "max |R_a - R_b|."))
+    if report.kinks:
+        rows = [[k.model, NORM_TXT[k.norm],
+                 report.fmt(k.norm, k.train_eps),
+                 report.fmt(k.norm, k.location), f"{k.score:.2f}",
+                 f"{k.slope_before:.3g} → {k.slope_after:.3g}", f"{k.p_value:.2g}",
+                 "KINK" if k.detected else "no"] for k in report.kinks]
+        secs.append(("Diagnostics: overfitting to the training eps", "kinks",
+                     ["model", "norm", "training eps", "location", "score (log2)",
+                      "slope below → above", "p-value", "kink"], rows,
+                     "A kink: the robust error is held down just below the training eps "
+                     "and rises sharply after it. Score: log2 of how much the slope grows "
+                     "across the location beyond the local trend (>= 2 and p < 0.01 to "
+                     "call a kink). Slopes in robust error per unit eps."))
+    if report.rank_agreements:
+        rows = [[f"{NORM_TXT[r.norm_a]} vs {NORM_TXT[r.norm_b]}",
+                 " > ".join(r.ranking_a), " > ".join(r.ranking_b),
+                 "–" if math.isnan(r.kendall_tau) else f"{r.kendall_tau:.2f}",
+                 "yes" if r.holds else "no: " + ", ".join(f"{a}/{b}" for a, b in r.flipped)]
+                for r in report.rank_agreements]
+        secs.append(("Diagnostics: does the ranking transfer across norms?", "transfer",
+                     ["norms", "ranking (first norm)", "ranking (second norm)",
+                      "Kendall tau", "holds"], rows,
+                     "Models ranked by normalized area under the robust-error curve, most "
+                     "robust first."))
+    if report.scale_fits:
+        rows = [[f.model, f"{NORM_TXT[f.norm_from]} → {NORM_TXT[f.norm_to]}",
+                 f"{f.factor:.4g}", f"{f.log_spread:.3g}", pts(f.misfit)]
+                for f in report.scale_fits]
+        secs.append(("Diagnostics: scale factor between norms", "scale",
+                     ["model", "norms", "factor s", "log spread", "misfit after scaling"],
+                     rows,
+                     "Distances in the second norm are about s times those in the first. "
+                     "For a linear model (input box not binding) the curves are the same up "
+                     "to s = ||w||_q1 / ||w||_q2 (q dual norms): log spread and misfit 0."))
+    return [Section(title, anchor, tuple(head), tuple(tuple(r) for r in rows), cap)
+            for title, anchor, head, rows, cap in secs]
+
+
+def summary(rep_cmp: Mapping[str, Comparison], pointwise: Mapping[str, PointwiseTable],
+            kinks: Sequence[Kink], ranks: Sequence[RankAgreement], fmt, level: float
+            ) -> list[str]:
+    """Plain-language findings, most important first; ``fmt(norm, eps)`` prints an eps."""
+    out: list[str] = []
+    lvl = f"{100 * level:g}%"
+    for nm, cmp in rep_cmp.items():
+        t = NORM_TXT[nm]
+        tab = pointwise[nm]
+        # What a single threshold would hide: one sentence per pair of models whose order
+        # flips between two rows of the table (a significant flip preferred).
+        seen: set[frozenset[str]] = set()
+        flips = []
+        for r1, r2 in itertools.combinations(range(tab.eps.size), 2):
+            for i, j in itertools.permutations(range(len(tab.models)), 2):
+                if tab.errors[r1, i] < tab.errors[r1, j] and tab.errors[r2, i] > tab.errors[r2, j]:
+                    sig = bool(tab.diff_significant[r1, i, j] and tab.diff_significant[r2, i, j])
+                    flips.append((not sig, r1, r2, i, j, sig))
+        for _, r1, r2, i, j, sig in sorted(flips):
+            key = frozenset((tab.models[i], tab.models[j]))
+            if key in seen:
+                continue
+            seen.add(key)
+            out.append(
+                f"{t}: a single threshold would mislead: at eps={fmt(nm, tab.eps[r1])} "
+                f"{tab.models[i]} has the lower robust error ({pct(tab.errors[r1, i])} vs "
+                f"{pct(tab.errors[r1, j])} for {tab.models[j]}), at eps={fmt(nm, tab.eps[r2])} "
+                f"{tab.models[j]} has ({pct(tab.errors[r2, j])} vs "
+                f"{pct(tab.errors[r2, i])}); "
+                + ("both differences are significant." if sig else
+                   f"but not both differences are significant at {lvl}."))
+        for p in cmp.pairs:
+            sig_iv = [iv for iv in p.intervals if iv.significant]
+            if not sig_iv:
+                out.append(f"{t}: {p.a} vs {p.b}: no difference is significant at {lvl} "
+                           f"(largest gap {pts(p.max_abs_diff)}, simultaneous band "
+                           f"±{pts(p.band)}, p={p.p_value:.2g}).")
+                continue
+            wins = ", ".join(
+                f"{iv.winner} on [{fmt(nm, iv.lo)}, {fmt(nm, iv.hi)}) (by up to "
+                f"{pts(iv.max_diff)})" for iv in sig_iv)
+            text = f"{t}: {p.a} vs {p.b}: significantly lower robust error for {wins}"
+            cross = [c for c in p.crossings if c.significant]
+            regions = list(dict.fromkeys(c.region for c in cross))
+            if regions:
+                where = "; ".join(f"[{fmt(nm, lo)}, {fmt(nm, hi)}]" for lo, hi in regions)
+                text += (f"; the curves cross at eps={fmt(nm, cross[0].eps)}"
+                         + (f" and {len(cross) - 1} more time(s)" if len(cross) > 1 else "")
+                         + f" (true crossing within {where} at {lvl}), so any threshold "
+                         "reports only one side of the story")
+            out.append(text + ".")
+        for note in cmp.notes:
+            out.append(f"{t}: note: {note}.")
+    for k in kinks:
+        if k.detected:
+            out.append(f"{k.model} ({NORM_TXT[k.norm]}): its curve has a kink at "
+                       f"eps≈{fmt(k.norm, k.location)}, near its training eps "
+                       f"{fmt(k.norm, k.train_eps)} (slope ×"
+                       f"{k.slope_after / max(k.slope_before, 1e-12):.1f} across it): robust "
+                       "error measured at or below the training eps overstates its robustness "
+                       "beyond it.")
+    for r in ranks:
+        verdict = "holds" if r.holds else "does not hold"
+        out.append(f"The ranking on {NORM_TXT[r.norm_a]} ({' > '.join(r.ranking_a)}) "
+                   f"{verdict} on {NORM_TXT[r.norm_b]} ({' > '.join(r.ranking_b)}).")
+    if not out:
+        out.append("Nothing to compare: give curves of at least two models for one norm.")
+    return out
