@@ -16,7 +16,8 @@ Given curves of several models for one norm, :func:`compare` finds
   error reaches 50% and 90%.
 
 All robust errors are *errors* (fraction of points with distance <= eps), never accuracies, and
-all eps are distances in the curves' input space.
+all eps are distances in the curves' input space. The paired-bootstrap resampling itself is in
+:mod:`robcurves._bootstrap`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._bootstrap import errors_at, sup_stats
 from ._norms import norm_name
 from .curve import RobustnessCurve
 
@@ -43,11 +45,6 @@ __all__ = [
     "align_curves",
 ]
 
-# Bootstrap resamples are drawn in blocks of this many rows, in order, from one generator:
-# every evaluation (all knots, or a table's eps list) sees exactly the same resamples.
-_BLOCK = 64
-# Upper bound on the number of float64 cells held at once while evaluating resamples.
-_MAX_CELLS = 4_000_000
 # Below this many points the bootstrap says nothing reliable: no difference is marked.
 MIN_POINTS_FOR_SIGNIFICANCE = 20
 
@@ -297,7 +294,12 @@ class Comparison:
         return dkw_halfwidth(self.n, self.level)
 
     def pair(self, a: str, b: str) -> PairComparison:
-        """The comparison of models ``a`` and ``b`` (in either order)."""
+        """The comparison of models ``a`` and ``b`` (in either order).
+
+        Raises:
+            KeyError: no such pair (an unknown name, or ``a == b``); the message lists the
+                models.
+        """
         for p in self.pairs:
             if {p.a, p.b} == {a, b} and a != b:
                 return p
@@ -312,7 +314,11 @@ class Comparison:
         return np.clip(r - h, 0.0, 1.0), np.clip(r + h, 0.0, 1.0)
 
     def table(self, eps: float | Sequence[float] | np.ndarray) -> PointwiseTable:
-        """Point-wise robust errors at ``eps`` with ranks, reversal flags and significance."""
+        """Point-wise robust errors at ``eps`` with ranks, reversal flags and significance.
+
+        Raises:
+            ValueError: ``eps`` is empty, not one-dimensional, negative or NaN.
+        """
         e = np.atleast_1d(np.asarray(eps, dtype=np.float64))
         if e.ndim != 1 or e.size == 0:
             raise ValueError(f"eps must be a non-empty list of numbers; got {eps!r}")
@@ -325,7 +331,7 @@ class Comparison:
         # Point-wise percentile intervals of every difference, from the shared resamples.
         dmat = np.stack([c.distances for c in self.curves])
         lo_q, hi_q = (1 - self.level) / 2, 1 - (1 - self.level) / 2
-        boot = _bootstrap_at(dmat, e, self.n_boot, self.seed)  # (B, k, m)
+        boot = errors_at(dmat, e, self.n_boot, self.seed)  # (B, k, m)
         sig = np.zeros((e.size, k, k), dtype=bool)
         for i, j in itertools.combinations(range(k), 2):
             d = boot[:, i, :] - boot[:, j, :]
@@ -361,6 +367,12 @@ def align_curves(curves: Sequence[RobustnessCurve], intersect: bool = False
     have the same number of points). With ``intersect=True`` curves on different point sets are
     restricted to their common points; otherwise different point sets are an error.
     Returns the aligned curves and notes about what was done.
+
+    Raises:
+        TypeError: an element of ``curves`` is not a :class:`RobustnessCurve`.
+        ValueError: fewer than two curves, mixed norms, repeated names, or points that cannot be
+            paired (indices on some curves only, different sizes without indices, repeated
+            indices, different point sets without ``intersect``, nothing in common).
     """
     curves = tuple(curves)
     if len(curves) < 2:
@@ -421,70 +433,6 @@ def align_curves(curves: Sequence[RobustnessCurve], intersect: bool = False
             predictions=None if c.predictions is None else c.predictions[pos],
             metadata=c.metadata))
     return tuple(out), notes
-
-
-# ---------------------------------------------------------------------------- bootstrap
-def _blocks(n: int, n_boot: int, seed: int):
-    """Yield resample index blocks ``(b, n)``: the same sequence for the same (n, n_boot, seed)."""
-    rng = np.random.default_rng(seed)
-    done = 0
-    while done < n_boot:
-        b = min(_BLOCK, n_boot - done)
-        yield rng.integers(0, n, size=(b, n), dtype=np.int64)
-        done += b
-
-
-def _resampled_errors(bins: np.ndarray, idx: np.ndarray, n_bins: int) -> np.ndarray:
-    """Robust error on a grid for each resample.
-
-    ``bins[i]`` is the first grid position whose eps is >= distance i (``n_bins`` when the
-    point is beyond the grid). Returns ``(b, n_bins)``: the fraction of resampled points with
-    ``bins <= k`` for each grid position k.
-    """
-    b, n = idx.shape
-    flat = (np.arange(b)[:, None] * (n_bins + 1) + bins[idx]).ravel()
-    counts = np.bincount(flat, minlength=b * (n_bins + 1)).reshape(b, n_bins + 1)
-    return np.cumsum(counts[:, :n_bins], axis=1) / n
-
-
-def _bootstrap_at(dmat: np.ndarray, eps: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
-    """Robust errors ``(n_boot, k, m)`` of k curves at m eps on the shared resamples."""
-    k, n = dmat.shape
-    order = np.argsort(eps)
-    grid = eps[order]
-    out = np.empty((n_boot, k, eps.size))
-    bins = [np.searchsorted(grid, d, side="left") for d in dmat]
-    start = 0
-    for idx in _blocks(n, n_boot, seed):
-        for c in range(k):
-            out[start:start + idx.shape[0], c, order] = _resampled_errors(bins[c], idx, grid.size)
-        start += idx.shape[0]
-    return out
-
-
-def _sup_stats(dmat: np.ndarray, knots: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
-    """``(n_boot, k, k)`` bootstrap sup over all knots of ``|D*_ij - D_ij|``.
-
-    D_ij is the difference of the robust errors of curves i and j; the sup over the knots is
-    the sup over all eps because every difference is constant between knots.
-    """
-    k, n = dmat.shape
-    bins = [np.searchsorted(knots, d, side="left") for d in dmat]
-    full = np.stack([np.searchsorted(np.sort(d), knots, side="right") / n for d in dmat])
-    out = np.zeros((n_boot, k, k))
-    start = 0
-    rows = max(1, _MAX_CELLS // max(1, k * knots.size))
-    for idx in _blocks(n, n_boot, seed):
-        for s in range(0, idx.shape[0], rows):
-            sub = idx[s:s + rows]
-            errs = np.stack([_resampled_errors(bins[c], sub, knots.size) for c in range(k)])
-            for i, j in itertools.combinations(range(k), 2):
-                dev = (errs[i] - errs[j]) - (full[i] - full[j])
-                m = np.abs(dev).max(axis=1)
-                out[start + s:start + s + sub.shape[0], i, j] = m
-                out[start + s:start + s + sub.shape[0], j, i] = m
-        start += idx.shape[0]
-    return out
 
 
 # ---------------------------------------------------------------------------- pair analysis
@@ -570,6 +518,13 @@ def compare(curves: Sequence[RobustnessCurve], *, level: float = 0.95, n_boot: i
 
     Returns:
         A :class:`Comparison` (crossings, win intervals, summaries, :meth:`Comparison.table`).
+
+    Raises:
+        TypeError: an element of ``curves`` is not a :class:`RobustnessCurve`.
+        ValueError: every other bad input, before any work starts, with a message naming the
+            bad value: fewer than two curves, mixed norms, repeated names, points that cannot
+            be paired (see :func:`align_curves`), ``level``, ``n_boot`` or ``eps_max`` out of
+            range.
     """
     _check_level(level)
     if int(n_boot) != n_boot or n_boot < 1:
@@ -589,7 +544,7 @@ def compare(curves: Sequence[RobustnessCurve], *, level: float = 0.95, n_boot: i
     dmat = np.stack([c.distances for c in aligned])
     knots = np.unique(np.concatenate([[0.0], dmat.ravel()]))
     knots = knots[np.isfinite(knots)]
-    sup = _sup_stats(dmat, knots, n_boot, seed)
+    sup = sup_stats(dmat, knots, n_boot, seed)
     testable = n >= MIN_POINTS_FOR_SIGNIFICANCE
     if not testable:
         notes.append(f"only {n} points: too few for the bootstrap, no difference is marked "
