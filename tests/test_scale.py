@@ -134,9 +134,9 @@ def test_real_mnist_subset_matches_brute_force() -> None:
 def test_linf_indicator_cache_on_and_off(cache: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """The l_inf certificate gives the brute-force answer whether or not the reference-side
     indicators are cached (large sets recompute them per block)."""
-    import robcurves.scale as scale
+    import robcurves._interclass_engine as engine
 
-    monkeypatch.setattr(scale, "_INDICATOR_CACHE_BYTES", (1 << 30) if cache else 0)
+    monkeypatch.setattr(engine, "_INDICATOR_CACHE_BYTES", (1 << 30) if cache else 0)
     rng = np.random.default_rng(11)
     x = (rng.integers(0, 256, size=(300, 40)) / 255).astype(np.float32)
     x[rng.random(x.shape) < 0.6] = 0.0  # sparse, MNIST-like: many near-1.0 ties
@@ -149,9 +149,9 @@ def test_linf_indicator_cache_on_and_off(cache: bool, monkeypatch: pytest.Monkey
 def test_linf_dense_fallback_matches_brute_force(dim: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """Continuous data: the indicator certificate proves little, so pass 2 switches to float32
     l_inf bounds (on a coordinate subset when D > 512); the answer stays exact."""
-    import robcurves.scale as scale
+    import robcurves._interclass_engine as engine
 
-    monkeypatch.setattr(scale, "_DENSE_SWITCH", 0.0)
+    monkeypatch.setattr(engine, "_DENSE_SWITCH", 0.0)
     rng = np.random.default_rng(dim)
     x = rng.random((260, dim)).astype(np.float32)
     y = rng.integers(0, 4, 260)
@@ -162,9 +162,9 @@ def test_linf_dense_fallback_matches_brute_force(dim: int, monkeypatch: pytest.M
 def test_l1_pooled_fallback_matches_brute_force(dim: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """With the switch forced, l1 pass 2 prunes by group sums (D not a multiple of the group
     size included); the answer stays exact."""
-    import robcurves.scale as scale
+    import robcurves._interclass_engine as engine
 
-    monkeypatch.setattr(scale, "_DENSE_SWITCH", 0.0)
+    monkeypatch.setattr(engine, "_DENSE_SWITCH", 0.0)
     rng = np.random.default_rng(dim)
     x = rng.random((240, dim)).astype(np.float32)
     x[:60] = np.round(x[:60] * 4) / 4  # some quantised rows: ties
