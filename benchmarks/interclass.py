@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         q = min(args.queries, ds.n)
         for p in norms:
             t0 = time.perf_counter()
-            ours = interclass_distances(x, y, p, progress=False).distance
+            ours = interclass_distances(x, y, p, progress=False).distances
             t_ours = time.perf_counter() - t0
             row = {"set": f"{name} ({ds.n}x{x.shape[1]})", "norm": norm_name(p),
                    "ours": t_ours}

@@ -51,7 +51,7 @@ r = interclass_distances(x, y, norm)
 secs = time.perf_counter() - t0
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps(dict(secs=secs, peak_kib=peak, before_kib=base,
-                      median=float(np.median(r.distance)))))
+                      median=float(np.median(r.distances)))))
 """
 
 

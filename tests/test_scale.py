@@ -29,13 +29,13 @@ def brute(x: np.ndarray, y: np.ndarray, p: float, same: bool = False) -> tuple[n
 
 def check(r: InterclassDistances, x: np.ndarray, y: np.ndarray, p: float) -> None:
     ref, full = brute(x, y, p)
-    np.testing.assert_allclose(r.distance, ref, rtol=1e-12, atol=0)
-    has = r.neighbor >= 0
+    np.testing.assert_allclose(r.distances, ref, rtol=1e-12, atol=0)
+    has = r.neighbors >= 0
     assert np.array_equal(has, np.isfinite(ref))
     rows = np.flatnonzero(has)
     # the neighbour attains the distance and has another label
-    np.testing.assert_allclose(full[rows, r.neighbor[rows]], ref[rows], rtol=1e-12, atol=0)
-    assert not np.any(y[rows] == y[r.neighbor[rows]])
+    np.testing.assert_allclose(full[rows, r.neighbors[rows]], ref[rows], rtol=1e-12, atol=0)
+    assert not np.any(y[rows] == y[r.neighbors[rows]])
 
 
 @pytest.mark.parametrize("p", NORMS)
@@ -48,7 +48,7 @@ def test_random_continuous(p: float, seed: int) -> None:
     r = interclass_distances(x, y, p, k=3, block_size=32, same_class=True)
     check(r, x, y, p)
     ref_same, _ = brute(x, y, p, same=True)
-    np.testing.assert_allclose(r.same_distance, ref_same, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(r.same_distances, ref_same, rtol=1e-12, atol=0)
 
 
 @pytest.mark.parametrize("p", NORMS)
@@ -62,10 +62,10 @@ def test_quantised_ties_and_duplicates(p: float) -> None:
     y[30] = y[31]  # harmless duplicate, same label
     r = interclass_distances(x, y, p, k=2, block_size=17, same_class=True)
     check(r, x, y, p)
-    assert r.distance[10] == 0.0 and r.distance[20] == 0.0
+    assert r.distances[10] == 0.0 and r.distances[20] == 0.0
     assert [10, 20] in r.conflicts.tolist()
     assert r.excluded[10] and r.excluded[20] and not r.excluded[30]
-    assert r.same_distance[30] == 0.0 and r.same_distance[31] == 0.0
+    assert r.same_distances[30] == 0.0 and r.same_distances[31] == 0.0
     assert r.summary()["used"] == int(r.valid.sum()) <= 148
 
 
@@ -75,8 +75,24 @@ def test_image_shaped_input_and_array_protocol() -> None:
     y = np.repeat(np.arange(3), 20)
     r = interclass_distances(x, y, "linf")
     check(r, x, y, math.inf)
-    assert np.array_equal(np.asarray(r), r.distance) and r.dim == 20
-    assert r.eps_limit == pytest.approx(r.distance.min() / 2)
+    assert np.array_equal(np.asarray(r), r.distances) and r.dim == 20
+    assert r.eps_limit == pytest.approx(r.distances.min() / 2)
+
+
+def test_former_singular_names_warn_and_json_keys_stay() -> None:
+    rng = np.random.default_rng(5)
+    x = rng.random((30, 4)).astype(np.float32)
+    y = np.repeat(np.arange(3), 10)
+    r = interclass_distances(x, y, "l2", same_class=True)
+    for old, new in [("distance", "distances"), ("neighbor", "neighbors"),
+                     ("same_distance", "same_distances"), ("same_neighbor", "same_neighbors")]:
+        with pytest.warns(DeprecationWarning, match=f"InterclassDistances.{old} is deprecated; "
+                                                    f"use .{new}"):
+            assert getattr(r, old) is getattr(r, new)
+        with pytest.raises(AttributeError):
+            setattr(r, old, None)
+        # scale.json keeps its keys, so files written before the rename read the same way
+        assert r.to_dict()[old] == getattr(r, new).tolist()
 
 
 def test_corrupted_points_reported_and_skipped() -> None:
@@ -87,14 +103,14 @@ def test_corrupted_points_reported_and_skipped() -> None:
     x[9, 0] = 1.5
     r = interclass_distances(x, y, "l2")
     assert r.corrupted.tolist() == [5, 9]
-    assert np.isnan(r.distance[[5, 9]]).all() and (r.neighbor[[5, 9]] == -1).all()
+    assert np.isnan(r.distances[[5, 9]]).all() and (r.neighbors[[5, 9]] == -1).all()
     keep = np.setdiff1d(np.arange(50), [5, 9])
     sub = interclass_distances(x[keep], y[keep], 2)
-    np.testing.assert_allclose(r.distance[keep], sub.distance, rtol=0, atol=0)
-    assert set(r.neighbor[keep]).isdisjoint({5, 9})
+    np.testing.assert_allclose(r.distances[keep], sub.distances, rtol=0, atol=0)
+    assert set(r.neighbors[keep]).isdisjoint({5, 9})
     s = r.summary()
     assert s["corrupted"] == 2 and s["used"] == 48
-    assert s["min"] == pytest.approx(float(sub.distance.min()))
+    assert s["min"] == pytest.approx(float(sub.distances.min()))
 
 
 def test_duplicate_tolerance_and_single_class() -> None:
@@ -103,7 +119,7 @@ def test_duplicate_tolerance_and_single_class() -> None:
     r = interclass_distances(x, y, 1, duplicate_tol=0.01)
     assert r.conflicts.tolist() == [[0, 1]]
     r0 = interclass_distances(x, np.zeros(4, dtype=int), 1)
-    assert np.isinf(r0.distance).all() and (r0.neighbor == -1).all()
+    assert np.isinf(r0.distances).all() and (r0.neighbors == -1).all()
     assert math.isnan(r0.separation)
 
 
@@ -194,7 +210,7 @@ def test_real_gtsrb_subset_matches_brute_force(p: float) -> None:
                                                   else np.sqrt((diff ** 2).sum(1)))
         other = d.y != d.y[i]
         ref = full[other].min() if other.any() else np.inf
-        np.testing.assert_allclose(r.distance[i], ref, rtol=1e-12, atol=0)
+        np.testing.assert_allclose(r.distances[i], ref, rtol=1e-12, atol=0)
         if np.isfinite(ref):
-            np.testing.assert_allclose(full[r.neighbor[i]], ref, rtol=1e-12, atol=0)
-            assert d.y[r.neighbor[i]] != d.y[i]
+            np.testing.assert_allclose(full[r.neighbors[i]], ref, rtol=1e-12, atol=0)
+            assert d.y[r.neighbors[i]] != d.y[i]

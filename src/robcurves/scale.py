@@ -20,6 +20,7 @@ Ties: the distance is exact; the neighbour index is *one* point attaining it.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,6 +32,16 @@ from ._norms import norm_name, parse_norm
 __all__ = ["InterclassDistances", "interclass_distances"]
 
 
+def _renamed(old: str, new: str) -> property:
+    """A read-only alias ``old`` of the attribute ``new`` that warns on use."""
+    def get(self: InterclassDistances) -> np.ndarray | None:
+        warnings.warn(f"InterclassDistances.{old} is deprecated; use .{new}",
+                      DeprecationWarning, stacklevel=2)
+        return getattr(self, new)
+
+    return property(get, doc=f"Deprecated: use :attr:`{new}`.")
+
+
 @dataclass(frozen=True)
 class InterclassDistances:
     """Per-point nearest-neighbour distances of one data set in one norm.
@@ -39,11 +50,11 @@ class InterclassDistances:
 
     Attributes:
         norm: ``math.inf``, ``2.0`` or ``1.0``.
-        distance: ``(N,)`` float64, distance to the nearest point of another class; ``inf`` when
-            no other class exists, ``nan`` for corrupted points (not measured).
-        neighbor: ``(N,)`` int64, index of one point attaining ``distance`` (-1 if none).
+        distances: ``(N,)`` float64, distance to the nearest point of another class; ``inf``
+            when no other class exists, ``nan`` for corrupted points (not measured).
+        neighbors: ``(N,)`` int64, index of one point attaining ``distances`` (-1 if none).
         labels: ``(N,)`` int64 labels as given.
-        same_distance / same_neighbor: the same for the nearest *other* point of the *same*
+        same_distances / same_neighbors: the same for the nearest *other* point of the *same*
             class (``None`` unless requested); ``inf`` / -1 for a point alone in its class.
         conflicts: ``(K, 2)`` int64 pairs ``(i, j)``, ``i < j``, of differently-labelled points
             at distance ``<= duplicate_tol`` (duplicates with conflicting labels). Every such
@@ -57,11 +68,11 @@ class InterclassDistances:
     """
 
     norm: float
-    distance: np.ndarray
-    neighbor: np.ndarray
+    distances: np.ndarray
+    neighbors: np.ndarray
     labels: np.ndarray
-    same_distance: np.ndarray | None = None
-    same_neighbor: np.ndarray | None = None
+    same_distances: np.ndarray | None = None
+    same_neighbors: np.ndarray | None = None
     conflicts: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
     corrupted: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     duplicate_tol: float = 0.0
@@ -69,11 +80,17 @@ class InterclassDistances:
     name: str = ""
     dim: int = 0
 
+    # Former names (singular, unlike ``Distances.distances``): read-only, and they warn.
+    distance = _renamed("distance", "distances")
+    neighbor = _renamed("neighbor", "neighbors")
+    same_distance = _renamed("same_distance", "same_distances")
+    same_neighbor = _renamed("same_neighbor", "same_neighbors")
+
     def __array__(self, dtype=None, copy=None) -> np.ndarray:  # noqa: ARG002 - numpy protocol
-        return self.distance if dtype is None else self.distance.astype(dtype)
+        return self.distances if dtype is None else self.distances.astype(dtype)
 
     def __len__(self) -> int:
-        return int(self.distance.shape[0])
+        return int(self.distances.shape[0])
 
     @property
     def excluded(self) -> np.ndarray:
@@ -86,12 +103,12 @@ class InterclassDistances:
     @property
     def valid(self) -> np.ndarray:
         """``(N,)`` bool: points that enter the summary (not excluded, finite distance)."""
-        return ~self.excluded & np.isfinite(self.distance)
+        return ~self.excluded & np.isfinite(self.distances)
 
     @property
     def separation(self) -> float:
         """Smallest inter-class distance over the valid points (``nan`` if none)."""
-        d = self.distance[self.valid]
+        d = self.distances[self.valid]
         return float(d.min()) if d.size else math.nan
 
     @property
@@ -102,7 +119,7 @@ class InterclassDistances:
 
     def summary(self) -> dict:
         """Counts and distribution of the valid inter-class distances, as plain Python values."""
-        d = self.distance[self.valid]
+        d = self.distances[self.valid]
         q = (lambda v: float(np.quantile(d, v))) if d.size else (lambda v: math.nan)
         out = {
             "name": self.name, "norm": norm_name(self.norm), "samples": len(self),
@@ -113,13 +130,19 @@ class InterclassDistances:
             "mean": float(d.mean()) if d.size else math.nan,
             "eps_limit": self.eps_limit,
         }
-        if self.same_distance is not None:
-            s = self.same_distance[self.valid & np.isfinite(self.same_distance)]
+        if self.same_distances is not None:
+            s = self.same_distances[self.valid & np.isfinite(self.same_distances)]
             out["same_class_median"] = float(np.median(s)) if s.size else math.nan
         return out
 
     def to_dict(self) -> dict:
-        """Everything, JSON-ready (non-finite floats become ``None``)."""
+        """Everything, JSON-ready (non-finite floats become ``None``).
+
+        The per-point arrays keep the keys ``scale.json`` has always had: ``distance``,
+        ``neighbor``, ``same_distance`` and ``same_neighbor`` (the attributes ``distances``,
+        ``neighbors``, ``same_distances`` and ``same_neighbors``), so files written before and
+        after read the same way.
+        """
         def clean(a: np.ndarray | None) -> list | None:
             if a is None:
                 return None
@@ -128,9 +151,10 @@ class InterclassDistances:
         return {
             "summary": self.summary(), "duplicate_tol": self.duplicate_tol,
             "bounds": list(self.bounds) if self.bounds is not None else None,
-            "distance": clean(self.distance), "neighbor": self.neighbor.tolist(),
-            "same_distance": clean(self.same_distance),
-            "same_neighbor": None if self.same_neighbor is None else self.same_neighbor.tolist(),
+            "distance": clean(self.distances), "neighbor": self.neighbors.tolist(),
+            "same_distance": clean(self.same_distances),
+            "same_neighbor": (None if self.same_neighbors is None
+                              else self.same_neighbors.tolist()),
             "conflicts": self.conflicts.tolist(), "corrupted": self.corrupted.tolist(),
         }
 
@@ -229,8 +253,8 @@ def interclass_distances(
     else:
         conflicts = np.zeros((0, 2), dtype=np.int64)
     return InterclassDistances(
-        norm=p, distance=dist, neighbor=nb, labels=labels, same_distance=same_d,
-        same_neighbor=same_n, conflicts=conflicts, corrupted=corrupted,
+        norm=p, distances=dist, neighbors=nb, labels=labels, same_distances=same_d,
+        same_neighbors=same_n, conflicts=conflicts, corrupted=corrupted,
         duplicate_tol=float(duplicate_tol),
         bounds=None if bounds is None else (float(bounds[0]), float(bounds[1])), name=name,
         dim=dim)

@@ -139,7 +139,7 @@ def _plot(results: list, p: float, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for r in results:
-        d = np.sort(r.distance[r.valid])
+        d = np.sort(r.distances[r.valid])
         if d.size:
             ax.step(d, np.arange(1, d.size + 1) / d.size, where="post", label=r.name or "data")
             ax.axvline(r.eps_limit, ls=":", lw=0.8, color=ax.lines[-1].get_color())
