@@ -84,7 +84,6 @@ class Report:
                 return a if lo == hi else f"{a}{sep}{b}"
         return f"{a}{sep}{b}"
 
-
     def norms(self) -> list[str]:
         """The norms of the report, in page order (l_inf, l2, l1)."""
         return [n for n in NORM_ORDER if n in self.curves]
