@@ -228,9 +228,9 @@ class Report:
                          "resamples); p-value of 'the curves are equal' with statistic "
                          "max |R_a - R_b|."))
         if self.kinks:
-            rows = [[k.model, _NORM_TXT[k.norm],
-                     self.fmt(k.norm, k.train_eps),
-                     self.fmt(k.norm, k.location), f"{k.score:.2f}",
+            rows = [[k.model, _NORM_TXT[k.norm_name],
+                     self.fmt(k.norm_name, k.train_eps),
+                     self.fmt(k.norm_name, k.location), f"{k.score:.2f}",
                      f"{k.slope_before:.3g} → {k.slope_after:.3g}", f"{k.p_value:.2g}",
                      "KINK" if k.detected else "no"] for k in self.kinks]
             secs.append(("Diagnostics: overfitting to the training eps", "kinks",
@@ -414,7 +414,7 @@ def _curves_figure(report: Report):
                     ax.plot([cr.eps * scale], [y], marker="o", ms=7, mfc="none", mec="k",
                             mew=1.2, ls="none")
         for k in report.kinks:
-            if k.detected and any(c.name == k.model for c in cs) and k.norm == nm:
+            if k.detected and any(c.name == k.model for c in cs) and k.norm_name == nm:
                 c = next(c for c in cs if c.name == k.model)
                 ax.annotate("kink", (k.location * scale, float(c.robust_error(k.location))),
                             xytext=(-30, 18), textcoords="offset points", fontsize=8,
@@ -612,9 +612,9 @@ def _summary(rep_cmp: Mapping[str, Comparison], tables: Mapping[str, PointwiseTa
             out.append(f"{t}: note: {note}.")
     for k in kinks:
         if k.detected:
-            out.append(f"{k.model} ({_NORM_TXT[k.norm]}): its curve has a kink at "
-                       f"eps≈{fmt(k.norm, k.location)}, near its training eps "
-                       f"{fmt(k.norm, k.train_eps)} (slope ×"
+            out.append(f"{k.model} ({_NORM_TXT[k.norm_name]}): its curve has a kink at "
+                       f"eps≈{fmt(k.norm_name, k.location)}, near its training eps "
+                       f"{fmt(k.norm_name, k.train_eps)} (slope ×"
                        f"{k.slope_after / max(k.slope_before, 1e-12):.1f} across it): robust "
                        "error measured at or below the training eps overstates its robustness "
                        "beyond it.")

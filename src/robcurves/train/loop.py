@@ -119,7 +119,7 @@ def evaluate_model(module: nn.Module, x: torch.Tensor, y: torch.Tensor,
                     ok &= module(xa).argmax(1) == yb
             robust += int(ok.sum())
         out["pgd_accuracy"][tm.label] = robust / max(1, x.shape[0])
-        if certify and tm.norm == "linf":
+        if certify and tm.norm == math.inf:
             cert = 0
             for i in range(0, x.shape[0], batch):
                 xb, yb = x[i:i + batch], y[i:i + batch]
@@ -352,7 +352,7 @@ def fit(data: object, arch: str = "cnn-small", method: str = "standard", *,
     trained = method != "standard"
     by_norm: dict[str, float] = {}
     for t in tms:
-        by_norm[t.norm] = max(by_norm.get(t.norm, 0.0), t.eps)
+        by_norm[t.norm_name] = max(by_norm.get(t.norm_name, 0.0), t.eps)
     from .. import __version__
 
     meta = {
@@ -360,7 +360,7 @@ def fit(data: object, arch: str = "cnn-small", method: str = "standard", *,
         "input_shape": list(input_shape),
         "classes": list(ds.classes) if ds.classes is not None else None,
         "threat_model": first.as_dict(),
-        "train_norm": first.norm if trained else None,
+        "train_norm": first.norm_name if trained else None,
         "train_eps": first.eps if trained else None,
         "train_eps_by_norm": by_norm if trained else {},
         "clean_accuracy": clean_all,
