@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import data as rdata
+from .._norms import NormLike
 from ..attacks._pgd import pgd
 from ..model import wrap
 from .archs import build
@@ -162,7 +163,7 @@ def _load_checkpoint(path: Path, config: dict) -> dict | None:
 
 
 def fit(data: object, arch: str = "cnn-small", method: str = "standard", *,
-        norm: object = "inf", eps: float = 0.1, steps: int = 10, step_size: float = 2.5,
+        norm: NormLike = "inf", eps: float = 0.1, steps: int = 10, step_size: float = 2.5,
         threats: object = None, epochs: int = 10, batch_size: int = 64, lr: float | None = None,
         optimizer: str = "adam", weight_decay: float = 0.0, lr_schedule: str = "cosine",
         warmup: float | None = None, warmup_start: float | None = None, kappa: float | None = None,
