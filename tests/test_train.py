@@ -108,7 +108,7 @@ def test_multi_methods_train_on_chosen_adversarials(monkeypatch):
     shifts = {"linf": 0.2, "l2": -0.2}
 
     def fake_attack(self, module, clf, x, y, tm, eps_scale, loss="ce", x_init=None):
-        return x + shifts[tm.norm]
+        return x + shifts[tm.norm_name]
 
     monkeypatch.setattr("robcurves.train.methods.Method.attack", fake_attack)
     threats = [ThreatModel("linf", 0.1), ThreatModel("l2", 0.5)]

@@ -2,8 +2,16 @@
 
 Main entry points: :func:`wrap` a classifier, :func:`distances` per point (attacks: upper
 bounds), :func:`certify` (lower bounds), :class:`RobustnessCurve`, :func:`band` between the two,
-:func:`compare` curves of several models, :func:`interclass_distances` for the data's scale,
-:func:`load_model` for models trained by ``robcurves train``.
+:func:`compare` curves of several models (a :class:`Comparison`), :func:`interclass_distances`
+for the data's scale (:class:`InterclassDistances`), :func:`build_report` /
+:func:`write_report` for the pages, :func:`load_model` for models trained by
+``robcurves train`` (:mod:`robcurves.train` holds ``fit`` and the rest of training) and
+:mod:`robcurves.data` for data sets.
+
+Norms are accepted in any :data:`NormLike` spelling (``"linf"``, ``math.inf``, ``"l2"``, ``2``,
+``"l1"``, ``1``...) and held as the float p by every ``.norm`` attribute; names in files and
+tables are ``"linf"``, ``"l2"``, ``"l1"``. Input bounds are a pair ``(low, high)``
+(:data:`Bounds`; ``None`` for unbounded inputs).
 
 ``robcurves.compare`` and ``robcurves.certify`` are the functions; their modules stay importable
 as ``from robcurves.comparison import Comparison`` and ``from robcurves.certificates import ...``.
@@ -11,20 +19,23 @@ as ``from robcurves.comparison import Comparison`` and ``from robcurves.certific
 
 from __future__ import annotations
 
-from . import data
-from ._norms import parse_norm
+from . import data, train
+from ._norms import NormLike, norm_name, parse_norm
 from .bands import Band, band
 from .certificates import certify
-from .comparison import compare
+from .classifier import Bounds, Classifier
+from .comparison import Comparison, compare
 from .curve import RobustnessCurve
 from .evaluate import distances
-from .model import Classifier, wrap
+from .model import wrap
+from .report import build_report, write_report
 from .results import Distances
-from .scale import interclass_distances
+from .scale import InterclassDistances, interclass_distances
 from .train import load_model
 
 __version__ = "0.1.0"
 
-__all__ = ["data", "Band", "Classifier", "Distances", "RobustnessCurve", "band", "certify",
-           "compare", "distances", "interclass_distances", "load_model", "parse_norm", "wrap",
-           "__version__"]
+__all__ = ["data", "train", "Band", "Bounds", "Classifier", "Comparison", "Distances",
+           "InterclassDistances", "NormLike", "RobustnessCurve", "band", "build_report",
+           "certify", "compare", "distances", "interclass_distances", "load_model", "norm_name",
+           "parse_norm", "wrap", "write_report", "__version__"]

@@ -1,4 +1,12 @@
-"""The one place where norms are named, parsed and computed."""
+"""The one place where norms are named, parsed and computed.
+
+A norm has one canonical form in robcurves: the float ``p`` in ``{inf, 2.0, 1.0}``, the value of
+every ``.norm`` attribute (:class:`~robcurves.Distances`, :class:`~robcurves.RobustnessCurve`,
+:class:`~robcurves.comparison.Comparison`, :class:`~robcurves.train.ThreatModel`,
+:class:`~robcurves.diagnostics.Kink`...). Every function taking a norm accepts any
+:data:`NormLike` spelling and turns it into that float with :func:`parse_norm`. Names in files,
+folders, tables and reprs are spelled ``"linf"``, ``"l2"``, ``"l1"`` (:func:`norm_name`).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +15,11 @@ import math
 import numpy as np
 import torch
 
-__all__ = ["parse_norm", "norm_name", "dual_norm", "lp_norm", "lp_norm_np"]
+__all__ = ["NormLike", "parse_norm", "norm_name", "dual_norm", "lp_norm", "lp_norm_np"]
+
+#: Any accepted spelling of a norm: ``math.inf``/``"inf"``/``"linf"``, ``2``/``"l2"``,
+#: ``1``/``"l1"`` (strings case-insensitive). Attributes hold the parsed float.
+NormLike = float | int | str
 
 _ALIASES = {
     "inf": math.inf, "linf": math.inf, "l_inf": math.inf, "infinity": math.inf,
@@ -15,7 +27,7 @@ _ALIASES = {
 }
 
 
-def parse_norm(value: object) -> float:
+def parse_norm(value: NormLike) -> float:
     """Return ``math.inf``, ``2.0`` or ``1.0`` for the accepted spellings of a norm.
 
     Accepted: ``"inf"``, ``"linf"``, ``float("inf")``, ``2``, ``"l2"``, ``1``, ``"l1"``
@@ -33,12 +45,12 @@ def parse_norm(value: object) -> float:
     raise ValueError(f"unknown norm {value!r}; expected one of inf, linf, 2, l2, 1, l1")
 
 
-def norm_name(p: float) -> str:
-    """``"linf"``, ``"l2"`` or ``"l1"`` for a parsed norm."""
+def norm_name(p: NormLike) -> str:
+    """``"linf"``, ``"l2"`` or ``"l1"`` for any spelling of a norm."""
     return {math.inf: "linf", 2.0: "l2", 1.0: "l1"}[parse_norm(p)]
 
 
-def dual_norm(p: float) -> float:
+def dual_norm(p: NormLike) -> float:
     """The q with 1/p + 1/q = 1."""
     p = parse_norm(p)
     return {math.inf: 1.0, 2.0: 2.0, 1.0: math.inf}[p]

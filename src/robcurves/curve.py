@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._norms import norm_name, parse_norm
-from .results import Distances
+from ._norms import NormLike, parse_norm
+from .results import Distances, PerPoint
 
 __all__ = ["RobustnessCurve", "CURVE_FORMAT", "CURVE_VERSION"]
 
@@ -32,8 +32,20 @@ def _as_eps(eps: float | Sequence[float] | np.ndarray) -> np.ndarray:
     return e
 
 
-@dataclass(frozen=True)
-class RobustnessCurve:
+def _infinities_as_null(obj: object) -> object:
+    """``obj`` with every infinite float (in nested dicts, lists and tuples) replaced by None:
+    JSON has no infinity, and ``None`` reads as "no bound" where bounds are concerned."""
+    if isinstance(obj, float) and math.isinf(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _infinities_as_null(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_infinities_as_null(v) for v in obj]
+    return obj
+
+
+@dataclass(frozen=True, repr=False)
+class RobustnessCurve(PerPoint):
     """Robust error as a function of the perturbation size, for one model, data set and norm.
 
     Attributes:
@@ -59,20 +71,10 @@ class RobustnessCurve:
     _sorted: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "norm", parse_norm(self.norm))
-        d = np.array(self.distances, dtype=np.float64)  # own copy: the curve is immutable
-        if d.ndim != 1:
-            raise ValueError(f"distances must be one-dimensional; got shape {d.shape}")
+        d = self._validate(copy=True)  # own copy: the curve is immutable
         if d.size == 0:
             raise ValueError("a robustness curve needs at least one point; got 0 distances")
-        if np.isnan(d).any():
-            raise ValueError(f"distances contain {int(np.isnan(d).sum())} NaN values")
-        if (d < 0).any():
-            raise ValueError(f"distances must be >= 0; found min {float(d.min())}")
-        if self.kind not in ("upper", "lower", "exact"):
-            raise ValueError(f"kind must be 'upper', 'lower' or 'exact'; got {self.kind!r}")
         d.flags.writeable = False
-        object.__setattr__(self, "distances", d)
         for name in ("indices", "labels", "predictions"):
             v = getattr(self, name)
             if v is not None:
@@ -87,9 +89,10 @@ class RobustnessCurve:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_distances(cls, d: Distances | np.ndarray | Sequence[float], norm: object = None,
-                       name: str | None = None, metadata: dict | None = None,
-                       kind: str | None = None) -> RobustnessCurve:
+    def from_distances(cls, d: Distances | np.ndarray | Sequence[float],
+                       norm: NormLike | None = None, name: str | None = None,
+                       metadata: dict | None = None, kind: str | None = None
+                       ) -> RobustnessCurve:
         """Build a curve from a :class:`Distances` or from a plain array of distances.
 
         A plain array may come from any tool; ``norm`` is then required.
@@ -112,20 +115,8 @@ class RobustnessCurve:
 
     # ------------------------------------------------------------------ evaluation
     @property
-    def n(self) -> int:
-        return int(self.distances.shape[0])
-
-    @property
-    def norm_name(self) -> str:
-        return norm_name(self.norm)
-
-    @property
     def sorted_distances(self) -> np.ndarray:
         return self._sorted
-
-    @property
-    def n_unbroken(self) -> int:
-        return int(np.isinf(self.distances).sum())
 
     def robust_error(self, eps: float | Sequence[float] | np.ndarray) -> np.ndarray | float:
         """Fraction of points with distance <= eps (right-continuous, exact at any eps)."""
@@ -194,7 +185,7 @@ class RobustnessCurve:
             "indices": ints(self.indices),
             "labels": ints(self.labels),
             "predictions": ints(self.predictions),
-            "metadata": self.metadata,
+            "metadata": _infinities_as_null(self.metadata),
         }
 
     def save(self, path: str | Path) -> Path:
@@ -202,7 +193,8 @@ class RobustnessCurve:
 
         Fields: ``format``, ``version``, ``name``, ``norm`` (``linf``/``l2``/``l1``), ``kind``,
         ``n``, ``distances`` (per point, ``null`` = +inf), ``indices``, ``labels``,
-        ``predictions`` (per point or ``null``), ``metadata`` (free-form object).
+        ``predictions`` (per point or ``null``), ``metadata`` (free-form object; infinite
+        numbers in it, such as the ``bounds`` of unbounded inputs, are stored as ``null``).
         """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -50,7 +50,8 @@ class Kink:
 
     Attributes:
         model: the curve's name.
-        norm: the curve's norm name.
+        norm: the curve's norm, the float p (``math.inf``, ``2.0``, ``1.0``); ``norm_name``
+            is its name.
         train_eps: the training eps searched around.
         location: eps where the slope of the robust-error curve increases most, within the
             search window around ``train_eps``.
@@ -66,7 +67,7 @@ class Kink:
     """
 
     model: str
-    norm: str
+    norm: float
     train_eps: float
     location: float
     score: float
@@ -74,6 +75,11 @@ class Kink:
     slope_after: float
     p_value: float
     detected: bool
+
+    @property
+    def norm_name(self) -> str:
+        """``"linf"``, ``"l2"`` or ``"l1"``."""
+        return norm_name(self.norm)
 
 
 def detect_kink(curve: RobustnessCurve, train_eps: float | None = None, *,
@@ -136,7 +142,7 @@ def detect_kink(curve: RobustnessCurve, train_eps: float | None = None, *,
     p = float(stats.binom.sf(na - 1, na + nb, share)) if na + nb > 0 else 1.0
     p = min(1.0, p * n_grid)
     score = float(stat[k])
-    return Kink(model=curve.name, norm=curve.norm_name, train_eps=t, location=float(c[k]),
+    return Kink(model=curve.name, norm=curve.norm, train_eps=t, location=float(c[k]),
                 score=score, slope_before=nb / (n * h), slope_after=na / (n * h), p_value=p,
                 detected=bool(score >= math.log2(min_ratio) and p < alpha))
 

@@ -12,9 +12,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._norms import lp_norm_np, norm_name, parse_norm
+from ._norms import NormLike, lp_norm_np, norm_name, parse_norm
 from .attacks import get_attack
-from .model import Classifier, TorchClassifier, wrap
+from .model import Bounds, Classifier, TorchClassifier, as_bounds, wrap
 from .results import Distances
 from .store import BatchStore, run_batches
 
@@ -105,8 +105,8 @@ def verify_adversarials(model: Classifier, x: torch.Tensor, y: torch.Tensor,
 
 
 def distances(model: nn.Module | Classifier, x: np.ndarray | torch.Tensor,
-              y: np.ndarray | torch.Tensor, norm: object = "inf", *, attack: str = "auto",
-              bounds: tuple[float, float] | None = None, batch_size: int | None = None,
+              y: np.ndarray | torch.Tensor, norm: NormLike = "inf", *, attack: str = "auto",
+              bounds: Bounds = None, batch_size: int | None = None,
               seed: int = 0, indices: np.ndarray | None = None,
               return_adversarials: bool = False, store: str | Path | None = None,
               progress: bool = False, **attack_kwargs) -> Distances:
@@ -115,8 +115,9 @@ def distances(model: nn.Module | Classifier, x: np.ndarray | torch.Tensor,
     Args:
         model: a wrapped :class:`~robcurves.model.Classifier` or a ``torch.nn.Module``
             (wrapped with ``bounds``).
-        bounds: input bounds for an unwrapped module (default ``(0, 1)``); a wrapped
-            classifier keeps its own, and other ``bounds`` given with it are refused.
+        bounds: input bounds for an unwrapped module (default ``(0, 1)``; ``(None, None)``
+            or ``(-inf, inf)`` for unbounded inputs); a wrapped classifier keeps its own, and
+            other ``bounds`` given with it are refused.
         x: raw inputs ``(N, ...)`` inside the model's bounds; y: integer labels ``(N,)``.
         norm: ``"inf"``/``"linf"``/``float("inf")``, ``2``/``"l2"`` or ``1``/``"l1"``.
         attack: a name from :data:`robcurves.attacks.ATTACKS` (default ``"auto"``; for a
@@ -138,7 +139,7 @@ def distances(model: nn.Module | Classifier, x: np.ndarray | torch.Tensor,
     """
     p = parse_norm(norm)
     if isinstance(model, Classifier):
-        if bounds is not None and tuple(map(float, bounds)) != model.bounds:
+        if bounds is not None and as_bounds(bounds) != model.bounds:
             raise ValueError(f"bounds {tuple(bounds)} differ from the wrapped model's bounds "
                              f"{model.bounds}; wrap the model with the bounds you want")
         clf = model

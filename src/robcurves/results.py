@@ -11,14 +11,60 @@ import numpy as np
 
 from ._norms import norm_name, parse_norm
 
-__all__ = ["Distances"]
+__all__ = ["Distances", "PerPoint", "Kind"]
 
 Kind = Literal["upper", "lower", "exact"]
 _KINDS = ("upper", "lower", "exact")
 
 
-@dataclass(frozen=True)
-class Distances:
+class PerPoint:
+    """What :class:`Distances` and :class:`~robcurves.curve.RobustnessCurve` share: per-point
+    ``distances`` in one ``norm`` (a float, see :mod:`robcurves._norms`) of one ``kind``, their
+    validation, and the counts and names derived from them."""
+
+    distances: np.ndarray
+    norm: float
+    kind: str
+
+    def _validate(self, copy: bool) -> np.ndarray:
+        """Parse ``norm``, check ``kind`` and the distances (one-dimensional, no NaN, >= 0) and
+        store them as float64 (a private copy with ``copy``); returns them."""
+        object.__setattr__(self, "norm", parse_norm(self.norm))
+        d = (np.array if copy else np.asarray)(self.distances, dtype=np.float64)
+        if d.ndim != 1:
+            raise ValueError(f"distances must be one-dimensional; got shape {d.shape}")
+        if np.isnan(d).any():
+            raise ValueError(f"distances contain {int(np.isnan(d).sum())} NaN values")
+        if (d < 0).any():
+            raise ValueError(f"distances must be >= 0; found min {float(d.min())}")
+        if self.kind not in _KINDS:
+            raise ValueError(f"kind must be one of {_KINDS}; got {self.kind!r}")
+        object.__setattr__(self, "distances", d)
+        return d
+
+    @property
+    def n(self) -> int:
+        """Number of points."""
+        return int(self.distances.shape[0])
+
+    @property
+    def norm_name(self) -> str:
+        """``"linf"``, ``"l2"`` or ``"l1"``."""
+        return norm_name(self.norm)
+
+    @property
+    def n_unbroken(self) -> int:
+        """Points for which no adversarial was found (distance ``+inf``)."""
+        return int(np.isinf(self.distances).sum())
+
+    def __repr__(self) -> str:
+        label = getattr(self, "name", None) or getattr(self, "method", "")
+        return (f"{type(self).__name__}({label!r}, norm={self.norm_name!r}, kind={self.kind!r}, "
+                f"n={self.n}, unbroken={self.n_unbroken})")
+
+
+@dataclass(frozen=True, repr=False)
+class Distances(PerPoint):
     """Per-point minimal-distance estimates for one model, one data set and one norm.
 
     Distances are measured in the model's *raw* input space (before any preprocessing the
@@ -56,38 +102,15 @@ class Distances:
     adversarials: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "norm", parse_norm(self.norm))
-        d = np.asarray(self.distances, dtype=np.float64)
-        object.__setattr__(self, "distances", d)
+        d = self._validate(copy=False)
         for name in ("labels", "predictions", "indices"):
             object.__setattr__(self, name, np.asarray(getattr(self, name), dtype=np.int64))
         n = d.shape[0]
-        if d.ndim != 1:
-            raise ValueError(f"distances must be one-dimensional; got shape {d.shape}")
         for name in ("labels", "predictions", "indices"):
             if getattr(self, name).shape != (n,):
                 raise ValueError(f"{name} must have shape ({n},); got {getattr(self, name).shape}")
-        if np.isnan(d).any():
-            raise ValueError(f"distances contain {int(np.isnan(d).sum())} NaN values")
-        if (d < 0).any():
-            raise ValueError(f"distances must be >= 0; found min {float(d.min())}")
-        if self.kind not in _KINDS:
-            raise ValueError(f"kind must be one of {_KINDS}; got {self.kind!r}")
         if self.adversarials is not None and self.adversarials.shape[0] != n:
             raise ValueError(f"adversarials must have {n} rows; got {self.adversarials.shape[0]}")
-
-    @property
-    def n(self) -> int:
-        return int(self.distances.shape[0])
-
-    @property
-    def norm_name(self) -> str:
-        return norm_name(self.norm)
-
-    @property
-    def n_unbroken(self) -> int:
-        """Points for which no adversarial was found (distance ``+inf``)."""
-        return int(np.isinf(self.distances).sum())
 
     @property
     def n_misclassified(self) -> int:

@@ -1,7 +1,9 @@
 """Bridges: classifiers from JAX, TensorFlow/Keras, ONNX and scikit-learn, and label-only
-``predict`` callables, as the one :class:`~robcurves.model.Classifier` interface the attacks use.
+``predict`` callables, as the one :class:`~robcurves.classifier.Classifier` interface the attacks
+use.
 
-:func:`robcurves.wrap` dispatches here for anything that is not a torch module. Every framework
+:func:`robcurves.wrap` (:mod:`robcurves.model`) picks the bridge; the bridges build on
+:mod:`robcurves.classifier` and never import :mod:`robcurves.model`. Every framework
 is an optional extra and is imported only when a model of that kind is wrapped; a missing one
 raises ``ImportError`` naming the extra (``pip install robcurves[jax]``, ``[tf]``, ``[onnx]``).
 
@@ -25,11 +27,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from ..model import Classifier
 from .label import LabelOnlyClassifier
 
-__all__ = ["FRAMEWORKS", "detect_framework", "wrap_bridge", "load_any_model",
-           "LabelOnlyClassifier"]
+__all__ = ["FRAMEWORKS", "detect_framework", "load_any_model", "LabelOnlyClassifier"]
 
 FRAMEWORKS = ("torch", "jax", "tf", "onnx", "sklearn", "label")
 
@@ -60,51 +60,6 @@ def detect_framework(model: Any) -> str | None:
     if "sklearn" in mods or "imblearn" in mods or "xgboost" in mods or "lightgbm" in mods:
         return "sklearn"
     return None
-
-
-def wrap_bridge(model: Any, framework: str | None = None, *,
-                bounds: tuple[float, float] = (0.0, 1.0), preprocessing: dict | None = None,
-                device: str | None = None, batch_size: int = 256, **options: Any) -> Classifier:
-    """Wrap a non-torch model (see :func:`robcurves.wrap`, which calls this).
-
-    ``options`` go to the bridge: ``params=`` and ``jit=`` for JAX, ``channels_last=`` and
-    ``compile=`` for TensorFlow, ``gradients=``, ``providers=``, ``rtol=`` for ONNX, ``exact=``
-    for scikit-learn, ``num_classes=``, ``classes=``, ``flatten=`` for ``"label"``.
-    """
-    common = {"bounds": bounds, "preprocessing": preprocessing, "device": device,
-              "batch_size": batch_size}
-    fw = framework if framework is not None else detect_framework(model)
-    if fw is None:
-        raise TypeError(f"cannot tell which framework a {type(model).__module__}."
-                        f"{type(model).__name__} belongs to; pass framework= one of "
-                        f"{', '.join(FRAMEWORKS)} (a plain JAX function needs framework='jax', "
-                        "a predict callable framework='label')")
-    if fw == "torch":
-        from ..model import TorchClassifier
-
-        if options:
-            raise TypeError(f"torch models take no options; got {sorted(options)}")
-        return TorchClassifier(model, **common)
-    if fw == "jax":
-        from .jax import JaxClassifier
-
-        return JaxClassifier(model, **options, **common)
-    if fw == "tf":
-        from .tf import TFClassifier
-
-        return TFClassifier(model, **options, **common)
-    if fw == "onnx":
-        from .onnx import OnnxClassifier
-
-        return OnnxClassifier(model, **options, **common)
-    if fw == "sklearn":
-        from .sklearn import wrap_sklearn
-
-        return wrap_sklearn(model, **options, **common)
-    if fw == "label":
-        predict = getattr(model, "predict", model)
-        return LabelOnlyClassifier(predict, **options, **common)
-    raise ValueError(f"unknown framework {framework!r}; expected one of {', '.join(FRAMEWORKS)}")
 
 
 _KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")

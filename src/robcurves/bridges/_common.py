@@ -1,18 +1,18 @@
-"""Helpers every bridge shares: optional imports that name their extra, preprocessing in torch."""
+"""Helpers every bridge shares: optional imports that name their extra, DLPack exchange."""
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
-from ..model import _preprocessing_tensors
+__all__ = ["require", "dlpack_or_copy", "to_torch", "from_torch"]
 
-__all__ = ["require", "Preprocess"]
+T = TypeVar("T")
 
 #: module -> (pip extra, what it is needed for)
 _EXTRAS = {
@@ -40,29 +40,29 @@ def require(module: str) -> ModuleType:
                           f"{hint} ({exc})") from exc
 
 
-class Preprocess:
-    """``(x - mean) / std`` in torch, before a bridge hands inputs to its framework.
-
-    Done on the torch side so that gradients flow through it and distances stay in raw input
-    space; ``preprocessing`` is the same dict :func:`robcurves.wrap` takes for torch models.
-    """
-
-    def __init__(self, preprocessing: dict | None, device: torch.device) -> None:
-        self.mean, self.std = _preprocessing_tensors(preprocessing, device)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.mean is None:
-            return x
-        return (x - self.mean) / self.std
+def dlpack_or_copy(share: Callable[[], T], copy: Callable[[], T]) -> T:
+    """``share()`` (a DLPack exchange, no copy where the frameworks allow); where DLPack refuses
+    (another device, an unsupported layout or dtype), ``copy()`` once instead."""
+    try:
+        return share()
+    except Exception:  # noqa: BLE001 - any DLPack refusal: copy once instead
+        return copy()
 
 
 def to_torch(a: Any, device: torch.device,
              export: Callable[[Any], Any] | None = None) -> torch.Tensor:
-    """A framework array as a torch tensor on ``device``: through DLPack without a copy where
-    the frameworks allow (``export`` turns ``a`` into a DLPack capsule when the array does not
-    speak the protocol itself), else copied once through numpy."""
-    try:
-        out = torch.from_dlpack(a if export is None else export(a))
-    except Exception:  # noqa: BLE001 - any DLPack refusal: copy once instead
-        out = torch.from_numpy(np.asarray(a))
+    """A framework array as a torch tensor on ``device``, through :func:`dlpack_or_copy`
+    (``export`` turns ``a`` into a DLPack capsule when the array does not speak the protocol
+    itself; the copy goes through numpy)."""
+    out = dlpack_or_copy(lambda: torch.from_dlpack(a if export is None else export(a)),
+                         lambda: torch.from_numpy(np.asarray(a)))
     return out.to(device)
+
+
+def from_torch(t: torch.Tensor, take: Callable[[Any], Any], from_numpy: Callable[[Any], Any],
+               capsule: bool = False) -> Any:
+    """A torch tensor as a framework array, through :func:`dlpack_or_copy`: ``take`` imports a
+    DLPack tensor (or its capsule with ``capsule=True``), ``from_numpy`` the copy."""
+    t = t.detach().contiguous()
+    return dlpack_or_copy(lambda: take(t.__dlpack__() if capsule else t),
+                          lambda: from_numpy(t.cpu().numpy()))

@@ -18,18 +18,14 @@ from typing import Any
 
 import torch
 
-from ..model import Classifier
-from ._common import Preprocess, require, to_torch
+from ..classifier import Bounds, Classifier, Preprocess
+from ._common import from_torch, require, to_torch
 
 __all__ = ["JaxClassifier"]
 
 
 def _to_jax(t: torch.Tensor, jax: Any) -> Any:
-    t = t.detach().contiguous()
-    try:
-        return jax.dlpack.from_dlpack(t)
-    except Exception:  # noqa: BLE001 - any DLPack refusal: copy once instead
-        return jax.numpy.asarray(t.cpu().numpy())
+    return from_torch(t, jax.dlpack.from_dlpack, jax.numpy.asarray)
 
 
 class _JaxFunction(torch.autograd.Function):
@@ -54,7 +50,7 @@ class _JaxFunction(torch.autograd.Function):
 
 
 class JaxClassifier(Classifier):
-    """A JAX function returning logits, as a :class:`~robcurves.model.Classifier`.
+    """A JAX function returning logits, as a :class:`~robcurves.classifier.Classifier`.
 
     Args:
         fn: ``fn(params, x) -> logits`` (or ``fn(x) -> logits`` when ``params`` is None) taking
@@ -71,7 +67,7 @@ class JaxClassifier(Classifier):
 
     def __init__(self, fn: Callable, params: Any = None, *, jit: bool = True,
                  pad_batches: bool = True,
-                 bounds: tuple[float, float] = (0.0, 1.0), preprocessing: dict | None = None,
+                 bounds: Bounds = (0.0, 1.0), preprocessing: dict | None = None,
                  device: str | None = None, batch_size: int = 256,
                  num_classes: int | None = None) -> None:
         jax = require("jax")

@@ -14,8 +14,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from ..model import Classifier
-from ._common import Preprocess
+from ..classifier import Bounds, Classifier, Preprocess
 
 __all__ = ["LabelOnlyClassifier", "LABEL_ONLY_HINT", "warn_label_only"]
 
@@ -31,7 +30,7 @@ def warn_label_only(what: str, why: str) -> None:
 
 
 class LabelOnlyClassifier(Classifier):
-    """Wrap ``predict(x: np.ndarray) -> labels`` as a :class:`~robcurves.model.Classifier`.
+    """Wrap ``predict(x: np.ndarray) -> labels`` as a :class:`~robcurves.classifier.Classifier`.
 
     ``logits`` returns one-hot scores of the predicted labels (so ``argmax`` is the prediction
     and the margin is +-1); asking for gradients raises ``TypeError`` that points to the
@@ -53,7 +52,7 @@ class LabelOnlyClassifier(Classifier):
 
     def __init__(self, predict: Callable[[np.ndarray], object], num_classes: int | None = None,
                  *, classes: object = None, flatten: bool = False,
-                 bounds: tuple[float, float] = (0.0, 1.0), preprocessing: dict | None = None,
+                 bounds: Bounds = (0.0, 1.0), preprocessing: dict | None = None,
                  device: str | None = None, batch_size: int = 256) -> None:
         if not callable(predict):
             raise TypeError(f"predict must be callable; got {type(predict).__name__}")

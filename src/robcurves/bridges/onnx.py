@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..model import Classifier
-from ._common import Preprocess, require
+from ..classifier import Classifier, Preprocess
+from ._common import require
 from .label import LABEL_ONLY_HINT
 
 __all__ = ["OnnxClassifier", "OnnxTorchGraph", "UnsupportedOnnxGraph"]

@@ -22,8 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..model import Classifier
-from ._common import Preprocess
+from ..classifier import Bounds, Classifier, Preprocess
 from .label import LabelOnlyClassifier, warn_label_only
 
 __all__ = ["SklearnLinearClassifier", "SklearnMLPClassifier", "wrap_sklearn"]
@@ -33,7 +32,7 @@ _ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "logistic": torch.sigmoi
 
 
 class _FlatTorchClassifier(Classifier):
-    def __init__(self, estimator: Any, bounds: tuple[float, float], preprocessing: dict | None,
+    def __init__(self, estimator: Any, bounds: Bounds, preprocessing: dict | None,
                  device: str | None, batch_size: int) -> None:
         classes = np.asarray(estimator.classes_)
         super().__init__(bounds=bounds, device=device, batch_size=batch_size,
@@ -56,9 +55,9 @@ class _FlatTorchClassifier(Classifier):
 
     def agrees_with_predict(self, dim: int, n: int = 256, seed: int = 0) -> bool:
         """Whether argmax of the torch logits equals ``estimator.predict`` on ``n`` random
-        inputs of dimension ``dim`` drawn uniformly from the box (after preprocessing)."""
-        rng = np.random.default_rng(seed)
-        x = torch.as_tensor(rng.uniform(*self.bounds, size=(n, dim)), dtype=torch.float32)
+        inputs of dimension ``dim`` (see :func:`_probe`; ``predict`` sees them after
+        preprocessing)."""
+        x = torch.as_tensor(_probe(self.bounds, (n, dim), seed), dtype=torch.float32)
         with torch.no_grad():
             mine = self.logits(x.to(self.device)).argmax(1).cpu().numpy()
             self.n_forward -= n
@@ -67,11 +66,26 @@ class _FlatTorchClassifier(Classifier):
         return bool(np.array_equal(self.classes[mine], theirs))
 
 
+def _probe(bounds: tuple[float, float], shape: tuple[int, ...], seed: int) -> np.ndarray:
+    """Random inputs in the box: uniform where it is finite; on an unbounded side a standard
+    normal (unbounded) or its absolute value measured from the finite side."""
+    rng = np.random.default_rng(seed)
+    lo, hi = bounds
+    if np.isfinite(lo) and np.isfinite(hi):
+        return rng.uniform(lo, hi, size=shape)
+    z = rng.standard_normal(size=shape)
+    if np.isfinite(lo):
+        return lo + np.abs(z)
+    if np.isfinite(hi):
+        return hi - np.abs(z)
+    return z
+
+
 class SklearnLinearClassifier(_FlatTorchClassifier):
     """Exact logits ``x @ coef_.T + intercept_`` of a fitted linear scikit-learn classifier
     (binary: ``[0, score]``)."""
 
-    def __init__(self, estimator: Any, bounds: tuple[float, float] = (0.0, 1.0),
+    def __init__(self, estimator: Any, bounds: Bounds = (0.0, 1.0),
                  preprocessing: dict | None = None, device: str | None = None,
                  batch_size: int = 256) -> None:
         super().__init__(estimator, bounds, preprocessing, device, batch_size)
@@ -89,7 +103,7 @@ class SklearnMLPClassifier(_FlatTorchClassifier):
     """A fitted ``MLPClassifier`` as the same network in torch (logits before the output
     activation)."""
 
-    def __init__(self, estimator: Any, bounds: tuple[float, float] = (0.0, 1.0),
+    def __init__(self, estimator: Any, bounds: Bounds = (0.0, 1.0),
                  preprocessing: dict | None = None, device: str | None = None,
                  batch_size: int = 256) -> None:
         super().__init__(estimator, bounds, preprocessing, device, batch_size)
@@ -113,7 +127,7 @@ def _input_dim(estimator: Any) -> int | None:
     return int(n) if n is not None else None
 
 
-def wrap_sklearn(estimator: Any, bounds: tuple[float, float] = (0.0, 1.0),
+def wrap_sklearn(estimator: Any, bounds: Bounds = (0.0, 1.0),
                  preprocessing: dict | None = None, device: str | None = None,
                  batch_size: int = 256, exact: bool = True) -> Classifier:
     """The most exact classifier available for a fitted scikit-learn estimator.

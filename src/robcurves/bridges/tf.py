@@ -22,18 +22,14 @@ from typing import Any
 
 import torch
 
-from ..model import Classifier
-from ._common import Preprocess, require, to_torch
+from ..classifier import Bounds, Classifier, Preprocess
+from ._common import from_torch, require, to_torch
 
 __all__ = ["TFClassifier"]
 
 
 def _to_tf(t: torch.Tensor, tf: Any) -> Any:
-    t = t.detach().contiguous()
-    try:
-        return tf.experimental.dlpack.from_dlpack(t.__dlpack__())
-    except Exception:  # noqa: BLE001 - any DLPack refusal: copy once instead
-        return tf.convert_to_tensor(t.cpu().numpy())
+    return from_torch(t, tf.experimental.dlpack.from_dlpack, tf.convert_to_tensor, capsule=True)
 
 
 class _TFFunction(torch.autograd.Function):
@@ -68,7 +64,7 @@ class TFClassifier(Classifier):
     """
 
     def __init__(self, model: Callable, *, channels_last: bool = False, compile: bool = True,
-                 bounds: tuple[float, float] = (0.0, 1.0), preprocessing: dict | None = None,
+                 bounds: Bounds = (0.0, 1.0), preprocessing: dict | None = None,
                  device: str | None = None, batch_size: int = 256,
                  num_classes: int | None = None) -> None:
         tf = require("tensorflow")

@@ -46,8 +46,8 @@ METHODS = {
 def network_steps(model: TorchClassifier, input_shape: tuple[int, ...]) -> list:
     """The wrapped module (float64 copy) with its preprocessing, as certifier steps."""
     module = copy.deepcopy(model.module).double().eval()
-    mean = None if model.mean is None else model.mean.detach().cpu().double()
-    std = None if model.std is None else model.std.detach().cpu().double()
+    mean, std = (None if t is None else t.detach().cpu().double()
+                 for t in model.pre.stats(input_shape))
     return sequential_layers(module, input_shape, mean=mean, std=std,
                              like=torch.zeros((), dtype=torch.float64))
 

@@ -14,7 +14,8 @@ __all__ = ["parse_norms", "parse_eps", "parse_eps_list", "load_model_spec"]
 
 
 def parse_norms(text: str) -> list[float]:
-    """``"inf,2,1"`` -> ``[inf, 2.0, 1.0]`` (duplicates removed, order kept)."""
+    """``"linf,l2,l1"`` (any :data:`~robcurves.NormLike` spellings) -> ``[inf, 2.0, 1.0]``
+    (duplicates removed, order kept)."""
     out: list[float] = []
     for part in text.split(","):
         if part.strip():
@@ -22,7 +23,7 @@ def parse_norms(text: str) -> list[float]:
             if p not in out:
                 out.append(p)
     if not out:
-        raise ValueError(f"no norm given in {text!r}; expected e.g. inf,2,1")
+        raise ValueError(f"no norm given in {text!r}; expected e.g. linf,l2,l1")
     return out
 
 

@@ -24,7 +24,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="robcurves model file, TorchScript file, torch.export .pt2, or "
                         "package.module:factory")
     p.add_argument("--data", required=True, help="data set name (e.g. digits) or path")
-    p.add_argument("--norms", default="inf,2", help="comma-separated norms (default: inf,2)")
+    p.add_argument("--norms", default="linf,l2",
+                   help="comma-separated norms: linf, l2, l1 (default: linf,l2)")
     p.add_argument("--n", type=int, default=1000, help="number of points (the first N; "
                    "default 1000)")
     p.add_argument("--out", required=True, help="output folder")

@@ -21,7 +21,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("data", nargs="+",
                    help="registered names (digits, mnist, ...) or paths (IDX, npz, CIFAR batches, "
                         "image folders/tars, GTSRB, Tiny-ImageNet, UCI HAR)")
-    p.add_argument("--norms", default="inf,2,1", help="comma-separated norms (default inf,2,1)")
+    p.add_argument("--norms", default="linf,l2,l1",
+                   help="comma-separated norms: linf, l2, l1 (default linf,l2,l1)")
     p.add_argument("--out", default="scale-out", help="output folder (default scale-out)")
     p.add_argument("--split", default=None, choices=["test", "train"],
                    help="split for folder formats that hold both")

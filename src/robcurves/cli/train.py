@@ -34,7 +34,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--arch-opt", action="append", type=_kv, default=[], metavar="KEY=VALUE",
                    help="architecture option, e.g. width=4 (repeatable)")
     p.add_argument("--method", default="standard", help=f"one of {', '.join(method_names())}")
-    p.add_argument("--norm", default="inf", help="threat model norm: inf, 2, 1 (default inf)")
+    p.add_argument("--norm", default="linf", help="threat model norm: linf, l2, l1 (default linf)")
     p.add_argument("--eps", default="0.1", help="threat model radius, e.g. 0.1 or 8/255")
     p.add_argument("--steps", type=int, default=10, help="PGD steps of the training attack")
     p.add_argument("--step-size", type=float, default=2.5,

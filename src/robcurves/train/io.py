@@ -18,7 +18,8 @@ from torch import nn
 
 from .archs import build
 
-__all__ = ["save_model", "load_model", "is_model_file", "MODEL_FORMAT", "MODEL_VERSION"]
+__all__ = ["save_model", "load_model", "is_model_file", "read_meta", "MODEL_FORMAT",
+           "MODEL_VERSION"]
 
 MODEL_FORMAT = "robcurves-model"
 MODEL_VERSION = 1

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import data as rdata
+from .._norms import NormLike
 from ..attacks._pgd import pgd
 from ..model import wrap
 from .archs import build
@@ -119,7 +120,7 @@ def evaluate_model(module: nn.Module, x: torch.Tensor, y: torch.Tensor,
                     ok &= module(xa).argmax(1) == yb
             robust += int(ok.sum())
         out["pgd_accuracy"][tm.label] = robust / max(1, x.shape[0])
-        if certify and tm.norm == "linf":
+        if certify and tm.norm == math.inf:
             cert = 0
             for i in range(0, x.shape[0], batch):
                 xb, yb = x[i:i + batch], y[i:i + batch]
@@ -162,7 +163,7 @@ def _load_checkpoint(path: Path, config: dict) -> dict | None:
 
 
 def fit(data: object, arch: str = "cnn-small", method: str = "standard", *,
-        norm: object = "inf", eps: float = 0.1, steps: int = 10, step_size: float = 2.5,
+        norm: NormLike = "inf", eps: float = 0.1, steps: int = 10, step_size: float = 2.5,
         threats: object = None, epochs: int = 10, batch_size: int = 64, lr: float | None = None,
         optimizer: str = "adam", weight_decay: float = 0.0, lr_schedule: str = "cosine",
         warmup: float | None = None, warmup_start: float | None = None, kappa: float | None = None,
@@ -352,7 +353,7 @@ def fit(data: object, arch: str = "cnn-small", method: str = "standard", *,
     trained = method != "standard"
     by_norm: dict[str, float] = {}
     for t in tms:
-        by_norm[t.norm] = max(by_norm.get(t.norm, 0.0), t.eps)
+        by_norm[t.norm_name] = max(by_norm.get(t.norm_name, 0.0), t.eps)
     from .. import __version__
 
     meta = {
@@ -360,7 +361,7 @@ def fit(data: object, arch: str = "cnn-small", method: str = "standard", *,
         "input_shape": list(input_shape),
         "classes": list(ds.classes) if ds.classes is not None else None,
         "threat_model": first.as_dict(),
-        "train_norm": first.norm if trained else None,
+        "train_norm": first.norm_name if trained else None,
         "train_eps": first.eps if trained else None,
         "train_eps_by_norm": by_norm if trained else {},
         "clean_accuracy": clean_all,

@@ -34,16 +34,20 @@ __all__ = [
 class ThreatModel:
     """One perturbation set used in training: the l_p ball of radius ``eps`` (raw input units)
     intersected with the input box, attacked by ``steps`` PGD steps of ``step_size * eps / steps``
-    (and, for l1, steps that move the top ``1 - sparsity`` fraction of coordinates)."""
+    (and, for l1, steps that move the top ``1 - sparsity`` fraction of coordinates).
 
-    norm: str
+    ``norm`` accepts any :data:`~robcurves._norms.NormLike` spelling and holds the float p
+    (``math.inf``, ``2.0``, ``1.0``) like every ``.norm`` in robcurves; ``norm_name`` is its
+    name (``"linf"``...), used in labels and in the metadata of model files."""
+
+    norm: float
     eps: float
     steps: int = 10
     step_size: float = 2.5
     sparsity: float = 0.99
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "norm", norm_name(parse_norm(self.norm)))
+        object.__setattr__(self, "norm", parse_norm(self.norm))
         if not (math.isfinite(float(self.eps)) and float(self.eps) >= 0):
             raise ValueError(f"eps must be a finite number >= 0; got {self.eps!r}")
         if int(self.steps) < 1:
@@ -59,16 +63,24 @@ class ThreatModel:
 
     @property
     def p(self) -> float:
-        return parse_norm(self.norm)
+        """The same as ``norm``."""
+        return self.norm
+
+    @property
+    def norm_name(self) -> str:
+        """``"linf"``, ``"l2"`` or ``"l1"``."""
+        return norm_name(self.norm)
 
     @property
     def label(self) -> str:
         """Short name such as ``"linf@0.1"``."""
-        return f"{self.norm}@{self.eps:g}"
+        return f"{self.norm_name}@{self.eps:g}"
 
     def as_dict(self) -> dict:
+        """Plain fields for model metadata, the norm by name (``sparsity`` only for l1)."""
         d = asdict(self)
-        if self.norm != "l1":
+        d["norm"] = self.norm_name
+        if self.norm != 1.0:
             d.pop("sparsity")
         return d
 
@@ -314,7 +326,7 @@ class IBP(Method):
     bound_fn = staticmethod(ibp_logit_bounds)
 
     def __init__(self, threats, generator=None, kappa: float = 0.5) -> None:
-        if len(threats) != 1 or threats[0].norm != "linf":
+        if len(threats) != 1 or threats[0].norm != math.inf:
             got = ", ".join(t.label for t in threats) or "none"
             raise ValueError(f"{self.name} trains against one l_inf threat model; got {got}")
         if not 0.0 <= float(kappa) <= 1.0:
