@@ -173,3 +173,13 @@ def test_threads_are_set_for_the_call_recorded_and_a_resume_with_others_refused(
         robcurves.distances(lin, x, y, "inf", threads=1, store=tmp_path / "s")
     with pytest.raises(ValueError, match="threads must be a whole number >= 1; got 0"):
         robcurves.distances(lin, x, y, "inf", threads=0)
+
+
+@pytest.mark.parametrize("method", ["crown", "ibp", "exact-linear"])
+def test_certify_refuses_a_model_with_non_finite_logits_naming_the_points(method):
+    lin, x, y = linear_problem(dim=8, classes=3, n=20, seed=2)
+    with torch.no_grad():
+        lin.weight[1, 0] = float("inf")  # logit 1 is +-inf wherever x[:, 0] > 0: everywhere
+    net = torch.nn.Sequential(lin)
+    with pytest.raises(ValueError, match=r"NaN or infinite on 20 of 20 points \(indices 0, 1"):
+        robcurves.certify(net, x, y, "inf", method)
