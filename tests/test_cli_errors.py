@@ -201,3 +201,27 @@ def test_the_training_bar_shows_eps_only_for_a_warm_up(capsys, method, kwargs, s
     err = capsys.readouterr().err
     assert "loss=" in err
     assert ("eps" in err) == shown
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["plot", "missing.json", "--eps", "abc"], "cannot read eps 'abc'"),
+    (["compare", "missing.json", "--out", "r", "--level", "2"], "--level must lie in (0, 1)"),
+    (["compare", "missing.json", "--out", "r", "--eps-max", "x"], "cannot read eps 'x'"),
+    (["scale", "digits", "--block-size", "0"], "--block-size must be > 0"),
+    (["train", "--data", "digits", "--eps", "abc", "--out", "m.rcm"], "cannot read eps 'abc'"),
+    (["train", "--data", "digits", "--epochs", "0", "--out", "m.rcm"], "--epochs must be > 0"),
+    (["zoo", "--out", "z", "--models", "st,nope"], "--models 'st,nope': unknown nope"),
+    (["demo", "--n", "0"], "--n must be > 0"),
+])
+def test_every_command_checks_its_arguments_before_loading_anything(argv, message, monkeypatch,
+                                                                   capsys, tmp_path):
+    import robcurves.data as rdata
+
+    def no_load(*a, **k):
+        raise AssertionError("data loaded before the arguments were checked")
+
+    monkeypatch.setattr(rdata, "load", no_load)
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    assert message in _err(capsys)
+    assert list(tmp_path.iterdir()) == []  # nothing written
