@@ -103,11 +103,10 @@ def _has_preprocessing(model: Classifier) -> bool:
     return any(getattr(model, a, None) is not None for a in ("mean", "std", "pre"))
 
 
-def check_finite_logits(model: Classifier, x: np.ndarray, indices: np.ndarray | None = None
-                        ) -> torch.Tensor:
-    """The model's logits on all of ``x``; ``ValueError`` naming the points (their
-    ``indices``) where any logit is NaN or infinite: distances of such a model mean nothing."""
-    z = model.predict_logits(x)
+def check_finite_logits(z: torch.Tensor, indices: np.ndarray | None = None) -> None:
+    """``ValueError`` naming the points (their ``indices``, default positions) where any of
+    the logits ``z`` (one row per point) is NaN or infinite: distances of such a model mean
+    nothing."""
     bad = ~torch.isfinite(z).reshape(z.shape[0], -1).all(1)
     if bool(bad.any()):
         pos = bad.nonzero().squeeze(1).numpy()
@@ -115,7 +114,6 @@ def check_finite_logits(model: Classifier, x: np.ndarray, indices: np.ndarray | 
         shown = ", ".join(str(int(i)) for i in idx[:10]) + (", ..." if idx.size > 10 else "")
         raise ValueError(f"the model's logits are NaN or infinite on {idx.size} of {z.shape[0]} "
                          f"points (indices {shown}); expected finite logits everywhere")
-    return z
 
 
 def check_attack_options(attack: str, options: dict) -> None:
@@ -253,7 +251,7 @@ def _distances(model, x, y, norm, attack, bounds, batch_size, seed, indices,
     if ys.min() < 0:
         raise ValueError(f"labels must be >= 0; found {int(ys.min())}")
     k = probe_model(clf, xs)
-    check_finite_logits(clf, xs, idx)
+    check_finite_logits(clf.predict_logits(xs), idx)
     if ys.max() >= k:
         raise ValueError(f"labels must lie in 0..{k - 1} for a model with {k} outputs; "
                          f"found {int(ys.max())}")

@@ -136,9 +136,6 @@ def certify(model: object, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.T
     bnds = clf.bounds
     settings["bounds"] = list(bnds)
     _check_box(x_np, bnds)
-    from ..evaluate import check_finite_logits  # NaN/inf logits: bounds would mean nothing
-
-    check_finite_logits(clf, x_np.astype(np.float32), idx)
     steps = network_steps(clf, x_np.shape[1:])
     xt = torch.as_tensor(x_np, dtype=torch.float64)
     yt = torch.as_tensor(y_np)
@@ -147,6 +144,9 @@ def certify(model: object, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.T
         for s in steps:
             out = s.forward(out)
         pred = out.argmax(1).numpy()
+    from ..evaluate import check_finite_logits  # NaN/inf logits: bounds would mean nothing
+
+    check_finite_logits(out, idx)
 
     if method == "exact-linear":
         if not all(isinstance(s, Affine) for s in steps):
