@@ -126,3 +126,60 @@ def test_preprocessing_is_inside_and_distances_stay_in_raw_space():
     d_pre = robcurves.distances(wrapped, x, y, "l2")
     exact = exact_linear_distances(lin, x, y, 2.0)
     np.testing.assert_allclose(d_pre.distances, exact, rtol=0.01)
+
+
+class _NaNOn(torch.nn.Module):
+    """A linear model whose logits are NaN on the points whose first feature is above 0.6."""
+
+    def __init__(self, lin):
+        super().__init__()
+        self.lin = lin
+
+    def forward(self, x):
+        z = self.lin(x)
+        bad = (x[:, :1] > 0.6).expand_as(z)
+        return torch.where(bad, torch.full_like(z, float("nan")), z)
+
+
+def test_nan_logits_are_an_error_naming_the_points_before_any_attack(monkeypatch):
+    lin, x, y = linear_problem(dim=8, classes=3, n=40, seed=1)
+    x[[3, 17], 0] = 0.65
+    x[:, 0] = torch.where(torch.isin(torch.arange(40), torch.tensor([3, 17])), x[:, 0],
+                          x[:, 0].clamp(max=0.55))
+    calls = []
+    fn, norms = ATTACKS["fmn"]
+    monkeypatch.setitem(ATTACKS, "fmn", (lambda *a, **k: calls.append(1) or fn(*a, **k), norms))
+    with pytest.raises(ValueError, match=r"NaN or infinite on 2 of 40 points \(indices 103, 117\)"):
+        robcurves.distances(_NaNOn(lin), x, y, "inf", attack="fmn", indices=np.arange(100, 140))
+    assert calls == []  # refused before the attack ran
+
+
+def test_an_option_the_attack_does_not_take_is_refused_naming_those_that_do():
+    lin, x, y = linear_problem(dim=8, classes=3, n=4)
+    with pytest.raises(ValueError, match=r"attack 'fmn' takes no option 'budget' "
+                                         r"\(attacks that take it: .*auto"):
+        robcurves.distances(lin, x, y, "inf", attack="fmn", budget=100)
+
+
+def test_threads_are_set_for_the_call_recorded_and_a_resume_with_others_refused(tmp_path):
+    lin, x, y = linear_problem(dim=8, classes=3, n=6)
+    before = torch.get_num_threads()
+    d = robcurves.distances(lin, x, y, "inf", threads=2, store=tmp_path / "s")
+    assert d.settings["threads"] == 2
+    assert torch.get_num_threads() == before  # restored
+    again = robcurves.distances(lin, x, y, "inf", threads=2, store=tmp_path / "s")
+    np.testing.assert_array_equal(again.distances, d.distances)
+    with pytest.raises(ValueError, match="differing: threads"):
+        robcurves.distances(lin, x, y, "inf", threads=1, store=tmp_path / "s")
+    with pytest.raises(ValueError, match="threads must be a whole number >= 1; got 0"):
+        robcurves.distances(lin, x, y, "inf", threads=0)
+
+
+@pytest.mark.parametrize("method", ["crown", "ibp", "exact-linear"])
+def test_certify_refuses_a_model_with_non_finite_logits_naming_the_points(method):
+    lin, x, y = linear_problem(dim=8, classes=3, n=20, seed=2)
+    with torch.no_grad():
+        lin.weight[1, 0] = float("inf")  # logit 1 is +-inf wherever x[:, 0] > 0: everywhere
+    net = torch.nn.Sequential(lin)
+    with pytest.raises(ValueError, match=r"NaN or infinite on 20 of 20 points \(indices 0, 1"):
+        robcurves.certify(net, x, y, "inf", method)

@@ -220,7 +220,8 @@ def test_cli_compare(tmp_path, capsys):
     f2 = str(other.save(tmp_path / "small.json"))
     rc = main(["compare", files[0], f2, "--out", str(tmp_path / "bad"), "--n-boot", "20"])
     err = capsys.readouterr().err
-    assert rc == 2 and "different point sets" in err and "--intersect" not in err
+    assert rc == 2 and "different point sets" in err and "pass --intersect" in err
+    assert "intersect=True" not in err  # the command line spells it --intersect
     rc = main(["compare", files[0], f2, "--out", str(tmp_path / "ok"), "--n-boot", "20",
                "--intersect"])
     assert rc == 0 and "50 points common" in (tmp_path / "ok" / "report.md").read_text()

@@ -6,21 +6,25 @@ bounds), :func:`certify` (lower bounds), :class:`RobustnessCurve`, :func:`band` 
 for the data's scale (:class:`InterclassDistances`), :func:`build_report` /
 :func:`write_report` for the pages, :func:`load_model` for models trained by
 ``robcurves train`` (:mod:`robcurves.train` holds ``fit`` and the rest of training) and
-:mod:`robcurves.data` for data sets.
+:mod:`robcurves.data` for data sets, :func:`set_threads` for torch's CPU thread count (one
+thread is the safe choice on a busy machine).
 
 Norms are accepted in any :data:`NormLike` spelling (``"linf"``, ``math.inf``, ``"l2"``, ``2``,
 ``"l1"``, ``1``...) and held as the float p by every ``.norm`` attribute; names in files and
 tables are ``"linf"``, ``"l2"``, ``"l1"``. Input bounds are a pair ``(low, high)``
 (:data:`Bounds`; ``None`` for unbounded inputs).
 
-``robcurves.compare`` and ``robcurves.certify`` are the functions; their modules stay importable
-as ``from robcurves.comparison import Comparison`` and ``from robcurves.certificates import ...``.
+No public name is both a module and a function: :func:`compare`, :func:`band`, :func:`certify`
+and :func:`robcurves.train.fit` live in :mod:`robcurves.comparison`, :mod:`robcurves.bands`,
+:mod:`robcurves.certificates` and :mod:`robcurves.train.loop`; each attack in a private module
+of :mod:`robcurves.attacks`.
 """
 
 from __future__ import annotations
 
 from . import data, train
 from ._norms import NormLike, norm_name, parse_norm
+from ._threads import set_threads
 from .bands import Band, band
 from .certificates import certify
 from .classifier import Bounds, Classifier
@@ -38,4 +42,4 @@ __version__ = "0.1.0"
 __all__ = ["data", "train", "Band", "Bounds", "Classifier", "Comparison", "Distances",
            "InterclassDistances", "NormLike", "RobustnessCurve", "band", "build_report",
            "certify", "compare", "distances", "interclass_distances", "load_model", "norm_name",
-           "parse_norm", "wrap", "write_report", "__version__"]
+           "parse_norm", "set_threads", "wrap", "write_report", "__version__"]

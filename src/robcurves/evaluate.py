@@ -13,12 +13,14 @@ import torch
 from torch import nn
 
 from ._norms import NormLike, lp_norm_np, norm_name, parse_norm
-from .attacks import get_attack
+from ._threads import using_threads
+from .attacks import ATTACKS, get_attack
 from .model import Bounds, Classifier, TorchClassifier, as_bounds, wrap
 from .results import Distances
 from .store import BatchStore, run_batches
 
-__all__ = ["distances", "verify_adversarials", "fingerprint_model", "fingerprint_data"]
+__all__ = ["distances", "verify_adversarials", "fingerprint_model", "fingerprint_data",
+           "probe_model", "check_finite_logits", "check_attack_options"]
 
 
 def _as_inputs(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor
@@ -59,6 +61,78 @@ def fingerprint_data(*arrays: np.ndarray) -> str:
     for a in arrays:
         h.update(np.ascontiguousarray(a).tobytes())
     return h.hexdigest()[:16]
+
+
+def probe_model(model: Classifier, x: np.ndarray, name: str | None = None) -> int:
+    """Run the model once on (up to) two points of ``x`` and return its number of outputs.
+
+    A model that does not fit the data fails here, before any work, with one line naming the
+    model (``name``, e.g. its file) and what was expected, instead of a traceback from deep in
+    an attack: an input shape the model does not take, preprocessing with the wrong number of
+    channels, a ``torch.export`` archive exported with a fixed batch size.
+    """
+    who = f"model {name!r}" if name else "the model"
+    xb = np.ascontiguousarray(x[:2])
+    shape = tuple(xb.shape[1:])
+    try:
+        z = model.predict_logits(xb)
+    except Exception as exc:  # noqa: BLE001 - translated into what the user must change
+        text = str(exc).strip()
+        first = text.splitlines()[0] if text else type(exc).__name__
+        if "size()[0] ==" in text:  # a torch.export guard on the batch dimension
+            raise ValueError(
+                f"{who} was exported with a fixed batch size and cannot take a batch of "
+                f"{xb.shape[0]} ({first}); export it with a dynamic batch dimension: "
+                "torch.export.export(net, (x,), dynamic_shapes=({0: torch.export.Dim('batch')},))"
+                ) from None
+        if "channels" in text and ("conv" in text.lower() or "weight of size" in text):
+            hint = ("; check --mean/--std (one value per channel)" if _has_preprocessing(model)
+                    else "")
+            raise ValueError(f"{who} does not take inputs of shape {shape} (channels first): "
+                             f"{first}{hint}") from None
+        raise ValueError(f"{who} fails on inputs of shape {shape} from the data ({first}); "
+                         "expected a model taking a batch of such inputs") from None
+    if z.ndim != 2 or z.shape[0] != xb.shape[0]:
+        raise ValueError(f"{who} returned outputs of shape {tuple(z.shape)} for {xb.shape[0]} "
+                         "inputs; expected logits of shape (batch, classes)")
+    return int(z.shape[1])
+
+
+def _has_preprocessing(model: Classifier) -> bool:
+    """Whether a wrapped model normalises its inputs (``mean``/``std``) before the network."""
+    return any(getattr(model, a, None) is not None for a in ("mean", "std", "pre"))
+
+
+def check_finite_logits(z: torch.Tensor, indices: np.ndarray | None = None) -> None:
+    """``ValueError`` naming the points (their ``indices``, default positions) where any of
+    the logits ``z`` (one row per point) is NaN or infinite: distances of such a model mean
+    nothing."""
+    bad = ~torch.isfinite(z).reshape(z.shape[0], -1).all(1)
+    if bool(bad.any()):
+        pos = bad.nonzero().squeeze(1).numpy()
+        idx = pos if indices is None else np.asarray(indices)[pos]
+        shown = ", ".join(str(int(i)) for i in idx[:10]) + (", ..." if idx.size > 10 else "")
+        raise ValueError(f"the model's logits are NaN or infinite on {idx.size} of {z.shape[0]} "
+                         f"points (indices {shown}); expected finite logits everywhere")
+
+
+def check_attack_options(attack: str, options: dict) -> None:
+    """``ValueError`` before any work when ``attack`` does not take one of ``options``,
+    naming the attacks that do."""
+    fn = ATTACKS[attack][0] if attack in ATTACKS else None
+    if fn is None:
+        return  # get_attack reports unknown names
+    params = inspect.signature(fn).parameters
+    if any(q.kind is inspect.Parameter.VAR_KEYWORD for q in params.values()):
+        return
+    taken = {k for k, q in params.items() if q.kind is not inspect.Parameter.POSITIONAL_ONLY}
+    for key in options:
+        if key not in taken:
+            takers = sorted(a for a, (f, _) in ATTACKS.items()
+                            if key in inspect.signature(f).parameters)
+            who = (f"attacks that take it: {', '.join(takers)}" if takers
+                   else "no attack takes it")
+            raise ValueError(f"attack {attack!r} takes no option {key!r} ({who})")
 
 
 def verify_adversarials(model: Classifier, x: torch.Tensor, y: torch.Tensor,
@@ -109,7 +183,8 @@ def distances(model: nn.Module | Classifier, x: np.ndarray | torch.Tensor,
               bounds: Bounds = None, batch_size: int | None = None,
               seed: int = 0, indices: np.ndarray | None = None,
               return_adversarials: bool = False, store: str | Path | None = None,
-              progress: bool = False, **attack_kwargs) -> Distances:
+              progress: bool = False, threads: int | None = None,
+              **attack_kwargs) -> Distances:
     """Smallest adversarial perturbation found per point (an upper bound on the true minimum).
 
     Args:
@@ -130,13 +205,29 @@ def distances(model: nn.Module | Classifier, x: np.ndarray | torch.Tensor,
         store: a folder where each finished batch is saved; rerunning with the same settings
             resumes and recomputes nothing already done.
         progress: show a progress bar.
+        threads: torch CPU threads for this call (default: leave torch's setting; see
+            :func:`robcurves.set_threads`). On CPU the count is recorded in ``settings`` and in
+            the ``store`` manifest: float32 sums round differently with another thread count
+            (about the 8th digit), so a stored run resumes only with the same count.
         **attack_kwargs: passed to the attack (for example ``steps``, ``restarts``).
 
     Returns:
         :class:`Distances` with ``kind="upper"``: misclassified points at 0, unbroken at +inf,
         every other distance the measured norm of a re-checked adversarial;
         ``cost["rejected"]`` counts returned inputs that failed the re-check.
+
+    Raises:
+        ValueError: bad inputs, an option the attack does not take, a model that fails on the
+            data or whose logits are NaN or infinite on some points (named by index), all
+            before any attack work.
     """
+    with using_threads(threads):
+        return _distances(model, x, y, norm, attack, bounds, batch_size, seed, indices,
+                          return_adversarials, store, progress, attack_kwargs)
+
+
+def _distances(model, x, y, norm, attack, bounds, batch_size, seed, indices,
+               return_adversarials, store, progress, attack_kwargs) -> Distances:
     p = parse_norm(norm)
     if isinstance(model, Classifier):
         if bounds is not None and as_bounds(bounds) != model.bounds:
@@ -149,6 +240,7 @@ def distances(model: nn.Module | Classifier, x: np.ndarray | torch.Tensor,
         # no gradients: the best available is the decision-based pipeline
         attack = "hsja"
     attack_fn = get_attack(attack, p)
+    check_attack_options(attack, attack_kwargs)
     xs, ys = _as_inputs(x, y)
     clf.check_inputs(xs)
     n = xs.shape[0]
@@ -159,7 +251,8 @@ def distances(model: nn.Module | Classifier, x: np.ndarray | torch.Tensor,
         raise ValueError("no points to attack (x is empty)")
     if ys.min() < 0:
         raise ValueError(f"labels must be >= 0; found {int(ys.min())}")
-    k = clf.predict_logits(xs[:1]).shape[1]
+    k = probe_model(clf, xs)
+    check_finite_logits(clf.predict_logits(xs), idx)
     if ys.max() >= k:
         raise ValueError(f"labels must lie in 0..{k - 1} for a model with {k} outputs; "
                          f"found {int(ys.max())}")
@@ -167,6 +260,8 @@ def distances(model: nn.Module | Classifier, x: np.ndarray | torch.Tensor,
     takes_seed = "seed" in inspect.signature(attack_fn).parameters
     settings = {"attack": attack, "norm": norm_name(p), "seed": seed, "batch_size": bs,
                 **{k_: v for k_, v in attack_kwargs.items()}}
+    if torch.device(clf.device).type == "cpu":
+        settings["threads"] = torch.get_num_threads()  # the last digits depend on it
     if getattr(attack_fn, "black_box", False):
         settings["black_box"] = True  # decision-based: usually looser than gradient attacks
     bstore = None
@@ -186,7 +281,7 @@ def distances(model: nn.Module | Classifier, x: np.ndarray | torch.Tensor,
     if rejected:
         warnings.warn(f"{rejected} inputs returned by attack {attack!r} failed the re-check "
                       "(outside the bounds or not misclassified) and count as unbroken",
-                      stacklevel=2)
+                      stacklevel=3)
     return result
 
 

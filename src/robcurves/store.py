@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -49,7 +50,9 @@ class BatchStore:
             return None
         try:
             return Distances.load_npz(path)
-        except Exception:  # a torn or corrupted file: recompute rather than trust it
+        except Exception as exc:  # noqa: BLE001 - a torn or corrupted file: recompute it
+            warnings.warn(f"{path} is unreadable ({type(exc).__name__}: {exc}); deleted, its "
+                          f"points {start}..{stop - 1} are computed again", stacklevel=2)
             path.unlink(missing_ok=True)
             return None
 
@@ -68,23 +71,27 @@ def run_batches(n: int, batch_size: int, compute: Callable[[int, int], Distances
     is saved as soon as it is done, so an interrupted run loses at most the batch in progress.
     ``progress`` is the label of a progress bar (none if ``None``).
     """
+    spans = [(a, min(a + batch_size, n)) for a in range(0, n, batch_size)]
+    done = {s: store.get(*s) for s in spans} if store is not None else {}
+    done = {s: part for s, part in done.items() if part is not None}
     bar = None
     if progress is not None:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=n, desc=progress, unit="pt")
+        # stored batches are the bar's starting point, not work done at some absurd rate
+        bar = tqdm(total=n, initial=sum(b - a for a, b in done), desc=progress, unit="pt")
     parts: list[Distances] = []
     try:
-        for start in range(0, n, batch_size):
-            stop = min(start + batch_size, n)
-            part = store.get(start, stop) if store is not None else None
+        for start, stop in spans:
+            part = done.get((start, stop))
             if part is None:
                 part = compute(start, stop)
                 if store is not None:
                     store.put(start, stop, part)
+                if bar is not None:
+                    bar.update(stop - start)
             parts.append(part)
             if bar is not None:
-                bar.update(stop - start)
                 d = np.concatenate([q.distances for q in parts])
                 bar.set_postfix(median=f"{np.median(d):.4g}", inf=int(np.isinf(d).sum()))
     finally:

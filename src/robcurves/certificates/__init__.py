@@ -144,6 +144,9 @@ def certify(model: object, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.T
         for s in steps:
             out = s.forward(out)
         pred = out.argmax(1).numpy()
+    from ..evaluate import check_finite_logits  # NaN/inf logits: bounds would mean nothing
+
+    check_finite_logits(out, idx)
 
     if method == "exact-linear":
         if not all(isinstance(s, Affine) for s in steps):

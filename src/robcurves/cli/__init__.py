@@ -1,5 +1,10 @@
 """The ``robcurves`` command. Each subcommand is a module of this package defining
-``add_parser(subparsers)`` and ``run(args) -> int``; ``COMMANDS`` lists them in help order."""
+``add_parser(subparsers)`` and ``run(args) -> int``; ``COMMANDS`` lists them in help order.
+
+Every subcommand takes ``--threads`` (torch's CPU threads; default 1, or ``ROBCURVES_THREADS``:
+see README, "Threads"). Bad input (``ValueError``, a missing file, a missing optional package)
+is reported in one line; any other exception is a bug and shows its traceback.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,21 @@ import importlib
 import sys
 
 COMMANDS = ["demo", "curve", "plot", "compare", "scale", "train", "zoo"]
+
+#: What each command keeps when interrupted (printed on Ctrl-C).
+_ON_INTERRUPT = {
+    "curve": "finished batches are saved in OUT/work/; rerun the same command to resume",
+    "train": "finished epochs are saved in the checkpoint; rerun the same command to resume",
+    "zoo": "finished models and epochs are saved; rerun the same command to resume",
+}
+
+#: Library keyword hints in error messages, as the command line spells them.
+_CLI_WORDS = {
+    "pass intersect=True": "pass --intersect",
+    "sweep=False": "--attack-opt sweep=false",
+    "fewer restarts": "fewer --attack-opt restarts=N",
+    "takes no option 'budget'": "takes no --budget",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,25 +41,58 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMANDS:
         mod = importlib.import_module(f"{__name__}.{name}")
         p = mod.add_parser(sub)
+        p.add_argument("--threads", type=int, default=None, metavar="N",
+                       help="torch CPU threads (default 1, or $ROBCURVES_THREADS): more help "
+                            "only on idle cores; on busy ones they can be 40x slower")
         p.set_defaults(_run=mod.run)
     return parser
 
 
+def _user_error(exc: BaseException) -> bool:
+    """Bad input the user can fix, as opposed to a bug in robcurves."""
+    if isinstance(exc, (ValueError, FileNotFoundError)):
+        return True
+    if isinstance(exc, ImportError):  # a missing optional package (not a broken robcurves)
+        for e in (exc, exc.__cause__):
+            if isinstance(e, ModuleNotFoundError) and e.name and \
+                    not e.name.startswith("robcurves"):
+                return True
+    return False
+
+
+def _cli_words(message: str) -> str:
+    for lib, cli in _CLI_WORDS.items():
+        message = message.replace(lib, cli)
+    return message
+
+
 def main(argv: list[str] | None = None) -> int:
+    from .._threads import check_threads, default_threads, set_threads
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "_run", None) is None:
         parser.print_help()
         return 2
     try:
-        return int(args._run(args) or 0)
-    except (ValueError, FileNotFoundError, TypeError, ImportError) as exc:
-        print(f"robcurves {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        threads = default_threads() if args.threads is None else \
+            check_threads(args.threads, "--threads")
+        args.threads = threads
+        old = set_threads(threads)
+        try:
+            return int(args._run(args) or 0)
+        finally:
+            set_threads(old)
     except KeyboardInterrupt:
-        print(f"robcurves {args.command}: interrupted; finished batches are saved, rerun the same "
-              "command to resume", file=sys.stderr)
+        kept = _ON_INTERRUPT.get(args.command)
+        print(f"robcurves {args.command}: interrupted" + (f"; {kept}" if kept else ""),
+              file=sys.stderr)
         return 130
+    except Exception as exc:
+        if not _user_error(exc):
+            raise
+        print(f"robcurves {args.command}: error: {_cli_words(str(exc))}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

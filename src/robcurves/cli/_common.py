@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib
+import json
 import math
 import sys
 from fractions import Fraction
@@ -10,7 +12,14 @@ from pathlib import Path
 
 from .._norms import parse_norm
 
-__all__ = ["parse_norms", "parse_eps", "parse_eps_list", "load_model_spec"]
+__all__ = ["parse_norms", "parse_eps", "parse_eps_list", "parse_floats", "parse_kv",
+           "positive", "load_model_spec", "load_curves", "MODEL_FORMATS"]
+
+#: What ``--model`` takes, for help texts.
+MODEL_FORMATS = ("a robcurves model file (robcurves train), a TorchScript file, a torch.export "
+                 ".pt2 archive (exported with a dynamic batch), a Keras .keras/.h5 file or "
+                 "SavedModel folder, an ONNX file, a pickled scikit-learn estimator "
+                 "(.pkl/.joblib), or package.module:factory")
 
 
 def parse_norms(text: str) -> list[float]:
@@ -44,6 +53,60 @@ def parse_eps_list(text: str) -> list[float]:
     return [parse_eps(t) for t in text.split(",") if t.strip()]
 
 
+def parse_floats(text: str, option: str) -> list[float]:
+    """``"0.5,0.25"`` -> floats, or ``ValueError`` naming ``option`` and the bad value."""
+    out = []
+    for part in text.split(","):
+        if part.strip():
+            try:
+                out.append(float(part))
+            except ValueError:
+                raise ValueError(f"{option}: cannot read {part.strip()!r} as a number in "
+                                 f"{text!r}; expected comma-separated numbers") from None
+    if not out:
+        raise ValueError(f"{option} {text!r} holds no number; expected e.g. 0.5,0.5,0.5")
+    return out
+
+
+def positive(value: int | float | None, option: str, allow_zero: bool = False) -> None:
+    """``ValueError`` naming ``option`` unless ``value`` is None or > 0 (>= 0 with
+    ``allow_zero``)."""
+    if value is None:
+        return
+    ok = value >= 0 if allow_zero else value > 0
+    if not (ok and math.isfinite(value)):
+        raise ValueError(f"{option} must be {'>= 0' if allow_zero else '> 0'}; got {value}")
+
+
+def parse_kv(text: str) -> tuple[str, object]:
+    """``"width=4"`` -> ``("width", 4)`` (JSON values, else the string); for argparse."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    k, v = text.split("=", 1)
+    try:
+        return k.strip(), json.loads(v)
+    except json.JSONDecodeError:
+        return k.strip(), v
+
+
+def load_curves(paths: list[str]) -> list:
+    """Curve files, each error naming its file."""
+    from ..curve import RobustnessCurve
+
+    curves = []
+    for path in paths:
+        try:
+            curves.append(RobustnessCurve.load(path))
+        except FileNotFoundError:
+            raise
+        except (ValueError, KeyError, TypeError) as exc:
+            msg = str(exc) if not isinstance(exc, KeyError) else f"missing field {exc}"
+            if str(path) not in msg:
+                msg = f"curve file {str(path)!r}: {msg}"
+            raise ValueError(msg) from None
+    return curves
+
+
 def load_model_spec(spec: str):
     """Load a torch model from a CLI spec.
 
@@ -57,20 +120,21 @@ def load_model_spec(spec: str):
 
     path = Path(spec)
     if path.exists():
-        try:  # robcurves' own model files carry their architecture and metadata
-            from ..train import is_model_file, load_model
+        from ..train import is_model_file, load_model
 
-            if is_model_file(path):
-                return load_model(path)
-        except ImportError:
-            pass
+        if is_model_file(path):  # robcurves' own model files carry architecture and metadata
+            return load_model(path)
         if path.is_dir() or path.suffix.lower() in (".keras", ".h5", ".hdf5", ".onnx", ".pkl",
                                                     ".pickle", ".joblib"):
             from ..bridges import load_any_model  # Keras, SavedModel, ONNX, scikit-learn
 
             return load_any_model(path)
         if path.suffix == ".pt2":
-            return torch.export.load(str(path)).module()
+            try:
+                return torch.export.load(str(path)).module()
+            except Exception as exc:  # noqa: BLE001 - report what the file is not
+                raise ValueError(f"cannot load model {spec!r} as a torch.export archive "
+                                 f"({type(exc).__name__}: {exc})") from None
         try:
             return torch.jit.load(str(path), map_location="cpu")
         except Exception as exc:  # noqa: BLE001 - report what the file is not

@@ -62,13 +62,17 @@ def run(args: argparse.Namespace) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from ..curve import RobustnessCurve
     from ..report import build_report
-    from ._common import parse_eps
+    from ._common import load_curves, parse_eps
 
-    curves = [RobustnessCurve.load(f) for f in args.curves]
     eps_max = parse_eps(args.eps_max) if args.eps_max else None
-    rep = build_report(curves, eps=parse_eps_options(args.eps), level=args.level,
+    eps = parse_eps_options(args.eps)
+    if not 0 < args.level < 1:
+        raise ValueError(f"--level must lie in (0, 1); got {args.level}")
+    if args.n_boot < 1:
+        raise ValueError(f"--n-boot must be >= 1; got {args.n_boot}")
+    curves = load_curves(args.curves)
+    rep = build_report(curves, eps=eps, level=args.level,
                        n_boot=args.n_boot, seed=args.seed, intersect=args.intersect,
                        logx=args.logx, eps_max=eps_max)
     paths = rep.write(Path(args.out))

@@ -11,7 +11,15 @@ from pathlib import Path
 import numpy as np
 
 from .._norms import norm_name
-from ._common import load_model_spec, parse_eps_list, parse_norms
+from ._common import (
+    MODEL_FORMATS,
+    load_model_spec,
+    parse_eps_list,
+    parse_floats,
+    parse_kv,
+    parse_norms,
+    positive,
+)
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -19,10 +27,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "curve", help="compute robustness curves of a model",
         description="Compute per-point minimal adversarial distances and robustness curves. "
                     "Each finished batch is saved in OUT/work/, so an interrupted run resumes "
-                    "where it stopped when the same command is run again.")
-    p.add_argument("--model", required=True,
-                   help="robcurves model file, TorchScript file, torch.export .pt2, or "
-                        "package.module:factory")
+                    "where it stopped when the same command is run again (with the same "
+                    "--threads: the last digits depend on it). Adding a norm to an existing "
+                    "OUT of the same model and data adds its curve; curves.png, run.json and "
+                    "the printed table cover every curve in OUT.")
+    p.add_argument("--model", required=True, help=MODEL_FORMATS)
     p.add_argument("--data", required=True, help="data set name (e.g. digits) or path")
     p.add_argument("--norms", default="linf,l2",
                    help="comma-separated norms: linf, l2, l1 (default: linf,l2)")
@@ -31,7 +40,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--attack", default="auto", help="attack name (default: auto)")
     p.add_argument("--budget", type=int, default=None,
-                   help="model passes per point for the attack (if the attack takes a budget)")
+                   help="model passes per point for the attack (attacks that take it: "
+                        f"{', '.join(_takers('budget'))})")
+    p.add_argument("--attack-opt", action="append", type=parse_kv, default=[],
+                   metavar="KEY=VALUE", help="another option of the attack, e.g. restarts=2 or "
+                   "sweep=false (repeatable)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--bounds", default="0,1", help="input bounds low,high (default 0,1)")
@@ -52,42 +65,124 @@ def add_parser(sub) -> argparse.ArgumentParser:
     return p
 
 
-def _floats(text: str | None) -> list[float] | None:
-    return None if text is None else [float(v) for v in text.split(",") if v.strip()]
+def _takers(option: str) -> list[str]:
+    """Attacks whose function takes ``option``."""
+    import inspect
+
+    from ..attacks import ATTACKS
+
+    return sorted(a for a, (f, _) in ATTACKS.items() if option in inspect.signature(f).parameters)
+
+
+def _check_args(args: argparse.Namespace) -> dict:
+    """Every argument that can be checked without the model or data, before any work."""
+    from ..attacks import get_attack
+    from ..evaluate import check_attack_options
+
+    norms = parse_norms(args.norms)
+    bounds = tuple(parse_floats(args.bounds, "--bounds"))
+    if len(bounds) != 2 or not bounds[0] < bounds[1]:
+        raise ValueError(f"--bounds must be two numbers low,high with low < high; got "
+                         f"{args.bounds!r}")
+    if args.n is not None and args.n < 1:
+        raise ValueError(f"--n must be >= 1; got {args.n}")
+    positive(args.batch_size, "--batch-size")
+    positive(args.budget, "--budget")
+    mean = parse_floats(args.mean, "--mean") if args.mean is not None else None
+    std = parse_floats(args.std, "--std") if args.std is not None else None
+    if std is not None and min(std) <= 0:
+        raise ValueError(f"--std must be > 0 everywhere; got {args.std!r}")
+    attack_kwargs = dict(args.attack_opt)
+    if args.budget is not None:
+        if args.attack not in _takers("budget"):
+            raise ValueError(f"--budget is not taken by --attack {args.attack}; attacks that "
+                             f"take --budget: {', '.join(_takers('budget'))}")
+        attack_kwargs["budget"] = args.budget
+    for p in norms:
+        get_attack(args.attack, p)  # unknown attack or a norm it does not support
+    check_attack_options(args.attack, attack_kwargs)
+    eps_list = parse_eps_list(args.eps) if args.eps else None
+    if args.eps is not None and not eps_list:
+        raise ValueError(f"--eps {args.eps!r} holds no eps; expected e.g. 0.1,0.2 or 4/255")
+    return {"norms": norms, "bounds": bounds, "mean": mean, "std": std,
+            "attack_kwargs": attack_kwargs, "eps_list": eps_list}
+
+
+def _check_preprocessing(mean: list[float] | None, std: list[float] | None,
+                         input_shape: tuple[int, ...]) -> dict | None:
+    """``--mean``/``--std`` as preprocessing, each one value or one per channel."""
+    if mean is None and std is None:
+        return None
+    channels = input_shape[0]
+    what = "channel" if len(input_shape) > 1 else "feature"
+    for option, values in (("--mean", mean), ("--std", std)):
+        if values is not None and len(values) not in (1, channels):
+            raise ValueError(f"{option} has {len(values)} values; the data has {channels} "
+                             f"{what}{'s' if channels != 1 else ''} (inputs of shape "
+                             f"{tuple(input_shape)}): give 1 value or {channels}")
+    return {"mean": mean or [0.0], "std": std or [1.0]}
+
+
+def _check_folder(out: Path, fingerprint: str, spec: str, data_meta: dict,
+                  norms: list[float], threads: int | None) -> None:
+    """Refuse an OUT holding curves of another model or other points (its summary would mix
+    them), or a resume at another thread count (the last digits depend on it)."""
+    from ..curve import RobustnessCurve
+
+    for p in norms:
+        manifest = out / "work" / norm_name(p) / "manifest.json"
+        if manifest.exists():
+            old = json.loads(manifest.read_text()).get("threads")
+            if threads is not None and old is not None and old != threads:
+                raise ValueError(f"{out} holds a {norm_name(p)} run computed with --threads "
+                                 f"{old}; resume it with --threads {old} (float sums round "
+                                 "differently with another thread count), or use another --out")
+    for f in sorted(out.glob("curve-*.json")):
+        meta = RobustnessCurve.load(f).metadata
+        old_fp = (meta.get("model") or {}).get("fingerprint")
+        old_spec = (meta.get("model") or {}).get("spec")
+        old_data = meta.get("data") or {}
+        if old_fp != fingerprint or (not fingerprint and old_spec != spec):  # "": not torch
+            raise ValueError(f"{out} already holds {f.name} of another model (fingerprint "
+                             f"{old_fp}, this model {fingerprint}); use another --out")
+        for key in ("name", "n", "first_index"):
+            if old_data.get(key) != data_meta.get(key):
+                raise ValueError(f"{out} already holds {f.name} on other points (data {key} "
+                                 f"{old_data.get(key)!r}, this run {data_meta.get(key)!r}); "
+                                 "use another --out")
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from .. import data as rdata
     from ..curve import RobustnessCurve
-    from ..evaluate import distances, fingerprint_model
+    from ..evaluate import distances, fingerprint_model, probe_model
     from ..model import wrap
 
-    norms = parse_norms(args.norms)
-    bounds = tuple(_floats(args.bounds) or ())
-    if len(bounds) != 2:
-        raise ValueError(f"--bounds must be two numbers low,high; got {args.bounds!r}")
-    if args.n is not None and args.n < 1:
-        raise ValueError(f"--n must be >= 1; got {args.n}")
+    checked = _check_args(args)
+    norms, bounds, eps_list = checked["norms"], checked["bounds"], checked["eps_list"]
+    kwargs = {"split": args.split} if args.split else {}
+    ds = rdata.load(args.data, **kwargs)
+    pre = _check_preprocessing(checked["mean"], checked["std"], tuple(ds.input_shape))
     module = load_model_spec(args.model)
-    pre = None
-    if args.mean is not None or args.std is not None:
-        pre = {"mean": _floats(args.mean) or [0.0], "std": _floats(args.std) or [1.0]}
     options = {"channels_last": True} if args.channels_last else {}
     clf = wrap(module, bounds=bounds, preprocessing=pre, device=args.device,
                batch_size=args.batch_size, **options)
-    kwargs = {"split": args.split} if args.split else {}
-    ds = rdata.load(args.data, **kwargs)
     n = min(args.n, ds.n)
     x, y = ds.x[:n], ds.y[:n]
+    probe_model(clf, x, name=args.model)  # a model that does not fit the data fails here
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     name = args.name or (Path(args.model).stem if Path(args.model).exists() else args.model)
     model_meta = dict(getattr(module, "robcurves_meta", {}) or {})
     model_meta.update({"spec": args.model, "fingerprint": fingerprint_model(clf),
                        "preprocessing": pre, "bounds": list(bounds)})
     data_meta = {"name": ds.name, "source": ds.source, "n": n, "first_index": 0,
                  **{k: v for k, v in ds.info.items() if isinstance(v, (int, float, str))}}
-    attack_kwargs = {"budget": args.budget} if args.budget is not None else {}
+    threads = torch.get_num_threads() if torch.device(clf.device).type == "cpu" else None
+    _check_folder(out, model_meta["fingerprint"], args.model, data_meta, norms, threads)
+    out.mkdir(parents=True, exist_ok=True)
+    attack_kwargs = checked["attack_kwargs"]
 
     curves = []
     bands: dict = {}
@@ -108,14 +203,49 @@ def run(args: argparse.Namespace) -> int:
         if args.certify:
             bands[curve.norm_name] = _certify_band(clf, x, y, p, d, curve, args, out)
 
-    eps_list = parse_eps_list(args.eps) if args.eps else None
+    new = [f"curve-{c.norm_name}.json" for c in curves]
+    curves, bands, timing, commands = _folder_summary(out, curves, bands, timing, args)
     _plot(curves, out / "curves.png", eps_list, bands)
     _print_table(curves, eps_list, timing)
-    (out / "run.json").write_text(json.dumps({"command": vars(args) | {"_run": None},
-                                              "seconds": timing}, indent=1, default=str))
-    print(f"wrote {', '.join(f'curve-{c.norm_name}.json' for c in curves)} and curves.png "
-          f"to {out}")
+    (out / "run.json").write_text(json.dumps(
+        {"command": vars(args) | {"_run": None}, "commands": commands,
+         "curves": [f"curve-{c.norm_name}.json" for c in curves], "seconds": timing},
+        indent=1, default=str))
+    older = len(curves) - len(new)
+    print(f"wrote {', '.join(new)} and curves.png to {out}"
+          + (f" (curves.png, run.json and the table also cover its {older} earlier curve"
+             f"{'s' if older != 1 else ''})" if older else ""))
     return 0
+
+
+def _folder_summary(out: Path, curves: list, bands: dict, timing: dict,
+                    args: argparse.Namespace) -> tuple[list, dict, dict, list]:
+    """This run's curves plus the earlier ones in ``out`` (other norms of the same model and
+    points, checked before the run), with their bands and times from the earlier run.json."""
+    from ..bands import band
+    from ..curve import RobustnessCurve
+
+    old_run = {}
+    if (out / "run.json").exists():
+        try:
+            old_run = json.loads((out / "run.json").read_text())
+        except json.JSONDecodeError:
+            old_run = {}
+    commands = list(old_run.get("commands") or
+                    ([old_run["command"]] if "command" in old_run else []))
+    commands.append(vars(args) | {"_run": None})
+    seconds = {**(old_run.get("seconds") or {}), **timing}
+    done = {c.norm_name for c in curves}
+    for f in out.glob("curve-*.json"):
+        c = RobustnessCurve.load(f)
+        if c.norm_name in done:
+            continue
+        curves.append(c)
+        cert = out / f"certified-{c.norm_name}.json"
+        if cert.exists() and c.norm_name not in bands:
+            bands[c.norm_name] = band(RobustnessCurve.load(cert), c)
+    curves.sort(key=lambda c: -c.norm)  # linf, l2, l1
+    return curves, bands, seconds, commands
 
 
 def _certify_band(clf, x, y, p, d, curve, args, out: Path):
@@ -180,7 +310,7 @@ def _print_table(curves, eps_list: list[float] | None, timing: dict) -> None:
         eps = eps_list or (list(np.quantile(finite, [0.25, 0.5, 0.75])) if finite.size else [])
         print(f"\n{c.name} [{c.norm_name}] n={c.n}  clean accuracy={1 - c.clean_error:.4f}  "
               f"median distance={c.median_distance:.4g}  unbroken={c.n_unbroken}  "
-              f"time={timing[c.norm_name]:.1f}s")
+              + (f"time={timing[c.norm_name]:.1f}s" if c.norm_name in timing else "time=-"))
         print(f"  {'eps':>10}  {'robust error':>12}  {'robust accuracy':>15}")
         for e in eps:
             r = c.robust_error(e)

@@ -37,11 +37,13 @@ def run(args: argparse.Namespace) -> int:
     from ..curve import RobustnessCurve
     from ..evaluate import distances
     from ..train import fit
+    from ._common import positive
 
+    for option in ("n", "epochs"):
+        positive(getattr(args, option), f"--{option}")
+    positive(args.eps, "--eps", allow_zero=True)
     t_start = time.perf_counter()
     torch.manual_seed(args.seed)
-    # The demo's models are tiny: one thread is faster than several fighting over small ops.
-    torch.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     ds = rdata.load("digits")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._common import parse_eps_list
+from ._common import load_curves, parse_eps_list, positive
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -26,11 +26,12 @@ def run(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..curve import RobustnessCurve
-
-    curves = [RobustnessCurve.load(f) for f in args.curves]
-    norms = sorted({c.norm for c in curves}, reverse=True)
     markers = parse_eps_list(args.eps) if args.eps else []
+    positive(args.eps_max, "--eps-max")
+    if Path(args.out).suffix.lower() not in (".png", ".svg", ".pdf"):
+        raise ValueError(f"--out {args.out!r} must end in .png, .svg or .pdf")
+    curves = load_curves(args.curves)
+    norms = sorted({c.norm for c in curves}, reverse=True)
     fig, axes = plt.subplots(1, len(norms), figsize=(5 * len(norms), 3.8), squeeze=False)
     for ax, p in zip(axes[0], norms, strict=True):
         group = [c for c in curves if c.norm == p]

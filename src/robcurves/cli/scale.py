@@ -8,7 +8,7 @@ import math
 import time
 from pathlib import Path
 
-from ._common import parse_norms
+from ._common import parse_norms, positive
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -53,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
     norms = parse_norms(args.norms)
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be >= 1; got {args.limit}")
+    positive(args.block_size, "--block-size")
+    positive(args.duplicate_tol, "--duplicate-tol", allow_zero=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     kwargs = {"split": args.split} if args.split else {}

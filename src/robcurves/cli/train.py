@@ -3,17 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 
-
-def _kv(text: str) -> tuple[str, object]:
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    k, v = text.split("=", 1)
-    try:
-        return k.strip(), json.loads(v)
-    except json.JSONDecodeError:
-        return k.strip(), v
+from ._common import parse_kv as _kv
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -71,8 +62,13 @@ def run(args: argparse.Namespace) -> int:
 
     from .. import data as rdata
     from ..train import fit, save_model
-    from ._common import parse_eps
+    from ._common import parse_eps, positive
 
+    eps = parse_eps(args.eps)  # every argument before any work
+    for option in ("epochs", "batch_size", "steps", "eval_points"):
+        positive(getattr(args, option), f"--{option.replace('_', '-')}")
+    positive(args.step_size, "--step-size")
+    positive(args.lr, "--lr")
     data = rdata.load(args.data, split=args.split) if args.split else rdata.load(args.data)
     eval_data = rdata.load(args.data, split=args.eval_split) if args.eval_split else None
     opts = {k: v for k, v in (("beta", args.beta), ("kappa", args.kappa),
@@ -81,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     ckpt = Path(args.checkpoint) if args.checkpoint else out.with_name(out.name + ".ckpt")
     module = fit(data, arch=args.arch, method=args.method, norm=args.norm,
-                 eps=parse_eps(args.eps), steps=args.steps, step_size=args.step_size,
+                 eps=eps, steps=args.steps, step_size=args.step_size,
                  threats=args.threats, epochs=args.epochs, batch_size=args.batch_size,
                  lr=args.lr, optimizer=args.optimizer, weight_decay=args.weight_decay,
                  lr_schedule=args.lr_schedule, arch_kwargs=dict(args.arch_opt),

@@ -34,9 +34,17 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train.zoo import train_zoo
+    from ..train.zoo import ZOO, train_zoo
+    from ._common import positive
 
     names = [n.strip() for n in args.models.split(",") if n.strip()] if args.models else None
+    unknown = [n for n in names or [] if n not in ZOO]
+    if unknown or names == []:
+        raise ValueError(f"--models {args.models!r}: unknown {', '.join(unknown) or 'empty'}; "
+                         f"expected some of {', '.join(ZOO)}")
+    positive(args.epochs_scale, "--epochs-scale")
+    positive(args.eval_points, "--eval-points")
+    positive(args.train_points, "--train-points", allow_zero=True)
     files = train_zoo(args.data, args.out, names=names, arch=args.arch,
                       train_points=args.train_points or None, epochs_scale=args.epochs_scale,
                       eval_points=args.eval_points, seed=args.seed, device=args.device,

@@ -117,7 +117,7 @@ def _curves_figure(report: Report):
                     ax.plot([cr.eps * scale], [y], marker="o", ms=7, mfc="none", mec="k",
                             mew=1.2, ls="none")
         for k in report.kinks:
-            if k.detected and any(c.name == k.model for c in cs) and k.norm == nm:
+            if k.detected and any(c.name == k.model for c in cs) and k.norm_name == nm:
                 c = next(c for c in cs if c.name == k.model)
                 ax.annotate("kink", (k.location * scale, float(c.robust_error(k.location))),
                             xytext=(-30, 18), textcoords="offset points", fontsize=8,

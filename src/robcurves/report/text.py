@@ -157,9 +157,9 @@ def sections(report: Report) -> list[Section]:
                      "resamples); p-value of 'the curves are equal' with statistic "
                      "max |R_a - R_b|."))
     if report.kinks:
-        rows = [[k.model, NORM_TXT[k.norm],
-                 report.fmt(k.norm, k.train_eps),
-                 report.fmt(k.norm, k.location), f"{k.score:.2f}",
+        rows = [[k.model, NORM_TXT[k.norm_name],
+                 report.fmt(k.norm_name, k.train_eps),
+                 report.fmt(k.norm_name, k.location), f"{k.score:.2f}",
                  f"{k.slope_before:.3g} → {k.slope_after:.3g}", f"{k.p_value:.2g}",
                  "KINK" if k.detected else "no"] for k in report.kinks]
         secs.append(("Diagnostics: overfitting to the training eps", "kinks",
@@ -249,9 +249,9 @@ def summary(rep_cmp: Mapping[str, Comparison], pointwise: Mapping[str, Pointwise
             out.append(f"{t}: note: {note}.")
     for k in kinks:
         if k.detected:
-            out.append(f"{k.model} ({NORM_TXT[k.norm]}): its curve has a kink at "
-                       f"eps≈{fmt(k.norm, k.location)}, near its training eps "
-                       f"{fmt(k.norm, k.train_eps)} (slope ×"
+            out.append(f"{k.model} ({NORM_TXT[k.norm_name]}): its curve has a kink at "
+                       f"eps≈{fmt(k.norm_name, k.location)}, near its training eps "
+                       f"{fmt(k.norm_name, k.train_eps)} (slope ×"
                        f"{k.slope_after / max(k.slope_before, 1e-12):.1f} across it): robust "
                        "error measured at or below the training eps overstates its robustness "
                        "beyond it.")

@@ -282,6 +282,8 @@ def fit(data: object, arch: str = "cnn-small", method: str = "standard", *,
             history = json.loads(state["history"])
             seconds = float(state["train_seconds"])
 
+    # standard training attacks nothing: its bar shows no eps; others show the warm-up's
+    warming = method != "standard" and warmup > 0
     bar = None
     if progress and start_epoch < epochs:
         from tqdm.auto import tqdm
@@ -313,9 +315,11 @@ def fit(data: object, arch: str = "cnn-small", method: str = "standard", *,
                 tot_n += len(idx)
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{tot_loss / tot_n:.3f}",
-                                    acc=f"{tot_correct / tot_n:.3f}",
-                                    eps=f"{sched.eps_scale:.2f}", refresh=False)
+                    shown = {"epoch": f"{epoch + 1}/{epochs}", "loss": f"{tot_loss / tot_n:.3f}",
+                             "acc": f"{tot_correct / tot_n:.3f}"}
+                    if warming:  # the fraction of eps reached in the warm-up
+                        shown["eps_warmup"] = f"{sched.eps_scale:.2f}"
+                    bar.set_postfix(shown, refresh=False)
             seconds += time.perf_counter() - t0
             history.append({"epoch": epoch + 1, "loss": tot_loss / tot_n,
                             "train_accuracy": tot_correct / tot_n,
