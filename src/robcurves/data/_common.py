@@ -16,6 +16,10 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".gif", ".tif", ".tif
 _SPLITS = ("test", "train")
 
 
+class MissingSplitError(ValueError):
+    """The data source has no such split (raised by loaders asked for a split they lack)."""
+
+
 def _check_split(split: str) -> str:
     if split not in _SPLITS:
         raise ValueError(f"split must be 'test' or 'train'; got {split!r}")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import _channels_first, _check_split, _dataset, _labels
+from ._common import MissingSplitError, _channels_first, _check_split, _dataset, _labels
 from .dataset import Dataset
 
 __all__ = ["load_npz"]
@@ -68,7 +68,8 @@ def _read_npz(path: Path, z, x_key: str | None, y_key: str | None, split: str | 
         x_key, y_key = pairs[0]
     for k in (x_key, y_key):
         if k not in keys:
-            raise ValueError(f"{path}: no array named {k!r}; it holds {sorted(keys)}")
+            error = MissingSplitError if split is not None else ValueError
+            raise error(f"{path}: no array named {k!r}; it holds {sorted(keys)}")
     x, y = z[x_key], z[y_key]
     if classes is None:
         for k in ("classes", "class_names"):

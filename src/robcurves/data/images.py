@@ -13,6 +13,7 @@ import numpy as np
 
 from ._common import (
     IMAGE_SUFFIXES,
+    MissingSplitError,
     _check_split,
     _dataset,
     _decode_image,
@@ -173,7 +174,7 @@ def load_image_archive(path: str | Path, *, split: str | None = None,
             want = _check_split(split or "test")
             keep = [i for i, pp in enumerate(parts) if want in pp[:-2]]
             if not keep:
-                raise ValueError(f"{path}: no images under a {want!r} folder")
+                raise MissingSplitError(f"{path}: no images under a {want!r} folder")
             members = [members[i] for i in keep]
             parts = [parts[i] for i in keep]
         classes = sorted({pp[-2] for pp in parts})
@@ -326,7 +327,7 @@ def load_tiny_imagenet(path: str | Path, *, split: str = "val", name: str | None
                         raise ValueError(f"{path}: train folder {parts[1]!r} not in wnids.txt")
                     items.append((rel, index[parts[1]]))
         if not items:
-            raise ValueError(f"{path}: no {split} images found")
+            raise MissingSplitError(f"{path}: no {split} images found")
         images, names = [], []
         for rel, _ in items:
             if rel not in files:
