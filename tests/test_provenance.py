@@ -158,3 +158,41 @@ def test_curve_says_when_n_is_cut_to_the_data_size(tmp_path, capsys) -> None:
     assert "--n 20000" in printed and "(359)" in printed
     data = json.loads((out / "curve-l2.json").read_text())["metadata"]["data"]
     assert data["n"] == 359 and data["n_requested"] == 20000
+
+
+def test_zoo_trains_on_the_training_part_and_records_it(tmp_path) -> None:
+    from robcurves.train.zoo import train_zoo
+
+    files = train_zoo("digits", tmp_path, names=["st"], train_points=200, epochs_scale=0.2,
+                      eval_points=50, progress=False, log=lambda s: None)
+    meta = read_meta(files["st"])
+    rec = meta["train_data"]
+    assert rec["rule"] == "holdout" and rec["spec"] == "digits" and rec["n"] == 200
+    assert rec["held_out"]["name"] == "digits:test" and meta["eval_on"] == "digits:test"
+    # the 200 training points come from the training part, never from the held-out one
+    from robcurves.data.splits import fingerprint
+
+    part = load("digits:split=train")
+    order = np.random.default_rng(0).permutation(part.n)  # the zoo's seeded subset
+    assert rec["fingerprint"] == fingerprint(part.subset(np.sort(order[:200])))
+    assert rec["of_n"] == 1797 and part.n == 1438
+
+
+def test_registering_a_data_set_with_parameters() -> None:
+    from robcurves.data import Dataset, register, registered
+
+    def gauss(d: int = 3, n: int = 10, scale: float = 0.1, name: str = "g") -> Dataset:
+        x = (0.5 + scale * np.random.default_rng(0).standard_normal((n, d))).clip(0, 1)
+        return Dataset(x=x.astype(np.float32), y=np.arange(n) % 2, name=f"{name}-{d}")
+
+    register("gauss-test", gauss)
+    try:
+        ds = load("gauss-test:d=5,n=7,scale=0.2,name=h")
+        assert ds.x.shape == (7, 5) and ds.name == "h-5"
+        assert load("gauss-test").x.shape == (10, 3)
+        with pytest.raises(ValueError, match="KEY=VALUE"):
+            load("gauss-test:d")
+    finally:
+        from robcurves.data import registry
+        registry._REGISTRY.pop("gauss-test")
+    assert "gauss-test" not in registered()
