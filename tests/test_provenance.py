@@ -196,3 +196,18 @@ def test_registering_a_data_set_with_parameters() -> None:
         from robcurves.data import registry
         registry._REGISTRY.pop("gauss-test")
     assert "gauss-test" not in registered()
+
+
+def test_cli_compare_refuses_curves_of_different_data(tmp_path, capsys) -> None:
+    rng = np.random.default_rng(1)
+    files = []
+    for name, data in (("at", {"name": "mnist-test", "fingerprint": "aaaa"}),
+                       ("st", {"name": "fashion-mnist-test", "fingerprint": "bbbb"})):
+        files.append(tmp_path / f"{name}.json")
+        _curve(name, rng.random(40), data).save(files[-1])
+    for extra in ([], ["--intersect"]):
+        assert main(["compare", *map(str, files), "--out", str(tmp_path / "r"), "--n-boot",
+                     "50", *extra]) == 2
+        err = capsys.readouterr().err
+        assert "mnist-test" in err and "fashion-mnist-test" in err and "different data" in err
+    assert not (tmp_path / "r" / "report.html").exists()
