@@ -211,3 +211,17 @@ def test_cli_compare_refuses_curves_of_different_data(tmp_path, capsys) -> None:
         err = capsys.readouterr().err
         assert "mnist-test" in err and "fashion-mnist-test" in err and "different data" in err
     assert not (tmp_path / "r" / "report.html").exists()
+
+
+def test_describe_lets_library_curves_carry_their_data() -> None:
+    from robcurves.data.splits import describe
+
+    rng = np.random.default_rng(2)
+    test, train = load("digits:split=test"), load("digits:split=train")
+    a = _curve("a", rng.random(30), describe(test, 30))
+    b = _curve("b", rng.random(30), describe(train, 30))
+    c = _curve("c", rng.random(30), describe(load("digits:split=test"), 30))
+    assert a.metadata["data"]["split"] == "test" and a.metadata["data"]["n"] == 30
+    with pytest.raises(ValueError, match="digits:test.*digits:train"):
+        compare([a, b], n_boot=50)
+    assert compare([a, c], n_boot=50).n == 30

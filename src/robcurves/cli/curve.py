@@ -129,7 +129,7 @@ def _evaluation_data(args: argparse.Namespace, module) -> tuple:
     Points the model was trained on are refused unless ``--allow-train-points``.
     """
     from .. import data as rdata
-    from ..data.splits import fingerprint, held_out, training_points
+    from ..data.splits import describe, held_out, training_points
 
     record = (getattr(module, "robcurves_meta", None) or {}).get("train_data") or {}
     if args.split is None and record.get("spec") == args.data and record.get("held_out"):
@@ -139,13 +139,9 @@ def _evaluation_data(args: argparse.Namespace, module) -> tuple:
     else:
         ds = rdata.load(args.data, **({"split": args.split} if args.split else {}))
     n = min(args.n, ds.n)
-    meta = {"name": ds.name, "source": ds.source, "spec": args.data, "split": args.split,
-            "n": n, "first_index": 0, "fingerprint": fingerprint(ds),
-            "points_fingerprint": fingerprint(ds.subset(slice(0, n))),
-            **{k: v for k, v in ds.info.items() if isinstance(v, (int, float, str))}}
-    if isinstance(ds.info.get("split"), dict):
-        meta["split"] = ds.info["split"].get("part", args.split)
-        meta["split_rule"] = ds.info["split"]
+    meta = {**describe(ds, n), "spec": args.data}
+    if meta["split"] is None:
+        meta["split"] = args.split
     if args.n > ds.n:
         meta["n_requested"] = args.n
         print(f"note: --n {args.n} asks for more points than {ds.name} holds ({ds.n}); "

@@ -21,7 +21,8 @@ from .dataset import Dataset
 from .registry import load
 
 __all__ = ["HOLDOUT_FRACTION", "HOLDOUT_SEED", "MissingSplitError", "holdout_indices", "holdout",
-           "train_test", "split_record", "held_out", "training_points", "fingerprint"]
+           "train_test", "split_record", "held_out", "training_points", "fingerprint",
+           "describe"]
 
 HOLDOUT_FRACTION = 0.2
 HOLDOUT_SEED = 0
@@ -148,3 +149,22 @@ def training_points(record: dict | None, ds: Dataset, n: int | None = None) -> i
         train_idx, _ = holdout_indices(ds.n, seed=record["seed"], fraction=record["fraction"])
         return int(np.count_nonzero(train_idx < n))
     return 0
+
+
+def describe(ds: Dataset, n: int | None = None) -> dict:
+    """What a curve records about its data: the first ``n`` points of ``ds`` (JSON-ready).
+
+    ``name``, ``source``, ``split`` (and ``split_rule`` for a split made here), ``n``,
+    ``first_index``, the ``fingerprint`` of the whole set and the ``points_fingerprint`` of the
+    points evaluated. :func:`robcurves.compare` refuses curves whose data differ; pass this as
+    ``metadata={"data": describe(ds, n)}`` to ``RobustnessCurve.from_distances``.
+    """
+    n = ds.n if n is None else min(int(n), ds.n)
+    meta = {"name": ds.name, "source": ds.source, "split": None, "n": n, "first_index": 0,
+            "fingerprint": fingerprint(ds),
+            "points_fingerprint": fingerprint(ds.subset(slice(0, n))),
+            **{k: v for k, v in ds.info.items() if isinstance(v, (int, float, str))}}
+    if isinstance(ds.info.get("split"), dict):
+        meta["split"] = ds.info["split"].get("part")
+        meta["split_rule"] = ds.info["split"]
+    return meta
