@@ -187,8 +187,8 @@ def test_registering_a_data_set_with_parameters() -> None:
 
     register("gauss-test", gauss)
     try:
-        ds = load("gauss-test:d=5,n=7,scale=0.2,name=h")
-        assert ds.x.shape == (7, 5) and ds.name == "h-5"
+        ds = load("Gauss-Test:d=5,n=7,scale=0.2,name=Hq")
+        assert ds.x.shape == (7, 5) and ds.name == "Hq-5"
         assert load("gauss-test").x.shape == (10, 3)
         with pytest.raises(ValueError, match="KEY=VALUE"):
             load("gauss-test:d")

@@ -96,6 +96,7 @@ def _value(text: str) -> object:
 def _parse_spec(spec: str) -> tuple[str, dict]:
     """``"name:k=v,k2=v2"`` -> ``("name", {"k": v, "k2": v2})``; a plain name has no params."""
     name, sep, rest = spec.partition(":")
+    name = name.strip().lower()
     params: dict = {}
     if sep and name in _REGISTRY:
         for item in rest.split(","):
@@ -104,7 +105,7 @@ def _parse_spec(spec: str) -> tuple[str, dict]:
                 raise ValueError(f"data set parameters must be KEY=VALUE pairs separated by "
                                  f"commas, as in 'digits:split=test'; got {item!r} in {spec!r}")
             params[k.strip()] = _value(v)
-    return name.strip(), params
+    return name, params
 
 
 def load(source: str | Path, **kwargs) -> Dataset:
@@ -119,9 +120,8 @@ def load(source: str | Path, **kwargs) -> Dataset:
         FileNotFoundError: the path does not exist.
         ValueError: the format is not recognised or the contents are invalid.
     """
-    key = str(source).lower()
     if not Path(str(source)).expanduser().exists():
-        name, params = _parse_spec(key)
+        name, params = _parse_spec(str(source))
         if name in _REGISTRY:
             return _REGISTRY[name](**{**params, **kwargs})
     path = Path(source).expanduser()
