@@ -311,3 +311,24 @@ def test_named_sets_from_robcurves_data(tmp_path: Path, monkeypatch: pytest.Monk
               np.array([3, 4], np.uint8), True)
     d = load("fashion-mnist")
     assert d.x.shape == (2, 1, 3, 3) and d.y.tolist() == [3, 4] and d.x.min() == 1.0
+
+
+def test_npz_truncated_damaged_or_empty_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    """Issue 13.8: a truncated .npz raised BadZipFile, an empty one loaded as a 0-point set."""
+    good = tmp_path / "good.npz"
+    np.savez(good, x=np.random.default_rng(0).random((20, 1, 4, 4)).astype(np.float32),
+             y=np.arange(20) % 3)
+    raw = good.read_bytes()
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(raw[: len(raw) // 2])
+    damaged = tmp_path / "damaged.npz"
+    damaged.write_bytes(raw[:100] + b"\0" * 300 + raw[400:])  # member header overwritten
+    empty = tmp_path / "empty.npz"
+    np.savez(empty, x=np.zeros((0, 1, 4, 4), np.float32), y=np.zeros(0, np.int64))
+    for f, expected in ((truncated, "numpy.savez"), (damaged, "numpy.savez"),
+                        (empty, "at least one input")):
+        with pytest.raises(ValueError) as err:
+            load(f)
+        msg = str(err.value)
+        assert str(f) in msg and expected in msg and "\n" not in msg
+    assert load(good).n == 20

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -214,3 +215,33 @@ def test_real_gtsrb_subset_matches_brute_force(p: float) -> None:
         if np.isfinite(ref):
             np.testing.assert_allclose(full[r.neighbors[i]], ref, rtol=1e-12, atol=0)
             assert d.y[r.neighbors[i]] != d.y[i]
+
+
+def test_cli_scale_reports_a_one_class_set_and_carries_on(tmp_path: Path, capsys) -> None:
+    """Issue 13.9: a subset holding one class crashed the JSON writer (nan summary)."""
+    import json
+
+    from robcurves.cli import main
+
+    rng = np.random.default_rng(0)
+    one = tmp_path / "one.npz"
+    np.savez(one, x=rng.random((12, 5)).astype(np.float32), y=np.full(12, 3))
+    two = tmp_path / "two.npz"
+    x2 = rng.random((16, 5)).astype(np.float32)
+    y2 = np.arange(16) % 2
+    np.savez(two, x=x2, y=y2)
+    dup = tmp_path / "dup.npz"  # two points, equal, of different classes: nothing left to measure
+    np.savez(dup, x=np.zeros((2, 5), np.float32), y=np.array([0, 1]))
+    out = tmp_path / "out"
+    assert main(["scale", str(one), str(two), str(dup), "--norms", "2",
+                 "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "no inter-class pairs" in printed and "class 3" in printed
+    res = json.loads((out / "scale.json").read_text())["data"]
+    assert [e["name"] for e in res] == ["one", "two", "dup"]
+    assert res[0]["norms"] == {} and "no inter-class pairs" in res[0]["note"]
+    brute = min(np.linalg.norm(x2[i] - x2[j]) for i in range(16) for j in range(16)
+                if y2[i] != y2[j])
+    assert res[1]["norms"]["l2"]["summary"]["min"] == pytest.approx(brute, rel=1e-6)
+    assert res[2]["norms"]["l2"]["summary"]["min"] is None  # no valid point: null, not a crash
+    assert "no inter-class pairs" in (out / "scale.md").read_text()

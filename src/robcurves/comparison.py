@@ -359,6 +359,34 @@ class Comparison:
 
 
 # ---------------------------------------------------------------------------- pairing
+_DATA_KEYS = ("name", "split", "source")
+
+
+def _check_same_data(curves: Sequence[RobustnessCurve]) -> None:
+    """Refuse curves whose ``metadata["data"]`` says they were measured on different data.
+
+    Data sets with a recorded ``fingerprint`` are the same when the fingerprints agree; without
+    one, when ``name``, ``split`` and ``source`` agree where both record them. Curves without
+    data metadata (from arrays) are not checked. ``intersect=True`` does not lift this.
+    """
+    known = [(c, c.metadata["data"]) for c in curves
+             if isinstance(c.metadata.get("data"), dict) and c.metadata["data"]]
+    for c, d in known[1:]:
+        c0, d0 = known[0]
+        if d0.get("fingerprint") and d.get("fingerprint"):
+            differ = ["fingerprint"] if d0["fingerprint"] != d["fingerprint"] else []
+        else:
+            differ = [k for k in _DATA_KEYS if d0.get(k) is not None and d.get(k) is not None
+                      and d0[k] != d[k]]
+        if differ:
+            def desc(x: dict) -> str:
+                return ", ".join(f"{k} {x[k]}" for k in (*_DATA_KEYS, "fingerprint")
+                                 if x.get(k) is not None)
+            raise ValueError(f"curves {c0.name!r} and {c.name!r} were measured on different "
+                             f"data ({', '.join(differ)} differ): {c0.name!r} on {desc(d0)}; "
+                             f"{c.name!r} on {desc(d)}. Compare curves on the same data set")
+
+
 def align_curves(curves: Sequence[RobustnessCurve], intersect: bool = False
                  ) -> tuple[tuple[RobustnessCurve, ...], list[str]]:
     """Put curves of one norm on the same points in the same order.
@@ -389,6 +417,7 @@ def align_curves(curves: Sequence[RobustnessCurve], intersect: bool = False
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise ValueError(f"model names must be unique; repeated: {dup}")
+    _check_same_data(curves)
     notes: list[str] = []
     has_idx = [c.indices is not None for c in curves]
     if not all(has_idx):

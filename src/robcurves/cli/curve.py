@@ -57,7 +57,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--eps", default=None,
                    help="eps values for the printed table and plot markers, e.g. 0.1,0.2 or "
                         "4/255,8/255 (default: quartiles of the distances)")
-    p.add_argument("--split", default=None, help="split for data folders (train/test)")
+    p.add_argument("--split", default=None, help="split for data folders (train/test); for a "
+                   "robcurves model file and the --data it was trained with, the default is the "
+                   "held-out part recorded in the model file")
+    p.add_argument("--allow-train-points", action="store_true",
+                   help="evaluate even on points the model was trained on (refused by default); "
+                        "every output then carries a warning")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--certify", default=None, choices=["crown", "ibp", "milp", "exact-linear"],
                    help="also certify lower bounds with this method (saved as "
@@ -155,21 +160,19 @@ def _check_folder(out: Path, fingerprint: str, spec: str, data_meta: dict,
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from .. import data as rdata
     from ..curve import RobustnessCurve
     from ..evaluate import distances, fingerprint_model, probe_model
     from ..model import wrap
 
     checked = _check_args(args)
     norms, bounds, eps_list = checked["norms"], checked["bounds"], checked["eps_list"]
-    kwargs = {"split": args.split} if args.split else {}
-    ds = rdata.load(args.data, **kwargs)
-    pre = _check_preprocessing(checked["mean"], checked["std"], tuple(ds.input_shape))
     module = load_model_spec(args.model)
+    ds, data_meta, warning = _evaluation_data(args, module)
+    pre = _check_preprocessing(checked["mean"], checked["std"], tuple(ds.input_shape))
     options = {"channels_last": True} if args.channels_last else {}
     clf = wrap(module, bounds=bounds, preprocessing=pre, device=args.device,
                batch_size=args.batch_size, **options)
-    n = min(args.n, ds.n)
+    n = data_meta["n"]
     x, y = ds.x[:n], ds.y[:n]
     probe_model(clf, x, name=args.model)  # a model that does not fit the data fails here
     out = Path(args.out)
@@ -177,8 +180,6 @@ def run(args: argparse.Namespace) -> int:
     model_meta = dict(getattr(module, "robcurves_meta", {}) or {})
     model_meta.update({"spec": args.model, "fingerprint": fingerprint_model(clf),
                        "preprocessing": pre, "bounds": list(bounds)})
-    data_meta = {"name": ds.name, "source": ds.source, "n": n, "first_index": 0,
-                 **{k: v for k, v in ds.info.items() if isinstance(v, (int, float, str))}}
     threads = torch.get_num_threads() if torch.device(clf.device).type == "cpu" else None
     _check_folder(out, model_meta["fingerprint"], args.model, data_meta, norms, threads)
     out.mkdir(parents=True, exist_ok=True)
@@ -194,10 +195,11 @@ def run(args: argparse.Namespace) -> int:
                       progress=not args.no_progress, **attack_kwargs)
         timing[norm_name(p)] = time.perf_counter() - t0
         cost = {k: v for k, v in d.cost.items() if k != "seconds"}  # files must not vary by run
-        curve = RobustnessCurve.from_distances(
-            d, name=name, metadata={"model": model_meta, "data": data_meta, "method": d.method,
-                                    "settings": d.settings, "cost": cost,
-                                    "n_unbroken": d.n_unbroken})
+        meta = {"model": model_meta, "data": data_meta, "method": d.method,
+                "settings": d.settings, "cost": cost, "n_unbroken": d.n_unbroken}
+        if warning:
+            meta["warning"] = warning
+        curve = RobustnessCurve.from_distances(d, name=name, metadata=meta)
         curve.save(out / f"curve-{norm_name(p)}.json")
         curves.append(curve)
         if args.certify:
@@ -205,12 +207,15 @@ def run(args: argparse.Namespace) -> int:
 
     new = [f"curve-{c.norm_name}.json" for c in curves]
     curves, bands, timing, commands = _folder_summary(out, curves, bands, timing, args)
-    _plot(curves, out / "curves.png", eps_list, bands)
+    _plot(curves, out / "curves.png", eps_list, bands, warning)
     _print_table(curves, eps_list, timing)
-    (out / "run.json").write_text(json.dumps(
-        {"command": vars(args) | {"_run": None}, "commands": commands,
-         "curves": [f"curve-{c.norm_name}.json" for c in curves], "seconds": timing},
-        indent=1, default=str))
+    run_info = {"command": vars(args) | {"_run": None}, "commands": commands,
+                "curves": [f"curve-{c.norm_name}.json" for c in curves], "seconds": timing,
+                "data": data_meta}
+    if warning:
+        run_info["warning"] = warning
+        print(f"\nWARNING: {warning}")
+    (out / "run.json").write_text(json.dumps(run_info, indent=1, default=str))
     older = len(curves) - len(new)
     print(f"wrote {', '.join(new)} and curves.png to {out}"
           + (f" (curves.png, run.json and the table also cover its {older} earlier curve"
@@ -248,6 +253,46 @@ def _folder_summary(out: Path, curves: list, bands: dict, timing: dict,
     return curves, bands, seconds, commands
 
 
+def _evaluation_data(args: argparse.Namespace, module) -> tuple:
+    """The data set to evaluate on, its metadata for the curve files, and a warning (or None).
+
+    For a model file trained on ``--data`` (without ``--split``), the held-out part it records.
+    Points the model was trained on are refused unless ``--allow-train-points``.
+    """
+    from .. import data as rdata
+    from ..data.splits import describe, held_out, training_points
+
+    record = (getattr(module, "robcurves_meta", None) or {}).get("train_data") or {}
+    if args.split is None and record.get("spec") == args.data and record.get("held_out"):
+        ds = held_out(record)
+        print(f"note: evaluating on {ds.name}, the {ds.n} points held out when the model was "
+              f"trained on {record['name']}")
+    else:
+        ds = rdata.load(args.data, **({"split": args.split} if args.split else {}))
+    n = min(args.n, ds.n)
+    meta = {**describe(ds, n), "spec": args.data}
+    if meta["split"] is None:
+        meta["split"] = args.split
+    if args.n > ds.n:
+        meta["n_requested"] = args.n
+        print(f"note: --n {args.n} asks for more points than {ds.name} holds ({ds.n}); "
+              f"using all {ds.n}")
+    warning = None
+    k = training_points(record, ds, n)
+    if k:
+        what = (f"{k} of the {n} points of {ds.name} are points the model was trained on "
+                f"({record.get('name')}, {record.get('n')} points)")
+        if not args.allow_train_points:
+            hint = ("drop --split to use the held-out part it records, or " if
+                    record.get("spec") == args.data and record.get("held_out") else "")
+            raise ValueError(f"{what}: a curve on training points overstates robustness; "
+                             f"{hint}evaluate on other data, or pass --allow-train-points")
+        warning = f"{what}; curves on training points overstate robustness"
+        meta["train_points"] = k
+        print(f"WARNING: {warning}")
+    return ds, meta, warning
+
+
 def _certify_band(clf, x, y, p, d, curve, args, out: Path):
     """Certified lower bounds for one norm, saved next to the attack curve; their band."""
     from ..bands import band
@@ -281,7 +326,8 @@ def _certify_band(clf, x, y, p, d, curve, args, out: Path):
     return b
 
 
-def _plot(curves, path: Path, eps_list: list[float] | None, bands: dict | None = None) -> None:
+def _plot(curves, path: Path, eps_list: list[float] | None, bands: dict | None = None,
+          warning: str | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -297,7 +343,8 @@ def _plot(curves, path: Path, eps_list: list[float] | None, bands: dict | None =
             for e in eps_list or ():
                 ax.axvline(e, color="0.5", linestyle="--", linewidth=0.8)
             ax.legend(fontsize=7)
-        ax.set_title(f"{c.name}: {c.norm_name} (n={c.n})")
+        ax.set_title(f"{c.name}: {c.norm_name} (n={c.n})"
+                     + ("\nWARNING: on training points" if warning else ""))
         ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=150)

@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from .. import data as rdata
     from ..comparison import compare
     from ..curve import RobustnessCurve
+    from ..data.splits import describe
     from ..evaluate import distances
     from ..train import fit
     from ._common import positive
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
                           progress=progress)
             c = RobustnessCurve.from_distances(
                 d, name=method, metadata={"model": getattr(module, "robcurves_meta", {}),
-                                          "data": {"name": "digits", "n": test.n}})
+                                          "data": describe(test)})
             c.save(out / f"{method}-{norm}.json")
             curves[norm].append(c)
 

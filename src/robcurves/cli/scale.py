@@ -46,6 +46,8 @@ def _fmt(v: float, bit_depth: int | None, p: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from .._norms import norm_name
     from ..data import load
     from ..scale import interclass_distances
@@ -68,13 +70,20 @@ def run(args: argparse.Namespace) -> int:
         entry = {"name": ds.name, "source": ds.source, "samples": ds.n,
                  "classes": ds.num_classes, "dim": int(math.prod(ds.input_shape)),
                  "bit_depth": bit_depth, "norms": {}}
+        present = sorted(int(c) for c in np.unique(ds.y))
+        if len(present) < 2:  # nothing to measure: say so and carry on with the other sets
+            entry["note"] = (f"no inter-class pairs: all {ds.n} points are of class "
+                             f"{present[0] if present else '-'}")
+            print(f"note: {ds.name}: {entry['note']}; skipped")
+            results.append(entry)
+            continue
         for p in norms:
             t0 = time.perf_counter()
             r = interclass_distances(ds.x, ds.y, p, same_class=args.same_class,
                                      duplicate_tol=args.duplicate_tol,
                                      block_size=args.block_size,
                                      progress=not args.no_progress, name=ds.name)
-            res = r.to_dict()
+            res = _finite_or_none(r.to_dict())
             res["seconds"] = round(time.perf_counter() - t0, 3)
             entry["norms"][norm_name(p)] = res
             per_norm[p].append(r)
@@ -92,6 +101,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _finite_or_none(obj):
+    """``obj`` with every non-finite float replaced by ``None`` (JSON has no nan/inf)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite_or_none(v) for v in obj]
+    return obj
+
+
 def _table(results: list[dict], norms: list[float]) -> list[str]:
     from .._norms import norm_name
 
@@ -105,6 +125,9 @@ def _table(results: list[dict], norms: list[float]) -> list[str]:
         cells = [e["name"], str(e["samples"]), str(e["classes"]), str(e["dim"])]
         excluded = 0
         for p in norms:
+            if norm_name(p) not in e["norms"]:  # a set with one class (see its note)
+                cells += ["-"] * 4
+                continue
             s = e["norms"][norm_name(p)]["summary"]
             cells += [_fmt(s[key], e["bit_depth"], p)
                       for key in ("min", "median", "max", "eps_limit")]
@@ -122,7 +145,11 @@ def _explain(results: list[dict], norms: list[float]) -> str:
            "an adversarial point (their midpoint), so no classifier can be both accurate and "
            "robust on all points. Excluded: corrupted points and conflicting duplicates.", ""]
     for e in results:
+        if "note" in e:
+            out.append(f"- {e['name']}: {e['note']}")
         for p in norms:
+            if norm_name(p) not in e["norms"]:
+                continue
             s = e["norms"][norm_name(p)]["summary"]
             out.append(f"- {e['name']}, {norm_name(p)}: no classifier is accurate and robust at "
                        f"eps >= {_fmt(s['eps_limit'], e['bit_depth'], p)} (used {s['used']} of "

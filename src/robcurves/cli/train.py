@@ -17,10 +17,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
                     "time, as a file that `robcurves curve` loads directly.")
     p.add_argument("--data", required=True, help="what robcurves.data.load takes: 'digits', a "
                    "path (IDX folder, npz...) or a registered name")
-    p.add_argument("--split", default=None, help="split of a data folder to train on (e.g. "
-                   "train); --eval-split picks the evaluation split")
+    p.add_argument("--split", default=None, help="split of a data folder to train on (default: "
+                   "the data's train split where it has one, else 80%% of it by a seeded "
+                   "hold-out rule; the model file records which)")
     p.add_argument("--eval-split", default=None, help="split of the same data for the final "
-                   "evaluation (default: the first --eval-points training points)")
+                   "evaluation (default: the held-out part)")
     p.add_argument("--arch", default="cnn-small", help=f"one of {', '.join(arch_names())}")
     p.add_argument("--arch-opt", action="append", type=_kv, default=[], metavar="KEY=VALUE",
                    help="architecture option, e.g. width=4 (repeatable)")
@@ -61,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .. import data as rdata
+    from ..data.splits import split_record, train_test
     from ..train import fit, save_model
     from ._common import parse_eps, positive
 
@@ -69,8 +71,13 @@ def run(args: argparse.Namespace) -> int:
         positive(getattr(args, option), f"--{option.replace('_', '-')}")
     positive(args.step_size, "--step-size")
     positive(args.lr, "--lr")
-    data = rdata.load(args.data, split=args.split) if args.split else rdata.load(args.data)
-    eval_data = rdata.load(args.data, split=args.eval_split) if args.eval_split else None
+    if args.split:
+        data = rdata.load(args.data, split=args.split)
+        data.info.setdefault("split", {"part": args.split, "rule": "native", "split": args.split})
+        held = None
+    else:  # the train split, or the training part of the seeded hold-out rule
+        data, held = train_test(args.data)
+    eval_data = rdata.load(args.data, split=args.eval_split) if args.eval_split else held
     opts = {k: v for k, v in (("beta", args.beta), ("kappa", args.kappa),
                               ("clean_mix", args.clean_mix), ("warmup", args.warmup),
                               ("warmup_start", args.warmup_start)) if v is not None}
@@ -83,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
                  lr_schedule=args.lr_schedule, arch_kwargs=dict(args.arch_opt),
                  eval_data=eval_data, eval_points=args.eval_points, seed=args.seed,
                  device=args.device, progress=not args.no_progress, checkpoint=ckpt, **opts)
+    module.robcurves_meta["train_data"] = split_record(data, held, spec=args.data)
     save_model(module, out)
     ckpt.unlink(missing_ok=True)
     m = module.robcurves_meta
@@ -90,6 +98,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"saved {out}: {m['method']} {m['arch']} on {m['data']}, {m['epochs']} epochs in "
           f"{m['train_seconds']:.1f}s; clean accuracy {m['clean_accuracy']:.3f}, PGD accuracy "
           f"{pgd} (on {m['eval_pgd_n']} {m['eval_on']} points)")
+    if held is not None:
+        rule = m["train_data"].get("rule")
+        how = ("its train split" if rule == "native" else
+               f"{data.n} of {m['train_data']['of_n']} points by the seeded hold-out rule "
+               f"(seed {m['train_data']['seed']}, {m['train_data']['fraction']:.0%} held out)")
+        print(f"trained on {data.name} ({how}); `robcurves curve --model {out} --data "
+              f"{args.data}` evaluates on the {held.n} held-out points of {held.name}")
     if "ibp_certified_accuracy" in m:
         cert = ", ".join(f"{k} {v:.3f}" for k, v in m["ibp_certified_accuracy"].items())
         print(f"IBP-certified accuracy {cert}")

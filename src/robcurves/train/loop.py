@@ -359,6 +359,7 @@ def fit(data: object, arch: str = "cnn-small", method: str = "standard", *,
     for t in tms:
         by_norm[t.norm_name] = max(by_norm.get(t.norm_name, 0.0), t.eps)
     from .. import __version__
+    from ..data.splits import split_record
 
     meta = {
         **{k2: v for k2, v in config.items()},
@@ -375,6 +376,7 @@ def fit(data: object, arch: str = "cnn-small", method: str = "standard", *,
         "eval_pgd_steps": int(eval_steps), "eval_pgd_restarts": res["pgd_restarts"],
         "train_seconds": seconds, "history": history, "device": str(dev),
         "bounds": [0.0, 1.0], "preprocessing": None,
+        "train_data": split_record(ds),
         "robcurves_version": __version__, "torch_version": torch.__version__,
     }
     if "ibp_certified_accuracy" in res:

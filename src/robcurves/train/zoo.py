@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import data as rdata
+from ..data.splits import split_record, train_test
 from .io import is_model_file, read_meta, save_model
 from .loop import fit
 
@@ -52,17 +52,6 @@ def zoo_path(out: str | Path, name: str) -> Path:
     return Path(out) / f"{name}.rcm"
 
 
-def _load_split(data: str | Path, split: str) -> rdata.Dataset:
-    """The ``split`` of a data set (named sets such as ``fmnist`` are found by
-    :func:`robcurves.data.load` in ``$ROBCURVES_DATA`` or ``/usr/share/datasets``)."""
-    try:
-        return rdata.load(data, split=split)
-    except TypeError:
-        if split == "test":
-            raise
-        return rdata.load(data)
-
-
 def train_zoo(data: str | Path = "fmnist", out: str | Path = "zoo", *,
               names: Sequence[str] | None = None, arch: str = "cnn-small",
               train_points: int | None = None, epochs_scale: float = 1.0,
@@ -71,8 +60,9 @@ def train_zoo(data: str | Path = "fmnist", out: str | Path = "zoo", *,
     """Train the zoo models ``names`` (all of :data:`ZOO` by default) into folder ``out``.
 
     Args:
-        data: ``"fmnist"`` (found in the usual places) or any source with train/test splits
-            (``split=`` is passed to the loader; a source without splits is used for both).
+        data: ``"fmnist"`` (found in the usual places) or any source; models train on its
+            train split and are evaluated on its test split, or, for a source without splits,
+            on the parts of the seeded hold-out rule (:mod:`robcurves.data.splits`).
         train_points: cap on training points for every model (a seeded random subset);
             ``None`` keeps each recipe's own size.
         epochs_scale: multiplies every recipe's epochs (rounded, at least 1).
@@ -88,8 +78,7 @@ def train_zoo(data: str | Path = "fmnist", out: str | Path = "zoo", *,
         raise ValueError(f"unknown zoo models {unknown}; expected some of {', '.join(ZOO)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    train = _load_split(data, "train")
-    test = _load_split(data, "test")
+    train, test = train_test(str(data))  # the train split, else a seeded hold-out (recorded)
     order = np.random.default_rng(seed).permutation(train.n)
     files: dict[str, Path] = {}
     for name in names:
@@ -114,6 +103,7 @@ def train_zoo(data: str | Path = "fmnist", out: str | Path = "zoo", *,
                      eval_data=test, eval_points=eval_points,
                      checkpoint=out / f"{name}.ckpt", **kw)
         module.robcurves_meta["zoo_name"] = name
+        module.robcurves_meta["train_data"] = split_record(ds, test, spec=str(data))
         save_model(module, path)
         (out / f"{name}.ckpt").unlink(missing_ok=True)
         m = module.robcurves_meta
