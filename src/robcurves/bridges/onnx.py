@@ -481,6 +481,12 @@ def _tile(a: dict, x: torch.Tensor, reps: torch.Tensor) -> torch.Tensor:
     return x.repeat(_ints(reps))
 
 
+def _shrink(a: dict, x: torch.Tensor) -> torch.Tensor:
+    lambd, bias = a.get("lambd", 0.5), a.get("bias", 0.0)
+    zero = torch.zeros((), dtype=x.dtype)
+    return torch.where(x < -lambd, x + bias, torch.where(x > lambd, x - bias, zero))
+
+
 def _prelu(a: dict, x: torch.Tensor, slope: torch.Tensor, *, opset: int) -> torch.Tensor:
     if opset < 7 and slope.ndim == 1 and x.ndim > 2:  # before opset 7: one slope per channel
         slope = slope.reshape(-1, *([1] * (x.ndim - 2)))
@@ -531,6 +537,8 @@ _OPS: dict[str, Callable[..., torch.Tensor | tuple[torch.Tensor, ...]]] = {
     "Floor": lambda a, x: torch.floor(x),
     "Ceil": lambda a, x: torch.ceil(x),
     "Erf": lambda a, x: torch.erf(x),
+    "Sign": lambda a, x: torch.sign(x),
+    "Shrink": _shrink,
     "Equal": lambda a, x, y: x == y,
     "Less": lambda a, x, y: x < y,
     "LessOrEqual": lambda a, x, y: x <= y,
