@@ -99,12 +99,11 @@ def _random_weights(model: onnx.ModelProto, seed: int = 0) -> onnx.ModelProto:
     node = producer[logits]
     while node.op_type not in ("Gemm", "Conv"):
         node = producer[node.input[0]]
-    probe = onnx.ModelProto()
-    probe.CopyFrom(out)
-    probe.graph.output.insert(0, helper.make_empty_tensor_value_info(logits))
+    out.graph.output.insert(0, helper.make_empty_tensor_value_info(logits))  # a probe
     x = np.random.default_rng(seed + 1).random((1, 3, 224, 224), dtype=np.float32)
     with torch.no_grad():
-        z = OnnxTorchGraph(probe)(torch.from_numpy(x))
+        z = OnnxTorchGraph(out)(torch.from_numpy(x))
+    del out.graph.output[0]
     scale = np.float32(3.0 / float(z.std()))
     for t in out.graph.initializer:
         if t.name in node.input[1:]:
@@ -471,3 +470,68 @@ def test_unsupported_operators_fall_back_naming_each_and_where_to_report():
     assert clf.predict_logits(x).shape == (2, 2)
     with pytest.raises(UnsupportedOnnxGraph, match="Det, Hardmax"):
         OnnxTorchGraph(model)
+
+
+# ---- what torch.onnx emits for the layers of MobileNet-, EfficientNet- and GAN-style nets ----
+
+class _Mixed(torch.nn.Module):
+    """Depthwise convolution, HardSwish, squeeze-excitation with HardSigmoid, SiLU, PReLU,
+    LeakyReLU, instance norm, pixel shuffle (DepthToSpace), split, interpolate
+    (Resize/Upsample), max/min/mean merges, global max pool, adaptive average pool."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        nn = torch.nn
+        torch.manual_seed(0)
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1), nn.BatchNorm2d(16), nn.Hardswish())
+        self.dw = nn.Conv2d(16, 16, 3, 1, 1, groups=16)
+        self.se = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(16, 4, 1), nn.ReLU(),
+                                nn.Conv2d(4, 16, 1), nn.Hardsigmoid())
+        self.prelu = nn.PReLU(8)
+        self.inorm = nn.InstanceNorm2d(8, affine=True)
+        self.up = nn.Conv2d(8, 32, 1)
+        self.head = nn.Linear(16, 5)
+        with torch.no_grad():
+            self.stem[1].running_mean.normal_(0, 0.1)
+            self.stem[1].running_var.uniform_(0.5, 1.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.stem(x)
+        h = torch.nn.functional.silu(self.dw(h)) * self.se(h)
+        a, b = torch.split(h, [8, 8], dim=1)
+        a = self.inorm(self.prelu(a))
+        b = torch.nn.functional.leaky_relu(b, 0.1)
+        m = torch.maximum(a, b) + torch.minimum(a, b) * 0.5
+        s = torch.nn.functional.pixel_shuffle(self.up(m), 2)  # 8 channels at 2x
+        s = torch.nn.functional.interpolate(s, scale_factor=0.5, mode="bilinear",
+                                            align_corners=False)
+        s2 = torch.nn.functional.interpolate(m, scale_factor=2, mode="nearest")[..., ::2, ::2]
+        z = torch.cat([s.amax(dim=(2, 3)), (s2 + m).mean(dim=(2, 3))], dim=1)
+        return self.head(z)
+
+
+@pytest.mark.parametrize("opset", [11, 13, 17])
+def test_torch_onnx_export_of_mobile_style_layers_matches_torch(opset):
+    import io
+
+    net = _Mixed().eval()
+    x = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (x[:2],), buf, dynamo=False, opset_version=opset,
+                          input_names=["x"], dynamic_axes={"x": {0: "n"}})
+    ops = {n.op_type for n in onnx.load_from_string(buf.getvalue()).graph.node}
+    assert {"HardSwish" if opset >= 14 else "HardSigmoid", "DepthToSpace", "Split",
+            "Resize", "InstanceNormalization", "PRelu", "LeakyRelu", "Max", "Min"} <= ops
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clf = robcurves.wrap(buf.getvalue(), framework="onnx")
+    with torch.no_grad():
+        want = net(x)
+    np.testing.assert_allclose(clf.predict_logits(x), want, rtol=1e-5, atol=1e-5)
+    y = want.argmax(1)
+    _, _, grad = clf.value_and_grad(x, y, margin_loss)
+    xg = x.clone().requires_grad_(True)
+    margin_loss(net(xg), y).sum().backward()
+    np.testing.assert_allclose(grad, xg.grad, rtol=1e-4, atol=1e-6)

@@ -832,6 +832,7 @@ class OnnxClassifier(Classifier):
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pre(x)
         need_grad = torch.is_grad_enabled() and x.requires_grad
+        ref = None
         if not self._checked and self.torch_graph is not None:
             self._checked = True
             with torch.no_grad():
@@ -850,4 +851,4 @@ class OnnxClassifier(Classifier):
                 raise TypeError(f"this ONNX model has no gradients, so gradient attacks cannot "
                                 f"run on it: {LABEL_ONLY_HINT}")
             return _as_logits(self.torch_graph(x.to(torch.float32)))
-        return self._runtime(x)
+        return self._runtime(x) if ref is None else ref
