@@ -764,6 +764,8 @@ class OnnxClassifier(Classifier):
     Attributes:
         label_only: True when no gradients are available (see the warning).
         torch_graph: the :class:`OnnxTorchGraph` used for gradients, or None.
+        fixed_batch: the batch size the graph declares, or None; batches of another size go
+            to onnxruntime in chunks of it (the last one padded), to the torch copy whole.
     """
 
     def __init__(self, model: str | os.PathLike | bytes | Any, *, gradients: bool = True,
