@@ -677,8 +677,16 @@ class OnnxTorchGraph(nn.Module):
                 consts[node.output[0]] = torch.from_numpy(_constant(a))
                 continue
             if all(i == "" or i in consts for i in node.input) and node.input:
-                outs = self._call(node.op_type, a, [consts[i] if i else None for i in node.input],
-                                  len(node.output))
+                try:
+                    outs = self._call(node.op_type, a,
+                                      [consts[i] if i else None for i in node.input],
+                                      len(node.output))
+                except UnsupportedOnnxGraph:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - reported as a graph we cannot run
+                    raise UnsupportedOnnxGraph(f"{node.op_type} node {node.name!r} on constant "
+                                               f"inputs failed: {type(exc).__name__}: {exc}"
+                                               ) from exc
                 for name, t in zip(node.output, outs, strict=False):
                     consts[name] = t.detach()
                 continue
