@@ -45,9 +45,9 @@ from ._core import (
     generator_for,
     margin_loss,
     project,
+    random_start,
     steepest_step,
 )
-from ._pgd import random_start
 
 __all__ = ["apgd", "dlr_loss", "checkpoints"]
 

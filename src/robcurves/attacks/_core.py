@@ -1,5 +1,6 @@
 """Pieces every attack shares: projections onto l_p balls inside the box, box-aware gradient
-masking, losses, per-point best-adversarial tracking and seeded random generators.
+masking, losses, random starts, per-point best-adversarial tracking and convergence, seeded
+random generators, annealing, and the checks of hyperparameters.
 
 Per-point quantities (eps, step size, done flags) are tensors of shape ``(N,)``.
 """
@@ -15,8 +16,9 @@ from ..model import Classifier, margin
 
 __all__ = [
     "BestAdversarial", "Convergence", "project", "project_l1_box", "box_mask", "normalize",
-    "margin_loss",
-    "ce_loss", "expand", "generator_for", "steepest_step", "line_search",
+    "margin_loss", "ce_loss", "expand", "generator_for", "steepest_step", "line_search",
+    "random_start", "cosine", "check_positive", "check_count", "default_patience",
+    "box_radius", "query_remaining",
 ]
 
 
@@ -29,6 +31,39 @@ def generator_for(seed: int, device: torch.device) -> torch.Generator:
     g = torch.Generator(device=device)
     g.manual_seed(int(seed))
     return g
+
+
+def cosine(k: int, steps: int, start: float, end: float) -> float:
+    """Cosine annealing from ``start`` (k = 0) to ``end`` (k = steps)."""
+    return end + (start - end) * (1 + math.cos(math.pi * k / max(steps, 1))) / 2
+
+
+def check_positive(name: str, value: float, strict: bool = True) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is a finite number ``> 0``
+    (``>= 0`` when not ``strict``)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or (value <= 0 if strict else value < 0):
+        raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} 0; "
+                         f"got {value!r}")
+
+
+def check_count(name: str, value: int, minimum: int = 1) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is an integer ``>= minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
+
+
+def default_patience(steps: int, patience: int | None) -> int:
+    """The convergence patience of the iterative minimal-norm attacks: ``max(10, steps // 5)``
+    steps unless given (``0`` disables stopping)."""
+    return max(10, steps // 5) if patience is None else int(patience)
+
+
+def box_radius(x: torch.Tensor, p: float, bounds: tuple[float, float]) -> torch.Tensor:
+    """Per point, the l_p distance from ``x`` to the farthest point of the box: no adversarial
+    inside the box is farther (``inf`` where the box is unbounded)."""
+    lo, hi = bounds
+    return lp_norm(torch.maximum(x - lo, hi - x), p)
 
 
 def margin_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -140,6 +175,26 @@ def project(x_adv: torch.Tensor, x: torch.Tensor, eps: torch.Tensor, p: float,
     return torch.clamp(x + delta, lo, hi)
 
 
+def random_start(x: torch.Tensor, eps: torch.Tensor, p: float, bounds: tuple[float, float],
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """A random point of the l_p ball of radius ``eps`` around ``x``, projected into the box."""
+    n, dim = x.shape[0], x[0].numel()
+    if p == math.inf:
+        u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) * 2 - 1
+        delta = u * expand(eps, x)
+    else:
+        if p == 2.0:
+            v = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        else:  # Laplace directions are uniform on the l1 sphere once normalised
+            e = torch.empty(x.shape, device=x.device, dtype=x.dtype)
+            e = e.exponential_(generator=generator)
+            s = torch.randint(0, 2, x.shape, generator=generator, device=x.device) * 2 - 1
+            v = e * s
+        r = torch.rand(n, generator=generator, device=x.device, dtype=x.dtype) ** (1.0 / dim)
+        delta = normalize(v, p) * expand(r * eps, x)
+    return project(x + delta, x, eps, p, bounds)
+
+
 class BestAdversarial:
     """Per point, the closest *verified* adversarial seen so far.
 
@@ -206,6 +261,16 @@ class Convergence:
         if self.patience <= 0:
             return torch.zeros_like(improved)
         return self.tracker.found[rows] & (k - self.ref_step[rows] >= self.patience)
+
+
+@torch.no_grad()
+def query_remaining(model: Classifier, tracker: BestAdversarial, active: torch.Tensor,
+                    points: torch.Tensor) -> None:
+    """Show ``tracker`` the last iterates ``points`` of the points still ``active``: a loop
+    that queries before it steps has not evaluated them yet (one forward pass each)."""
+    rows = active.nonzero().squeeze(1)
+    if rows.numel():
+        tracker.update(points[rows], model.logits(points[rows]), rows)
 
 
 @torch.no_grad()

@@ -13,8 +13,19 @@ import torch
 
 from .._norms import lp_norm, parse_norm
 from ..model import Classifier
-from ._core import BestAdversarial, Convergence, box_mask, ce_loss, expand, line_search, normalize
-from ._fmn import cosine
+from ._core import (
+    BestAdversarial,
+    Convergence,
+    box_mask,
+    box_radius,
+    ce_loss,
+    cosine,
+    default_patience,
+    expand,
+    line_search,
+    normalize,
+    query_remaining,
+)
 
 __all__ = ["ddn"]
 
@@ -40,7 +51,6 @@ def ddn(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = 2.0,
     """
     if parse_norm(norm) != 2.0:
         raise ValueError(f"ddn supports only the l2 norm; got {norm!r}")
-    patience = max(10, steps // 5) if patience is None else int(patience)
     x = x.detach().to(model.device)
     y = y.to(model.device)
     n = x.shape[0]
@@ -48,8 +58,8 @@ def ddn(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = 2.0,
     tracker = tracker if tracker is not None else BestAdversarial(x, y, 2.0)
     delta = torch.zeros_like(x)
     eps = torch.full((n,), float(init_norm), dtype=x.dtype, device=x.device)
-    worst = lp_norm(torch.maximum(x - lo, hi - x), 2.0)
-    conv = Convergence(tracker, tol, patience)
+    worst = box_radius(x, 2.0, model.bounds)
+    conv = Convergence(tracker, tol, default_patience(steps, patience))
     active = torch.ones(n, dtype=torch.bool, device=x.device)
     for k in range(steps):
         rows = active.nonzero().squeeze(1)
@@ -66,10 +76,6 @@ def ddn(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = 2.0,
         d = d * expand(e / lp_norm(d, 2.0).clamp_min(1e-12), d)
         delta[rows] = torch.clamp(x[rows] + d, lo, hi) - x[rows]
         active[rows[conv.stale(k, rows)]] = False
-    rows = active.nonzero().squeeze(1)
-    if rows.numel():
-        with torch.no_grad():
-            z = model.logits(x[rows] + delta[rows])
-        tracker.update(x[rows] + delta[rows], z, rows)
+    query_remaining(model, tracker, active, x + delta)
     line_search(model, tracker, refine)
     return torch.where(expand(tracker.found, x), tracker.best, x)

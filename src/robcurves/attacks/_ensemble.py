@@ -84,10 +84,9 @@ import torch
 
 from .._norms import parse_norm
 from ..model import Classifier
-from ._core import BestAdversarial, expand, generator_for, line_search
+from ._core import BestAdversarial, expand, generator_for, line_search, random_start
 from ._deepfool import linear_targets
 from ._fmn import fmn
-from ._pgd import random_start
 
 __all__ = ["auto", "ensemble", "AUTO_STEPS", "auto_plan"]
 

@@ -46,11 +46,12 @@ from ._core import (
     BestAdversarial,
     Convergence,
     check_attack_inputs,
+    default_patience,
     expand,
     generator_for,
     line_search,
+    random_start,
 )
-from ._pgd import random_start
 
 __all__ = ["fab", "project_hyperplane_box"]
 
@@ -193,7 +194,7 @@ def fab(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = "inf
     if int(candidates) < 1:
         raise ValueError(f"candidates must be >= 1; got {candidates}")
     check_attack_inputs(model, x, y)
-    patience = max(10, steps // 5) if patience is None else int(patience)
+    patience = default_patience(steps, patience)
     x = x.detach().to(model.device)
     y = y.to(model.device)
     n = x.shape[0]

@@ -4,7 +4,6 @@ minimal adversarial distances by bisection over epsilon."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
@@ -17,34 +16,14 @@ from ._core import (
     ce_loss,
     expand,
     margin_loss,
-    normalize,
     project,
+    random_start,
     steepest_step,
 )
 
-__all__ = ["pgd", "random_start"]
+__all__ = ["pgd"]
 
 _LOSSES = {"ce": ce_loss, "margin": margin_loss}
-
-
-def random_start(x: torch.Tensor, eps: torch.Tensor, p: float, bounds: tuple[float, float],
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-    """A random point of the l_p ball of radius ``eps`` around ``x``, projected into the box."""
-    n, dim = x.shape[0], x[0].numel()
-    if p == math.inf:
-        u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) * 2 - 1
-        delta = u * expand(eps, x)
-    else:
-        if p == 2.0:
-            v = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        else:  # Laplace directions are uniform on the l1 sphere once normalised
-            e = torch.empty(x.shape, device=x.device, dtype=x.dtype)
-            e = e.exponential_(generator=generator)
-            s = torch.randint(0, 2, x.shape, generator=generator, device=x.device) * 2 - 1
-            v = e * s
-        r = torch.rand(n, generator=generator, device=x.device, dtype=x.dtype) ** (1.0 / dim)
-        delta = normalize(v, p) * expand(r * eps, x)
-    return project(x + delta, x, eps, p, bounds)
 
 
 def pgd(model: Classifier, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor | float,

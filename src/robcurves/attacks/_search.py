@@ -11,10 +11,9 @@ that adversarial scaled into the smaller ball. All per-point state is tensors.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
+from .._box import max_radius
 from .._norms import parse_norm
 from ..model import Classifier
 from ._apgd import apgd
@@ -22,16 +21,9 @@ from ._core import BestAdversarial, expand, generator_for
 from ._deepfool import deepfool
 from ._pgd import pgd
 
-__all__ = ["pgd_search", "apgd_search", "max_radius"]
+__all__ = ["pgd_search", "apgd_search"]
 
 _INNER = ("pgd", "apgd")
-
-
-def max_radius(x: torch.Tensor, p: float, bounds: tuple[float, float]) -> float:
-    """The largest l_p distance between two points of the box: no search needs to go beyond."""
-    width = bounds[1] - bounds[0]
-    dim = x[0].numel()
-    return width * (1.0 if p == math.inf else dim ** (1.0 / p))
 
 
 def pgd_search(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = "inf",
@@ -71,7 +63,7 @@ def pgd_search(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object
 
     lo = torch.zeros(n, dtype=torch.float64, device=x.device)
     # Points DeepFool missed: double epsilon until PGD breaks them or the box is exhausted.
-    eps_max = max_radius(x, p, model.bounds)
+    eps_max = max_radius(x[0].numel(), p, model.bounds)
     eps = torch.full((n,), eps_max / 256, dtype=torch.float64, device=x.device)
     while True:
         rows = (~tracker.found).nonzero().squeeze(1)
