@@ -7,7 +7,7 @@
 Models: an MLP (64-32-10) and a small CNN (conv 8x3x3, 10 outputs) trained for a fixed number of
 Adam steps on the first 1,000 scikit-learn digits (scaled to [0, 1]) with seed 0; the trained
 weights are cached next to OUT. The points are digits 1,500..1,500+n. Every attack runs through
-:func:`robcurves.distances` with its defaults (``hsja`` with ``max_queries=600``) in every norm
+:func:`robcurves.distances` with its defaults (``hsja`` with 600 queries per point) in every norm
 it supports. ``check`` recomputes and reports, per (model, attack, norm), whether the distances
 are bitwise identical, else the largest difference.
 """
@@ -25,13 +25,16 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
+import inspect  # noqa: E402
+
 from robcurves import distances  # noqa: E402
 from robcurves._norms import norm_name  # noqa: E402
+from robcurves.attacks import ATTACKS  # noqa: E402
 from robcurves.model import wrap  # noqa: E402
 
 RUNS = [("auto", {}), ("fmn", {}), ("fab", {}), ("ddn", {}), ("cw", {}), ("ead", {}),
         ("deepfool", {}), ("pgd-search", {}), ("apgd-search", {}),
-        ("hsja", {"max_queries": 600})]
+        ("hsja", {"queries": 600})]
 SUPPORTED = {"ddn": (2.0,), "cw": (2.0,), "ead": (1.0,), "apgd-search": (math.inf, 2.0),
              "hsja": (math.inf, 2.0)}
 
@@ -73,6 +76,9 @@ def compute(out: Path, n: int) -> dict[str, np.ndarray]:
     for mname, m in mods.items():
         clf = wrap(m, bounds=(0.0, 1.0))
         for attack, kw in RUNS:
+            if "queries" in kw:  # hsja's query cap: ``budget`` (``max_queries`` before 2026-11)
+                params = inspect.signature(ATTACKS[attack][0]).parameters
+                kw = {"budget" if "budget" in params else "max_queries": kw["queries"]}
             for p in SUPPORTED.get(attack, (math.inf, 2.0, 1.0)):
                 d = distances(clf, xs, ys, p, attack=attack, **kw)
                 res[f"{mname}/{attack}/{norm_name(p)}"] = d.distances

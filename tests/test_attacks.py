@@ -13,7 +13,7 @@ from torch import nn
 
 import robcurves
 from robcurves._norms import dual_norm, lp_norm
-from robcurves.attacks import ATTACKS, auto, ddn, deepfool, fmn, get_attack, pgd, pgd_search
+from robcurves.attacks import ATTACKS, auto, ddn, fmn, get_attack, pgd
 from robcurves.attacks._core import BestAdversarial, project_l1_box
 from robcurves.attacks._ensemble import auto_plan
 from robcurves.certificates import certify
@@ -251,15 +251,13 @@ def test_converged_points_stop_costing() -> None:
     assert clf2.n_backward == 400 * x.shape[0]
 
 
-def test_ddn_rejects_other_norms_and_pgd_keeps_its_signature() -> None:
+def test_ddn_rejects_other_norms_and_pgd_stays_in_its_ball() -> None:
     lin, x, y = _linear(n=4)
     with pytest.raises(ValueError, match="only the l2 norm"):
         ddn(wrap(lin), x, y, "inf")
-    out = pgd(wrap(lin), x, y, 0.05, "inf", steps=5, step_size=2.5, loss="ce",
-              random_init=True, generator=torch.Generator().manual_seed(0))
+    out = pgd(wrap(lin), x, y, "inf", eps=0.05, steps=5, step_size=2.5, loss="ce",
+              random_init=True, seed=torch.Generator().manual_seed(0))
     assert float((out - x).abs().max()) <= 0.05 + 1e-6
-    assert deepfool(wrap(lin), x, y, 2.0).shape == x.shape
-    assert pgd_search(wrap(lin), x, y, 2.0, steps=5, search_steps=2).shape == x.shape
 
 
 # -- exact l1 projection onto the l1 ball intersected with the box ------------------------------
@@ -337,3 +335,83 @@ def test_l1_box_projection_on_saturated_inputs_and_in_float32() -> None:
     assert bool((g32 >= torch.tensor(lo, dtype=torch.float32)).all())
     assert bool((g32 <= torch.tensor(hi, dtype=torch.float32)).all())
     np.testing.assert_allclose(g32.numpy(), got, rtol=0, atol=1e-5)
+
+
+# -- the common contract ------------------------------------------------------------------------
+
+#: every public attack, with cheap settings for the entry checks
+_PUBLIC = {
+    "auto": {"budget": 80}, "fmn": {"steps": 5}, "fab": {"steps": 3}, "ddn": {"steps": 5},
+    "cw": {"steps": 3, "search_steps": 1}, "ead": {"steps": 3, "search_steps": 1},
+    "deepfool": {"steps": 3}, "pgd": {"eps": 0.1, "steps": 3}, "apgd": {"eps": 0.1, "steps": 3},
+    "pgd_search": {"steps": 3, "search_steps": 1}, "apgd_search": {"steps": 3, "search_steps": 1},
+    "hsja": {"budget": 400}, "boundary": {"steps": 3, "budget": 900},
+    "ensemble": {"attacks": []}, "linear_targets": {"candidates": 2},
+}
+_ONE_NORM = {"ddn": 2.0, "cw": 2.0, "ead": 1.0, "hsja": 2.0, "boundary": 2.0}
+
+
+def test_every_attack_is_registered_or_listed_here() -> None:
+    from robcurves import attacks
+
+    assert {fn.__name__ for fn, _ in ATTACKS.values()} <= set(_PUBLIC)
+    assert set(_PUBLIC) <= set(attacks.__all__)
+
+
+@pytest.mark.parametrize("name", sorted(_PUBLIC))
+def test_every_attack_has_the_common_signature(name: str) -> None:
+    import inspect
+
+    from robcurves import attacks
+
+    fn = getattr(attacks, name)
+    params = list(inspect.signature(fn).parameters.values())
+    assert [q.name for q in params[:4]] == ["model", "x", "y", "norm"]
+    assert all(q.kind is q.POSITIONAL_OR_KEYWORD for q in params[:4])
+    assert all(q.kind is q.KEYWORD_ONLY for q in params[4:]), name
+    names = {q.name for q in params}
+    # private plumbing and retired spellings are not part of any public signature
+    assert not names & {"tracker", "generator", "max_queries", "stop_on_success"}
+    assert "BestAdversarial" not in str(inspect.signature(fn))
+    if "targets" in names:  # a per-point tensor of classes wherever it appears
+        assert "Tensor" in str(inspect.signature(fn).parameters["targets"].annotation)
+
+
+@pytest.mark.parametrize("name", sorted(_PUBLIC))
+def test_every_attack_checks_its_inputs_and_takes_a_plain_module(name: str) -> None:
+    from robcurves import attacks
+
+    fn, kw = getattr(attacks, name), _PUBLIC[name]
+    p = _ONE_NORM.get(name, 2.0)
+    lin, x, y = _linear(n=4)
+    out = fn(lin, x, y, p, **kw)  # a plain nn.Module: wrapped with bounds (0, 1)
+    if name == "linear_targets":
+        assert out[0].shape == (4, 2)
+    else:
+        assert out.shape == x.shape
+    with pytest.raises(ValueError, match=r"bounds \(0.0, 1.0\); found min"):
+        fn(lin, x * 3, y, p, **kw)
+    with pytest.raises(ValueError, match="same length; got 4 and 3"):
+        fn(lin, x, y[:3], p, **kw)
+    with pytest.raises(ValueError, match="integer class labels"):
+        fn(lin, x, y.float(), p, **kw)
+    with pytest.raises(ValueError, match="l3"):
+        fn(lin, x, y, "l3", **kw)
+    with pytest.raises(TypeError, match="tracker"):
+        fn(lin, x, y, p, tracker=BestAdversarial(x, y, p), **kw)
+    with pytest.raises(TypeError, match="positional"):
+        fn(lin, x, y, p, 10, **kw)
+
+
+def test_ensemble_counts_every_query_of_its_attacks_and_the_result_of_others() -> None:
+    import functools
+
+    from robcurves.attacks import ensemble
+
+    lin, x, y = _linear(n=8)
+    exact = torch.from_numpy(_closed_form(lin, x, y, 2.0))
+    # fmn through functools.partial: its own tracker path; a foreign callable: its output
+    near = ensemble(lin, x, y, 2.0, attacks=[functools.partial(fmn, steps=50)])
+    far = ensemble(lin, x, y, 2.0, attacks=[lambda m, xx, yy, p: xx + 10.0])  # leaves the box
+    assert torch.all(lp_norm(near - x, 2.0).double() <= exact * 1.01)
+    assert torch.equal(far, x)  # out of bounds: nothing counts

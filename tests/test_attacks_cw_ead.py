@@ -84,8 +84,8 @@ def test_abort_early_saves_passes_and_keeps_tightness() -> None:
     lin, x, y = _linear(n=20)
     exact = torch.from_numpy(_closed_form(lin, x, y, 2.0))
     full, early = wrap(lin), wrap(lin)
-    a = cw(full, x, y, lr=0.001, steps=300, abort_early=False)
-    b = cw(early, x, y, lr=0.001, steps=300)
+    a = cw(full, x, y, 2.0, lr=0.001, steps=300, abort_early=False)
+    b = cw(early, x, y, 2.0, lr=0.001, steps=300)
     assert early.n_backward < 0.7 * full.n_backward
     assert torch.all(lp_norm(b - x, 2.0).double() <= 1.01 * exact)
     assert torch.all(lp_norm(a - x, 2.0).double() <= 1.01 * exact)
@@ -96,15 +96,15 @@ def test_ead_elastic_net_rule_and_ista() -> None:
     # no early stop and no line search: both rules then see the same queries and only choose
     # differently among them
     kw = {"steps": 60, "abort_early": False, "refine": 0}
-    a = ead(wrap(lin), x, y, **kw) - x
-    b = ead(wrap(lin), x, y, decision="en", **kw) - x
+    a = ead(wrap(lin), x, y, 1.0, **kw) - x
+    b = ead(wrap(lin), x, y, 1.0, decision="en", **kw) - x
 
     def en(d: torch.Tensor) -> torch.Tensor:
         return lp_norm(d, 2.0) ** 2 + 0.1 * lp_norm(d, 1.0)
 
     assert torch.all(lp_norm(a, 1.0) <= lp_norm(b, 1.0) * (1 + 1e-6))
     assert torch.all(en(b) <= en(a) * (1 + 1e-6))
-    ista = ead(wrap(lin), x, y, steps=60, fista=False)
+    ista = ead(wrap(lin), x, y, 1.0, steps=60, fista=False)
     assert torch.all(wrap(lin).predict(ista) != y)
 
 
@@ -112,15 +112,18 @@ def test_ead_elastic_net_rule_and_ista() -> None:
     (lambda c, x, y: cw(c, x, y, "inf"), "cw supports only the l2 norm; got 'inf'"),
     (lambda c, x, y: cw(c, x, y, 1), "cw supports only the l2 norm; got 1"),
     (lambda c, x, y: ead(c, x, y, 2.0), "ead supports only the l1 norm; got 2.0"),
-    (lambda c, x, y: cw(c, x, y, steps=0), "steps must be an integer >= 1; got 0"),
-    (lambda c, x, y: ead(c, x, y, search_steps=0), "search_steps must be an integer >= 1; got 0"),
-    (lambda c, x, y: cw(c, x, y, lr=-0.1), r"lr must be a finite number > 0; got -0.1"),
-    (lambda c, x, y: cw(c, x, y, c_init=0.0), r"c_init must be a finite number > 0; got 0.0"),
-    (lambda c, x, y: cw(c, x, y, kappa=-1.0), r"kappa must be a finite number >= 0; got -1.0"),
-    (lambda c, x, y: ead(c, x, y, beta=math.nan), r"beta must be a finite number >= 0; got nan"),
-    (lambda c, x, y: ead(c, x, y, decision="l2"), "decision must be one of l1, en; got 'l2'"),
-    (lambda c, x, y: ead(c, x, y, refine=-1), "refine must be an integer >= 0; got -1"),
-    (lambda c, x, y: ead(c, x, y, decision="en", tracker=object()), "cannot share an l1 tracker"),
+    (lambda c, x, y: cw(c, x, y, 2, steps=0), "steps must be an integer >= 1; got 0"),
+    (lambda c, x, y: ead(c, x, y, 1, search_steps=0),
+     "search_steps must be an integer >= 1; got 0"),
+    (lambda c, x, y: cw(c, x, y, 2, lr=-0.1), r"lr must be a finite number > 0; got -0.1"),
+    (lambda c, x, y: cw(c, x, y, 2, c_init=0.0), r"c_init must be a finite number > 0; got 0.0"),
+    (lambda c, x, y: cw(c, x, y, 2, kappa=-1.0), r"kappa must be a finite number >= 0; got -1.0"),
+    (lambda c, x, y: ead(c, x, y, 1, beta=math.nan),
+     r"beta must be a finite number >= 0; got nan"),
+    (lambda c, x, y: ead(c, x, y, 1, decision="l2"), "decision must be one of l1, en; got 'l2'"),
+    (lambda c, x, y: ead(c, x, y, 1, refine=-1), "refine must be an integer >= 0; got -1"),
+    (lambda c, x, y: ead._run(c, x, y, 1.0, decision="en", tracker=object()),
+     "cannot share an l1 tracker"),
 ])
 def test_bad_arguments_raise_naming_the_value(call, match: str) -> None:
     lin, x, y = _linear(n=4)

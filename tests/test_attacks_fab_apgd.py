@@ -175,7 +175,7 @@ def test_apgd_stays_in_each_points_ball_and_the_box(toy, p: float,  # noqa: F811
         scale = {math.inf: 0.15, 2.0: 0.4, 1.0: 0.8}[p] * (1 if x.shape[1] == 2 else 3)
         eps = scale * torch.rand(x.shape[0], generator=g)
         eps[0] = 0.0
-        adv = apgd(clf, x, y, p, eps, steps=15, early_stop=early_stop, loss="margin")
+        adv = apgd(clf, x, y, p, eps=eps, steps=15, early_stop=early_stop, loss="margin")
         assert adv.shape == x.shape
         assert float(adv.min()) >= 0.0 and float(adv.max()) <= 1.0
         assert bool((lp_norm(adv - x, p) <= eps * (1 + 1e-5) + 1e-6).all())
@@ -194,8 +194,8 @@ def test_apgd_breaks_at_least_as_many_points_as_pgd(toy, p: float) -> None:  # n
     for q in (0.25, 0.5, 0.75):  # between two points' distances: no point sits on the ball
         i = int(q * len(d))
         eps = torch.full((x.shape[0],), float(d[i] + d[i + 1]) / 2)
-        n_pgd = int((clf.predict(pgd(clf, x, y, eps, p, steps=10)) != y).sum())
-        n_apgd = int((clf.predict(apgd(clf, x, y, p, eps, steps=10)) != y).sum())
+        n_pgd = int((clf.predict(pgd(clf, x, y, p, eps=eps, steps=10)) != y).sum())
+        n_apgd = int((clf.predict(apgd(clf, x, y, p, eps=eps, steps=10)) != y).sum())
         if 0 < n_pgd < x.shape[0]:
             checked += 1
             assert n_apgd >= n_pgd, f"eps {float(eps[0]):.4f}: apgd {n_apgd} < pgd {n_pgd}"
@@ -209,7 +209,7 @@ def test_apgd_updates_a_given_tracker_with_adversarials_inside_the_ball(toy) -> 
     clf = wrap(net)
     tracker = BestAdversarial(x, y, 2.0)
     eps = torch.full((x.shape[0],), 0.2)
-    adv = apgd(clf, x, y, 2.0, eps, steps=10, tracker=tracker)
+    adv = apgd._run(clf, x, y, 2.0, eps=eps, steps=10, tracker=tracker)
     broken = clf.predict(adv) != y
     assert bool((tracker.found == broken).all())
     assert bool((tracker.dist[tracker.found] <= 0.2 * (1 + 1e-5)).all())
@@ -229,12 +229,12 @@ def _bad_calls():
         (lambda: fab(clf, x, y, 2.0, steps=0), "steps must be >= 1; got 0"),
         (lambda: fab(clf, x, y, 2.0, targets=y), "targets must differ"),
         (lambda: fab(clf, x, y, 2.0, targets=y[:2]), r"\(2,\)"),
-        (lambda: apgd(clf, x, y, "l0", eps), "l0"),
-        (lambda: apgd(clf, x, y, 2.0, eps, loss="hinge"), "hinge"),
-        (lambda: apgd(clf, x, y, 2.0, torch.full((3,), 0.1)), r"\(3,\)"),
-        (lambda: apgd(clf, x, y, 2.0, -eps), "-0.1"),
-        (lambda: apgd(clf, x, y, 2.0, eps, steps=0), "got 0"),
-        (lambda: apgd(clf, x * 2, y, 2.0, eps), "bounds"),
+        (lambda: apgd(clf, x, y, "l0", eps=eps), "l0"),
+        (lambda: apgd(clf, x, y, 2.0, eps=eps, loss="hinge"), "hinge"),
+        (lambda: apgd(clf, x, y, 2.0, eps=torch.full((3,), 0.1)), r"\(3,\)"),
+        (lambda: apgd(clf, x, y, 2.0, eps=-eps), "-0.1"),
+        (lambda: apgd(clf, x, y, 2.0, eps=eps, steps=0), "got 0"),
+        (lambda: apgd(clf, x * 2, y, 2.0, eps=eps), "bounds"),
         (lambda: pgd_search(clf, x, y, 2.0, inner="adam"), "adam"),
         (lambda: get_attack("apgd-search", 1.0), "l1"),
     ]
@@ -251,7 +251,7 @@ def test_dlr_needs_three_classes() -> None:
     lin = torch.nn.Linear(4, 2)
     x = torch.rand(3, 4)
     with pytest.raises(ValueError, match="3 classes"):
-        apgd(wrap(lin), x, torch.zeros(3, dtype=torch.long), "inf", 0.1, loss="dlr")
+        apgd(wrap(lin), x, torch.zeros(3, dtype=torch.long), "inf", eps=0.1, loss="dlr")
 
 
 def test_registry() -> None:

@@ -7,18 +7,21 @@ Per-point quantities (eps, step size, done flags) are tensors of shape ``(N,)``.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
+from collections.abc import Callable
 
 import torch
 
-from .._norms import lp_norm
-from ..model import Classifier, margin
+from .._norms import lp_norm, norm_name, parse_norm
+from ..model import Classifier, margin, wrap
 
 __all__ = [
     "BestAdversarial", "Convergence", "project", "project_l1_box", "box_mask", "normalize",
     "margin_loss", "ce_loss", "expand", "generator_for", "steepest_step", "line_search",
     "random_start", "cosine", "check_positive", "check_count", "default_patience",
-    "box_radius", "query_remaining",
+    "box_radius", "query_remaining", "attack", "check_attack_inputs", "per_point_eps",
 ]
 
 
@@ -27,7 +30,13 @@ def expand(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return v.reshape((-1,) + (1,) * (like.ndim - 1))
 
 
-def generator_for(seed: int, device: torch.device) -> torch.Generator:
+def generator_for(seed: int | torch.Generator | None, device: torch.device
+                  ) -> torch.Generator | None:
+    """A new generator on ``device`` seeded with ``seed``; a ``torch.Generator`` is used as it
+    is (and advances), so that a caller such as a training loop draws new starts per batch;
+    ``None`` is torch's global generator."""
+    if seed is None or isinstance(seed, torch.Generator):
+        return seed
     g = torch.Generator(device=device)
     g.manual_seed(int(seed))
     return g
@@ -297,6 +306,73 @@ def line_search(model: Classifier, tracker: BestAdversarial, steps: int = 10) ->
 
 
 def check_attack_inputs(model: Classifier, x: torch.Tensor, y: torch.Tensor) -> None:
+    """Raise ``ValueError`` unless ``x`` is a batch ``(N, ...)`` of finite inputs inside the
+    model's bounds and ``y`` holds ``N`` integer labels."""
+    if x.ndim < 1 or y.ndim != 1:
+        raise ValueError(f"x must be a batch (N, ...) and y labels (N,); got shapes "
+                         f"{tuple(x.shape)} and {tuple(y.shape)}")
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"x and y must have the same length; got {x.shape[0]} and {y.shape[0]}")
+    if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
+        raise ValueError(f"y must hold integer class labels; got dtype {y.dtype}")
     model.check_inputs(x)
+
+
+def per_point_eps(eps: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
+    """A fixed-epsilon attack's radius as an ``(N,)`` tensor in ``x``'s dtype (a float applies
+    to every point); raises unless it has that shape and is finite and ``>= 0``."""
+    n = x.shape[0]
+    eps_t = torch.as_tensor(eps, dtype=x.dtype, device=x.device)
+    if eps_t.ndim == 0:
+        eps_t = eps_t.expand(n)
+    if eps_t.shape != (n,):
+        raise ValueError(f"eps must be a float or a tensor of shape ({n},); got shape "
+                         f"{tuple(eps_t.shape)}")
+    if not (torch.isfinite(eps_t).all() and (eps_t >= 0).all()):
+        raise ValueError(f"eps must be finite and >= 0; got min {float(eps_t.min())}, "
+                         f"max {float(eps_t.max())}")
+    return eps_t.clone()
+
+
+_HEAD = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=ann)
+         for name, ann in (("model", "Classifier | torch.nn.Module"), ("x", "torch.Tensor"),
+                           ("y", "torch.Tensor"), ("norm", "float | str"))]
+
+
+def attack(norms: tuple[float, ...] | None = None) -> Callable[[Callable], Callable]:
+    """Decorator making a public attack from its implementation.
+
+    The implementation is ``impl(model: Classifier, x, y, p: float, *, <hyperparameters>,
+    tracker=None)``, called with a wrapped model, checked inputs on the model's device and the
+    parsed norm ``p``. The public function is ``name(model, x, y, norm, *, <hyperparameters>)``
+    (the contract in :mod:`robcurves.attacks`): it accepts a :class:`~robcurves.model.Classifier`
+    or anything :func:`~robcurves.model.wrap` takes (a plain ``torch.nn.Module`` gets the
+    default bounds ``(0, 1)``), any spelling of the norm, refuses norms outside ``norms`` (all
+    if None), runs :func:`check_attack_inputs`, then calls the implementation. ``tracker``, the
+    private per-point best-adversarial plumbing, is not part of it: the pipelines (``auto``,
+    ``ensemble``, the epsilon search) call ``name._run`` (the implementation) directly.
+    """
+    def make(impl: Callable) -> Callable:
+        sig = inspect.signature(impl)
+        tail = [q for q in list(sig.parameters.values())[4:] if q.name != "tracker"]
+        public_sig = sig.replace(parameters=_HEAD + tail)
+        name = impl.__name__
+
+        @functools.wraps(impl)
+        def public(model, x, y, norm, **kwargs):  # noqa: ANN001, ANN202 (see __signature__)
+            public_sig.bind(model, x, y, norm, **kwargs)  # unknown or private keyword: TypeError
+            p = parse_norm(norm)
+            if norms is not None and p not in norms:
+                raise ValueError(f"{name} supports only the "
+                                 f"{' and '.join(norm_name(q) for q in norms)} norm"
+                                 f"{'s' if len(norms) > 1 else ''}; got {norm!r}")
+            clf = model if isinstance(model, Classifier) else wrap(model)
+            x, y = torch.as_tensor(x), torch.as_tensor(y)
+            check_attack_inputs(clf, x, y)
+            return impl(clf, x.detach().to(clf.device), y.to(clf.device), p, **kwargs)
+
+        del public.__wrapped__
+        public.__signature__ = public_sig
+        public._run = impl
+        return public
+    return make

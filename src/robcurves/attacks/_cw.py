@@ -43,9 +43,9 @@ from __future__ import annotations
 
 import torch
 
-from .._norms import lp_norm, parse_norm
+from .._norms import lp_norm
 from ..model import Classifier
-from ._core import BestAdversarial, check_attack_inputs, check_count, check_positive, cosine, expand
+from ._core import BestAdversarial, attack, check_count, check_positive, cosine, expand
 from ._tradeoff import Round, tradeoff_search
 
 __all__ = ["cw"]
@@ -85,7 +85,8 @@ class _AdamRound(Round):
         return obj
 
 
-def cw(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = 2.0,
+@attack(norms=(2.0,))
+def cw(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
        steps: int = 100, search_steps: int = 9, c_init: float = 1e-2, lr: float = 0.1,
        kappa: float = 0.0, abort_early: bool = True, refine: int = 10,
        tracker: BestAdversarial | None = None) -> torch.Tensor:
@@ -107,19 +108,13 @@ def cw(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = 2.0,
             found.
         refine: forward-only bisection steps on the segment from ``x`` to the best adversarial
             (0 disables).
-        tracker: per-point best adversarial to update (a new one if None).
     """
-    if parse_norm(norm) != 2.0:
-        raise ValueError(f"cw supports only the l2 norm; got {norm!r}")
     check_count("steps", steps)
     check_count("search_steps", search_steps)
     check_count("refine", refine, 0)
     check_positive("c_init", c_init)
     check_positive("lr", lr)
     check_positive("kappa", kappa, strict=False)
-    x = x.detach().to(model.device)
-    y = y.to(model.device)
-    check_attack_inputs(model, x, y)
     lo, hi = model.bounds
     half = (hi - lo) / 2
     tracker = tracker if tracker is not None else BestAdversarial(x, y, 2.0)

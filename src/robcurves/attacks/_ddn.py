@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import torch
 
-from .._norms import lp_norm, parse_norm
+from .._norms import lp_norm
 from ..model import Classifier
 from ._core import (
     BestAdversarial,
     Convergence,
+    attack,
     box_mask,
     box_radius,
     ce_loss,
@@ -30,8 +31,9 @@ from ._core import (
 __all__ = ["ddn"]
 
 
-def ddn(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = 2.0,
-        steps: int = 100, init_norm: float = 1.0, gamma: float = 0.05, alpha_init: float = 1.0,
+@attack(norms=(2.0,))
+def ddn(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *, steps: int = 100,
+        init_norm: float = 1.0, gamma: float = 0.05, alpha_init: float = 1.0,
         alpha_final: float = 0.01, tol: float = 1e-3, patience: int | None = None,
         refine: int = 10, tracker: BestAdversarial | None = None) -> torch.Tensor:
     """DDN adversarials in l2; returns ``x`` itself where no adversarial was found.
@@ -47,12 +49,7 @@ def ddn(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = 2.0,
             0 disables).
         refine: forward-only bisection steps towards ``x`` from the best adversarial, which
             removes the up to ``gamma`` overshoot of the radius (0 disables).
-        tracker: per-point best adversarial to update (a new one if None).
     """
-    if parse_norm(norm) != 2.0:
-        raise ValueError(f"ddn supports only the l2 norm; got {norm!r}")
-    x = x.detach().to(model.device)
-    y = y.to(model.device)
     n = x.shape[0]
     lo, hi = model.bounds
     tracker = tracker if tracker is not None else BestAdversarial(x, y, 2.0)

@@ -51,9 +51,9 @@ import math
 
 import torch
 
-from .._norms import lp_norm, parse_norm
+from .._norms import lp_norm
 from ..model import Classifier
-from ._core import BestAdversarial, check_attack_inputs, check_count, check_positive, expand
+from ._core import BestAdversarial, attack, check_count, check_positive, expand
 from ._tradeoff import Round, tradeoff_search
 
 __all__ = ["ead"]
@@ -109,7 +109,8 @@ class _IstaRound(Round):
         return obj
 
 
-def ead(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = 1.0,
+@attack(norms=(1.0,))
+def ead(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
         steps: int = 100, search_steps: int = 9, c_init: float = 1e-2, beta: float = 0.1,
         lr: float = 0.01, kappa: float = 0.0, decision: str = "l1", fista: bool = True,
         abort_early: bool = True, refine: int = 10, tracker: BestAdversarial | None = None
@@ -134,11 +135,7 @@ def ead(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = 1.0,
             found.
         refine: forward-only bisection steps on the segment from ``x`` to the best adversarial
             (0 disables).
-        tracker: per-point best adversarial to update (a new one if None); only with
-            ``decision="l1"``, since a shared tracker ranks by the l1 distance.
     """
-    if parse_norm(norm) != 1.0:
-        raise ValueError(f"ead supports only the l1 norm; got {norm!r}")
     check_count("steps", steps)
     check_count("search_steps", search_steps)
     check_count("refine", refine, 0)
@@ -151,9 +148,6 @@ def ead(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = 1.0,
     if decision == "en" and tracker is not None:
         raise ValueError("decision='en' ranks adversarials by the elastic-net distance and "
                          "cannot share an l1 tracker; pass tracker=None or decision='l1'")
-    x = x.detach().to(model.device)
-    y = y.to(model.device)
-    check_attack_inputs(model, x, y)
     beta = float(beta)
     if tracker is None:
         tracker = BestAdversarial(x, y, 1.0) if decision == "l1" else _ElasticNetBest(x, y, beta)

@@ -29,11 +29,12 @@ import math
 
 import torch
 
-from .._norms import dual_norm, lp_norm, parse_norm
+from .._norms import dual_norm, lp_norm
 from ..model import Classifier, margin
 from ._core import (
     BestAdversarial,
     Convergence,
+    attack,
     box_mask,
     box_radius,
     cosine,
@@ -57,7 +58,8 @@ def _target_gap(logits: torch.Tensor, yt: torch.Tensor) -> torch.Tensor:
     return logits.gather(1, yt[:, 1:]).squeeze(1) - logits.gather(1, yt[:, :1]).squeeze(1)
 
 
-def fmn(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = "inf",
+@attack()
+def fmn(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
         steps: int = 100, alpha_init: float | None = None, alpha_final: float | None = None,
         gamma_init: float = 0.05, gamma_final: float = 0.001, x_init: torch.Tensor | None = None,
         tol: float = 1e-3, patience: int | None = None, sparsity: float | None = 0.99,
@@ -82,17 +84,13 @@ def fmn(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = "inf
             box sparsify it (tighter on networks: ``auto`` uses it, then polishes sparsely).
         targets: optional per-point class ``(N,)`` whose logit the steps push above the label's
             (the boundary to aim at); any misclassification still counts as adversarial.
-        tracker: per-point best adversarial to update (a new one if None).
     """
-    p = parse_norm(norm)
     q = dual_norm(p)
     alpha_init = {math.inf: 0.3, 2.0: 1.0, 1.0: 0.2}[p] if alpha_init is None else alpha_init
     alpha_final = alpha_init / 100 if alpha_final is None else alpha_final
     dense_l1 = p == 1.0 and sparsity is None
     sparsity = 0.99 if sparsity is None else float(sparsity)
-    x = x.detach().to(model.device)
-    y = y.to(model.device)
-    targets = None if targets is None else targets.to(model.device)
+    targets = None if targets is None else torch.as_tensor(targets).to(model.device)
     n = x.shape[0]
     tracker = tracker if tracker is not None else BestAdversarial(x, y, p)
     delta = torch.zeros_like(x) if x_init is None else (x_init.to(x.device) - x).detach().clone()

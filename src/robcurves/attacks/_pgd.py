@@ -8,14 +8,16 @@ from collections.abc import Callable
 
 import torch
 
-from .._norms import parse_norm
 from ..model import Classifier
 from ._core import (
     BestAdversarial,
+    attack,
     box_mask,
     ce_loss,
     expand,
+    generator_for,
     margin_loss,
+    per_point_eps,
     project,
     random_start,
     steepest_step,
@@ -26,12 +28,13 @@ __all__ = ["pgd"]
 _LOSSES = {"ce": ce_loss, "margin": margin_loss}
 
 
-def pgd(model: Classifier, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor | float,
-        norm: object = "inf", steps: int = 20, step_size: float = 2.5,
+@attack()
+def pgd(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
+        eps: torch.Tensor | float, steps: int = 20, step_size: float = 2.5,
         loss: str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = "ce",
         random_init: bool = False, x_init: torch.Tensor | None = None,
-        generator: torch.Generator | None = None, stop_on_success: bool = False,
-        tracker: BestAdversarial | None = None, sparsity: float = 0.99) -> torch.Tensor:
+        seed: int | torch.Generator | None = 0, early_stop: bool = False, sparsity: float = 0.99,
+        tracker: BestAdversarial | None = None) -> torch.Tensor:
     """PGD inside ``{x' : ||x' - x||_p <= eps, x' in model.bounds}``.
 
     Args:
@@ -39,33 +42,33 @@ def pgd(model: Classifier, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor |
         step_size: step length as a multiple of ``eps / steps`` (per sample).
         loss: ``"ce"`` (cross-entropy, for training), ``"margin"`` (``max_k z_k - z_y``) or a
             callable ``(logits, y) -> (N,)`` per-sample loss to ascend (for example TRADES' KL
-            term); it is called on the rows still active, all rows unless ``stop_on_success``.
+            term); it is called on the rows still active, all rows unless ``early_stop``.
         random_init: start from a random point of the ball (else from ``x_init`` or ``x``).
-        stop_on_success: freeze points once misclassified (they cost nothing afterwards).
-        tracker: if given, every queried iterate updates this per-point best adversarial.
+        x_init: starting points (projected into the ball).
+        seed: seeds the random start: an int, a ``torch.Generator`` used as it is (a training
+            loop passes one, so that every batch draws new starts), or None (torch's global
+            generator).
+        early_stop: freeze points once misclassified (they cost nothing afterwards).
         sparsity: for l1, the step moves only coordinates whose |gradient| is in this top
             quantile (0.99: the top 1%), then projects onto the l1 ball and the box.
 
     Returns:
-        The final iterates (adversarial or not); with ``stop_on_success`` the first
+        The final iterates (adversarial or not); with ``early_stop`` the first
         misclassified iterate of each point.
     """
-    p = parse_norm(norm)
     if callable(loss):
         loss_fn = loss
     elif loss in _LOSSES:
         loss_fn = _LOSSES[loss]
     else:
         raise ValueError(f"loss must be one of {sorted(_LOSSES)} or a callable; got {loss!r}")
-    x = x.detach().to(model.device)
-    y = y.to(model.device)
     n = x.shape[0]
-    eps_t = torch.as_tensor(eps, dtype=x.dtype, device=x.device).expand(n).clone()
+    eps_t = per_point_eps(eps, x)
     alpha = eps_t * step_size / steps
     if x_init is not None:
         x_adv = project(x_init.to(x.device), x, eps_t, p, model.bounds)
     elif random_init:
-        x_adv = random_start(x, eps_t, p, model.bounds, generator)
+        x_adv = random_start(x, eps_t, p, model.bounds, generator_for(seed, x.device))
     else:
         x_adv = x.clone()
     active = torch.ones(n, dtype=torch.bool, device=x.device)
@@ -78,7 +81,7 @@ def pgd(model: Classifier, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor |
         adv = z.argmax(1) != y[rows]
         if tracker is not None:
             tracker.update(xa, z, rows)
-        if stop_on_success:
+        if early_stop:
             active[rows[adv]] = False
             keep = ~adv
             rows, xa, g = rows[keep], xa[keep], g[keep]
@@ -88,7 +91,7 @@ def pgd(model: Classifier, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor |
         a = expand(alpha[rows], xa)
         step = a * steepest_step(g, p, sparsity)
         x_adv[rows] = project(xa + step, x[rows], eps_t[rows], p, model.bounds)
-    if tracker is not None or stop_on_success:
+    if tracker is not None or early_stop:
         rows = active.nonzero().squeeze(1)
         if rows.numel():
             with torch.no_grad():

@@ -14,10 +14,9 @@ from __future__ import annotations
 import torch
 
 from .._box import max_radius
-from .._norms import parse_norm
 from ..model import Classifier
 from ._apgd import apgd
-from ._core import BestAdversarial, expand, generator_for
+from ._core import BestAdversarial, attack, expand, generator_for
 from ._deepfool import deepfool
 from ._pgd import pgd
 
@@ -26,9 +25,10 @@ __all__ = ["pgd_search", "apgd_search"]
 _INNER = ("pgd", "apgd")
 
 
-def pgd_search(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = "inf",
+@attack()
+def pgd_search(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
                steps: int = 20, search_steps: int = 10, restarts: int = 0, tol: float = 1e-3,
-               seed: int = 0, tracker: BestAdversarial | None = None, inner: str = "pgd"
+               seed: int = 0, inner: str = "pgd", tracker: BestAdversarial | None = None
                ) -> torch.Tensor:
     """Adversarials of (approximately) minimal l_p norm; ``x`` itself where none was found.
 
@@ -38,16 +38,12 @@ def pgd_search(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object
         restarts: extra random-start PGD runs at each epsilon where the warm start failed.
         tol: a point stops once ``hi - lo <= tol * hi``.
         seed: seeds the random starts.
-        tracker: best-adversarial tracker to update (a new one if None).
         inner: the fixed-epsilon attack run at each epsilon: ``"pgd"`` (fixed step
             ``2.5 eps / steps``) or ``"apgd"`` (Auto-PGD: step ``2 eps`` halved at checkpoints,
             momentum; l_inf, l2 and l1 with sparse steps).
     """
-    p = parse_norm(norm)
     if inner not in _INNER:
         raise ValueError(f"inner must be one of {', '.join(_INNER)}; got {inner!r}")
-    x = x.detach().to(model.device)
-    y = y.to(model.device)
     n = x.shape[0]
     gen = generator_for(seed, x.device)
     tracker = tracker or BestAdversarial(x, y, p)
@@ -58,7 +54,7 @@ def pgd_search(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object
     if todo.any():
         r = todo.nonzero().squeeze(1)
         sub = BestAdversarial(x[r], y[r], p)
-        deepfool(model, x[r], y[r], p, tracker=sub)
+        deepfool._run(model, x[r], y[r], p, tracker=sub)
         _merge(tracker, sub, r)
 
     lo = torch.zeros(n, dtype=torch.float64, device=x.device)
@@ -90,12 +86,13 @@ def pgd_search(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object
     return torch.where(expand(tracker.found, x), tracker.best, x)
 
 
-def apgd_search(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = "inf",
+@attack()
+def apgd_search(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
                 steps: int = 20, search_steps: int = 10, restarts: int = 0, tol: float = 1e-3,
                 seed: int = 0, tracker: BestAdversarial | None = None) -> torch.Tensor:
     """:func:`pgd_search` with Auto-PGD at each epsilon (``inner="apgd"``)."""
-    return pgd_search(model, x, y, norm, steps=steps, search_steps=search_steps,
-                      restarts=restarts, tol=tol, seed=seed, tracker=tracker, inner="apgd")
+    return pgd_search._run(model, x, y, p, steps=steps, search_steps=search_steps,
+                           restarts=restarts, tol=tol, seed=seed, tracker=tracker, inner="apgd")
 
 
 def _merge(tracker: BestAdversarial, sub: BestAdversarial, rows: torch.Tensor) -> None:
@@ -121,11 +118,11 @@ def _attempt(model: Classifier, x: torch.Tensor, y: torch.Tensor, rows: torch.Te
     before = sub.dist.clone()
     eps32 = eps.to(x.dtype)
     if inner == "apgd":
-        apgd(model, x[rows], y[rows], p, eps32, steps=steps, loss="margin", x_init=start,
-             random_init=False, tracker=sub)
+        apgd._run(model, x[rows], y[rows], p, eps=eps32, steps=steps, loss="margin",
+                  x_init=start, random_init=False, tracker=sub)
     else:
-        pgd(model, x[rows], y[rows], eps32, p, steps=steps, loss="margin", x_init=start,
-            stop_on_success=True, tracker=sub)
+        pgd._run(model, x[rows], y[rows], p, eps=eps32, steps=steps, loss="margin",
+                 x_init=start, early_stop=True, tracker=sub)
     for _ in range(restarts):
         left = (sub.dist >= before).nonzero().squeeze(1)
         if left.numel() == 0:
@@ -133,11 +130,11 @@ def _attempt(model: Classifier, x: torch.Tensor, y: torch.Tensor, rows: torch.Te
         sub_r = BestAdversarial(x[rows][left], y[rows][left], p)
         if inner == "apgd":
             seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen, device=gen.device))
-            apgd(model, x[rows][left], y[rows][left], p, eps32[left], steps=steps,
-                 loss="margin", random_init=True, seed=seed, tracker=sub_r)
+            apgd._run(model, x[rows][left], y[rows][left], p, eps=eps32[left], steps=steps,
+                      loss="margin", random_init=True, seed=seed, tracker=sub_r)
         else:
-            pgd(model, x[rows][left], y[rows][left], eps32[left], p, steps=steps,
-                loss="margin", random_init=True, generator=gen, stop_on_success=True,
-                tracker=sub_r)
+            pgd._run(model, x[rows][left], y[rows][left], p, eps=eps32[left], steps=steps,
+                     loss="margin", random_init=True, seed=gen, early_stop=True,
+                     tracker=sub_r)
         _merge(sub, sub_r, left)
     _merge(tracker, sub, rows)
