@@ -7,7 +7,6 @@ so every distance robcurves reports is measured in the raw input space.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -34,8 +33,9 @@ class Classifier:
     def __init__(self, bounds: tuple[float, float] = (0.0, 1.0), device: str | None = None,
                  batch_size: int = 256, num_classes: int | None = None) -> None:
         lo, hi = (float(b) for b in bounds)
-        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-            raise ValueError(f"bounds must be two finite numbers with low < high; got {bounds!r}")
+        if not lo < hi:  # also refuses NaN; either bound may be infinite (an unbounded input)
+            raise ValueError(f"bounds must be two numbers with low < high (either may be "
+                             f"infinite); got {bounds!r}")
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1; got {batch_size}")
         self.bounds = (lo, hi)

@@ -21,7 +21,7 @@ __all__ = [
     "BestAdversarial", "Convergence", "project", "project_l1_box", "box_mask", "normalize",
     "margin_loss", "ce_loss", "expand", "generator_for", "steepest_step", "line_search",
     "random_start", "cosine", "check_positive", "check_count", "default_patience",
-    "box_radius", "query_remaining", "attack", "check_attack_inputs", "per_point_eps",
+    "box_radius", "search_box", "query_remaining", "attack", "check_attack_inputs", "per_point_eps",
 ]
 
 
@@ -73,6 +73,18 @@ def box_radius(x: torch.Tensor, p: float, bounds: tuple[float, float]) -> torch.
     inside the box is farther (``inf`` where the box is unbounded)."""
     lo, hi = bounds
     return lp_norm(torch.maximum(x - lo, hi - x), p)
+
+
+def search_box(x: torch.Tensor, bounds: tuple[float, float]) -> tuple[float, float]:
+    """Where searches that need a finite box (random starts in the box, a largest radius) look:
+    the input box itself, or where a bound is infinite the range the batch ``x`` spans widened
+    by its width (at least 1) on each side, within the bounds."""
+    lo, hi = bounds
+    if math.isfinite(lo) and math.isfinite(hi):
+        return bounds
+    a, b = float(x.min()), float(x.max())
+    w = max(b - a, 1.0)
+    return max(lo, a - w), min(hi, b + w)
 
 
 def margin_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

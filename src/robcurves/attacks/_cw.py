@@ -41,6 +41,8 @@ near-binary inputs CW breaks fewer points than ``auto``.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .._norms import lp_norm
@@ -53,12 +55,20 @@ __all__ = ["cw"]
 
 class _AdamRound(Round):
     """One CW round: Adam on ``w`` with ``x' = lo + (hi - lo) (tanh(w) + 1) / 2``, from the clean
-    input, the learning rate cosine-annealed from ``lr`` to ``lr / 100``."""
+    input, the learning rate cosine-annealed from ``lr`` to ``lr / 100``. Where a bound is
+    infinite there is no such map: ``w`` is ``x'`` itself, clipped to the bounds after each
+    step."""
 
-    def __init__(self, x: torch.Tensor, w0: torch.Tensor, lo: float, half: float, lr: float,
+    def __init__(self, x: torch.Tensor, bounds: tuple[float, float], lr: float,
                  steps: int) -> None:
-        self.x, self.lo, self.half, self.lr, self.steps = x, lo, half, lr, steps
-        self.w = w0.clone()
+        self.x, self.lr, self.steps = x, lr, steps
+        self.lo, self.hi = bounds
+        self.half = (self.hi - self.lo) / 2
+        self.tanh = math.isfinite(self.half)
+        if self.tanh:
+            self.w = torch.atanh(((x - self.lo) / self.half - 1) * (1 - 1e-6))
+        else:
+            self.w = x.clone()
         self.m = torch.zeros_like(x)
         self.v = torch.zeros_like(x)
 
@@ -66,22 +76,26 @@ class _AdamRound(Round):
         return self.x[rows] if k == 0 else self.last(rows)
 
     def last(self, rows: torch.Tensor) -> torch.Tensor:
+        if not self.tanh:
+            return self.w[rows]
         return self.lo + self.half * (torch.tanh(self.w[rows]) + 1)
 
     def step(self, k: int, rows: torch.Tensor, xa: torch.Tensor, f: torch.Tensor,
              g: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        t = torch.tanh(self.w[rows])
         d = xa - self.x[rows]
         obj = lp_norm(d, 2.0) ** 2 + c * f
-        # gradient of the objective with respect to w (chain rule through the tanh map)
-        gw = (2 * d + expand(c, d) * g) * self.half * (1 - t * t)
+        gw = 2 * d + expand(c, d) * g
+        if self.tanh:  # chain rule through the tanh map
+            t = torch.tanh(self.w[rows])
+            gw = gw * self.half * (1 - t * t)
         mr = 0.9 * self.m[rows] + 0.1 * gw
         vr = 0.999 * self.v[rows] + 0.001 * gw * gw
         self.m[rows], self.v[rows] = mr, vr
         m_hat = mr / (1 - 0.9 ** (k + 1))
         v_hat = vr / (1 - 0.999 ** (k + 1))
         lr = cosine(k, self.steps, self.lr, self.lr / 100)
-        self.w[rows] = self.w[rows] - lr * m_hat / (v_hat.sqrt() + 1e-8)
+        w = self.w[rows] - lr * m_hat / (v_hat.sqrt() + 1e-8)
+        self.w[rows] = w if self.tanh else torch.clamp(w, self.lo, self.hi)
         return obj
 
 
@@ -115,11 +129,8 @@ def cw(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
     check_positive("c_init", c_init)
     check_positive("lr", lr)
     check_positive("kappa", kappa, strict=False)
-    lo, hi = model.bounds
-    half = (hi - lo) / 2
     tracker = tracker if tracker is not None else BestAdversarial(x, y, 2.0)
-    w0 = torch.atanh(((x - lo) / half - 1) * (1 - 1e-6))
     return tradeoff_search(model, x, y, tracker,
-                           lambda: _AdamRound(x, w0, lo, half, float(lr), steps), steps=steps,
+                           lambda: _AdamRound(x, model.bounds, float(lr), steps), steps=steps,
                            search_steps=search_steps, c_init=c_init, kappa=kappa,
                            abort_early=abort_early, refine=refine)

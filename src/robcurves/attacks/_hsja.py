@@ -2,7 +2,8 @@
 l_inf that needs only predicted labels, for models without gradients (scikit-learn forests,
 ONNX graphs that cannot be converted, any ``predict`` callable).
 
-Each point starts from an adversarial (random uniform noise in the box, or ``x_init``), moves
+Each point starts from an adversarial (random rays or uniform noise in the box, for unbounded
+inputs in the box the batch spans widened by its width; or ``x_init``), moves
 it onto the decision boundary by a binary search towards ``x``, then repeats: estimate the
 boundary's normal at the current boundary point by Monte-Carlo label queries, step along it by
 a geometrically shrinking step size until the label still differs, and binary-search back
@@ -23,7 +24,7 @@ import torch
 
 from .._norms import lp_norm
 from ..model import Classifier
-from ._core import attack, expand, generator_for
+from ._core import attack, expand, generator_for, search_box
 
 __all__ = ["hsja", "LabelOracle", "boundary_search"]
 
@@ -121,22 +122,24 @@ def _estimate_direction(oracle: LabelOracle, xb: torch.Tensor, rows: torch.Tenso
 
 
 def _ray_starts(oracle: LabelOracle, x: torch.Tensor, rows: torch.Tensor, n_rays: int,
-                p: float, bounds: tuple[float, float], gen: torch.Generator
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                p: float, bounds: tuple[float, float], gen: torch.Generator,
+                span: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Adversarials along ``n_rays`` random rays from each point: the step doubles until the
     label changes, then a coarse binary search finds the boundary. Returns per ray (flattened
     point-major, ``len(rows) * n_rays``) the boundary point, its distance (inf where the ray
-    left the box unbroken) and the label found there."""
+    left the box unbroken) and the label found there. The steps reach the diameter of ``span``
+    (the box, or where it is unbounded the search box of the batch)."""
     lo_b, hi_b = bounds
+    width = span[1] - span[0]
     xr = x.repeat_interleave(n_rays, 0)
     rr = rows.repeat_interleave(n_rays)
     if p == 2.0:
         u = torch.randn(xr.shape, generator=gen, device=x.device, dtype=x.dtype)
         u = u / expand(lp_norm(u, 2.0), u)
-        top = (hi_b - lo_b) * math.sqrt(x[0].numel())
+        top = width * math.sqrt(x[0].numel())
     else:
         u = torch.randint(0, 2, xr.shape, generator=gen, device=x.device).to(x.dtype) * 2 - 1
-        top = hi_b - lo_b
+        top = width
     cand = xr.clone()
     hit = torch.zeros(xr.shape[0], dtype=torch.bool, device=x.device)
     s = top / 64
@@ -250,6 +253,7 @@ def hsja(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *, budge
     n, d = x.shape[0], x[0].numel()
     bounds = model.bounds
     lo_b, hi_b = bounds
+    span = search_box(x, bounds)  # where random starts are drawn
     tol = float(tol) if tol is not None else min(1e-4, 0.1 * gamma / d)
     bs_iters = max(1, math.ceil(math.log2(1.0 / tol)))
     init_rays = max(int(init_rays), 1 if targets > 1 else 0)
@@ -280,7 +284,8 @@ def hsja(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *, budge
     ray_pts = (~found).nonzero().squeeze(1)
     ray_x = ray_d = ray_l = None
     if init_rays > 0 and ray_pts.numel():
-        ray_x, ray_d, ray_l = _ray_starts(oracle, x[ray_pts], ray_pts, init_rays, p, bounds, gen)
+        ray_x, ray_d, ray_l = _ray_starts(oracle, x[ray_pts], ray_pts, init_rays, p, bounds, gen,
+                                          span)
         pick = ray_d.reshape(-1, init_rays).argmin(1)
         flat = torch.arange(ray_pts.shape[0], device=x.device) * init_rays + pick
         ok = torch.isfinite(ray_d[flat])
@@ -291,7 +296,7 @@ def hsja(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *, budge
         if rows.numel() == 0:
             break
         noise = torch.rand((rows.shape[0], *x.shape[1:]), generator=gen, device=x.device,
-                           dtype=x.dtype) * (hi_b - lo_b) + lo_b
+                           dtype=x.dtype) * (span[1] - span[0]) + span[0]
         ok = oracle(noise, rows)
         xa[rows[ok]] = noise[ok]
         found[rows[ok]] = True

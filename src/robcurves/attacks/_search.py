@@ -1,7 +1,9 @@
 """Minimal adversarial distance by per-point bisection over epsilon with PGD (or APGD).
 
 A DeepFool start gives each point an upper bound; points DeepFool cannot break get an
-epsilon that doubles until PGD breaks them; then each point bisects between the largest
+epsilon that doubles until PGD breaks them (from 1/256 of the box's l_p diameter up to the
+diameter; for unbounded inputs, of the box :func:`~robcurves.attacks._core.search_box` derives
+from the batch); then each point bisects between the largest
 epsilon where PGD failed and the closest verified adversarial so far, warm-starting PGD from
 that adversarial scaled into the smaller ball. All per-point state is tensors.
 
@@ -16,7 +18,7 @@ import torch
 from .._box import max_radius
 from ..model import Classifier
 from ._apgd import apgd
-from ._core import BestAdversarial, attack, expand, generator_for
+from ._core import BestAdversarial, attack, expand, generator_for, search_box
 from ._deepfool import deepfool
 from ._pgd import pgd
 
@@ -59,7 +61,7 @@ def pgd_search(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
 
     lo = torch.zeros(n, dtype=torch.float64, device=x.device)
     # Points DeepFool missed: double epsilon until PGD breaks them or the box is exhausted.
-    eps_max = max_radius(x[0].numel(), p, model.bounds)
+    eps_max = max_radius(x[0].numel(), p, search_box(x, model.bounds))
     eps = torch.full((n,), eps_max / 256, dtype=torch.float64, device=x.device)
     while True:
         rows = (~tracker.found).nonzero().squeeze(1)
