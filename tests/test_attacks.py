@@ -8,11 +8,12 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import binaryish, exact_linear_distances, linear_points, recorder
 from scipy.optimize import minimize
 from torch import nn
 
 import robcurves
-from robcurves._norms import dual_norm, lp_norm
+from robcurves._norms import lp_norm
 from robcurves.attacks import ATTACKS, auto, ddn, fmn, get_attack, pgd
 from robcurves.attacks._core import BestAdversarial, project_l1_box
 from robcurves.attacks._ensemble import auto_plan
@@ -20,38 +21,6 @@ from robcurves.certificates import certify
 from robcurves.model import Classifier, wrap
 
 NORMS = [math.inf, 2.0, 1.0]
-
-
-def _linear(dim: int = 20, classes: int = 4, n: int = 24, seed: int = 0
-            ) -> tuple[nn.Linear, torch.Tensor, torch.Tensor]:
-    """A multi-class linear model and points in [0.3, 0.7]^dim that it classifies correctly,
-    with margins small enough that the closed-form perturbation never reaches the box."""
-    g = torch.Generator().manual_seed(seed)
-    lin = nn.Linear(dim, classes)
-    with torch.no_grad():
-        lin.weight.copy_(torch.randn(classes, dim, generator=g))
-        lin.bias.zero_()
-    x = 0.3 + 0.4 * torch.rand(50 * n, dim, generator=g)
-    with torch.no_grad():
-        y = lin(x).argmax(1)
-    # keep points whose l1 (hence also l2 and l_inf) closed-form distance is below 0.25
-    keep = _closed_form(lin, x, y, 1.0) < 0.25
-    x, y = x[keep][:n], y[keep][:n]
-    assert x.shape[0] == n
-    return lin, x, y
-
-
-def _closed_form(lin: nn.Linear, x: torch.Tensor, y: torch.Tensor, p: float) -> np.ndarray:
-    """min over k != y of (z_y - z_k) / ||w_y - w_k||_q (the box does not bind)."""
-    w, b = lin.weight.detach().double(), lin.bias.detach().double()
-    z = x.double() @ w.T + b
-    q = dual_norm(p)
-    out = []
-    for i in range(x.shape[0]):
-        ds = [float((z[i, y[i]] - z[i, k]) / torch.linalg.vector_norm(w[y[i]] - w[k], ord=q))
-              for k in range(w.shape[0]) if k != y[i]]
-        out.append(min(ds))
-    return np.array(out)
 
 
 # -- closed forms -------------------------------------------------------------------------------
@@ -68,8 +37,8 @@ FAST = ([(name, p) for name, p in CASES if name != "pgd-search"]
 
 @pytest.mark.parametrize("name,p", CASES)
 def test_linear_closed_form_within_one_percent(name: str, p: float) -> None:
-    lin, x, y = _linear()
-    exact = _closed_form(lin, x, y, p)
+    lin, x, y = linear_points()
+    exact = exact_linear_distances(lin, x, y, p)
     assert exact.max() < 0.25  # the optimal perturbation stays far inside the box
     # DDN's radius starts at 1 and moves by 5% a step: 100 steps do not reach these ~0.05
     # distances precisely, 200 do
@@ -81,23 +50,9 @@ def test_linear_closed_form_within_one_percent(name: str, p: float) -> None:
     assert ratio.max() <= 1.01, f"{name} {p}: worst ratio to the closed form {ratio.max():.4f}"
 
 
-def _binaryish(n: int = 16, dim: int = 64, seed: int = 1) -> tuple[nn.Module, torch.Tensor,
-                                                                     torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    net = nn.Sequential(nn.Linear(dim, 32), nn.ReLU(), nn.Linear(32, 5))
-    torch.manual_seed(seed)
-    for m in net:
-        if isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, std=0.5)
-    x = (torch.rand(n, dim, generator=g) > 0.5).float()  # every coordinate on a bound
-    with torch.no_grad():
-        y = net(x).argmax(1)
-    return net, x, y
-
-
 @pytest.mark.parametrize("name,p", FAST)
 def test_outputs_stay_in_the_box(name: str, p: float) -> None:
-    net, x, y = _binaryish()
+    net, x, y = binaryish()
     clf = wrap(net)
     adv = get_attack(name, p)(clf, x, y, p)
     assert adv.shape == x.shape
@@ -111,29 +66,6 @@ def test_outputs_stay_in_the_box(name: str, p: float) -> None:
 
 
 # -- a small trained network: certified and brute-force lower bounds ----------------------------
-
-@pytest.fixture(scope="module")
-def toy() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
-    """A 2-D, 3-class ReLU network trained on blobs in [0, 1]^2."""
-    g = torch.Generator().manual_seed(0)
-    centers = torch.tensor([[0.25, 0.3], [0.75, 0.35], [0.5, 0.75]])
-    yt = torch.randint(0, 3, (600,), generator=g)
-    xt = (centers[yt] + 0.12 * torch.randn(600, 2, generator=g)).clamp(0, 1)
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Linear(2, 24), nn.ReLU(), nn.Linear(24, 24), nn.ReLU(),
-                        nn.Linear(24, 3))
-    opt = torch.optim.Adam(net.parameters(), 0.02)
-    for _ in range(300):
-        loss = nn.functional.cross_entropy(net(xt), yt)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    net.eval()
-    x = torch.rand(40, 2, generator=g)
-    with torch.no_grad():
-        y = net(x).argmax(1)
-    return net, x, y
-
 
 def _grid_has_adversarial(net: nn.Module, x: torch.Tensor, y: int, radius: float,
                           p: float, res: int = 301) -> bool:
@@ -210,23 +142,9 @@ def test_brute_force_grid_brackets_every_attack(toy, toy_grid, name: str, p: flo
 
 # -- best-of tracking ---------------------------------------------------------------------------
 
-class _Recorder(Classifier):
-    """A linear classifier that records every input it is queried on with its prediction."""
-
-    def __init__(self, lin: nn.Linear) -> None:
-        super().__init__()
-        self.lin = lin
-        self.log: list[tuple[torch.Tensor, torch.Tensor]] = []
-
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.lin(x)
-        self.log.append((x.detach().clone(), z.detach().argmax(1)))
-        return z
-
-
 def test_best_of_keeps_an_earlier_better_adversarial() -> None:
-    lin, x, y = _linear(n=16)
-    clf = _Recorder(lin)
+    lin, x, y = linear_points(n=16)
+    clf = recorder(lin)
     # DDN with 60% radius changes: the iterates bounce across the boundary, and the last one
     # is rarely the closest (no line search, no early stop: every point stays active)
     adv = ddn(clf, x, y, 2.0, steps=15, init_norm=0.1, gamma=0.6, patience=0, refine=0)
@@ -260,11 +178,11 @@ def test_tracker_ignores_worse_and_non_adversarial_candidates() -> None:
 # -- budgets, plans and convergence -------------------------------------------------------------
 
 def test_auto_respects_the_budget_and_reports_cost() -> None:
-    lin, x, y = _linear(n=20)
+    lin, x, y = linear_points(n=20)
     d = robcurves.distances(lin, x, y, 2.0, attack="auto", budget=120)
     total = d.cost["forward_per_point"] + d.cost["backward_per_point"]
     assert total <= 120 + 2  # the driver's own clean prediction pass
-    exact = _closed_form(lin, x, y, 2.0)
+    exact = exact_linear_distances(lin, x, y, 2.0)
     assert np.all(d.distances <= exact * 1.02)
     with pytest.raises(ValueError, match="budget 20 passes per point is too small"):
         robcurves.distances(lin, x, y, 2.0, attack="auto", budget=20)
@@ -274,7 +192,7 @@ def test_restarts_extend_the_plan_and_never_hurt() -> None:
     assert auto_plan(10) == [("target", 0), ("target", 1), ("untargeted", 0)]
     assert auto_plan(10, 2)[3:] == [("target", 2), ("target", 3)]
     assert auto_plan(3, 2)[3:] == [("random", 0), ("random", 1)]
-    net, x, y = _binaryish(n=10, seed=3)
+    net, x, y = binaryish(n=10, seed=3)
     clf = wrap(net)
     a = lp_norm(auto(clf, x, y, 1.0) - x, 1.0)
     b = lp_norm(auto(clf, x, y, 1.0, restarts=2) - x, 1.0)
@@ -282,7 +200,7 @@ def test_restarts_extend_the_plan_and_never_hurt() -> None:
 
 
 def test_converged_points_stop_costing() -> None:
-    lin, x, y = _linear(n=20)
+    lin, x, y = linear_points(n=20)
     clf = wrap(lin)
     fmn(clf, x, y, 2.0, steps=400)
     assert clf.n_backward < 0.5 * 400 * x.shape[0]
@@ -292,7 +210,7 @@ def test_converged_points_stop_costing() -> None:
 
 
 def test_ddn_rejects_other_norms_and_pgd_stays_in_its_ball() -> None:
-    lin, x, y = _linear(n=4)
+    lin, x, y = linear_points(n=4)
     with pytest.raises(ValueError, match="only the l2 norm"):
         ddn(wrap(lin), x, y, "inf")
     out = pgd(wrap(lin), x, y, "inf", eps=0.05, steps=5, step_size=2.5, loss="ce",
@@ -423,7 +341,7 @@ def test_every_attack_checks_its_inputs_and_takes_a_plain_module(name: str) -> N
 
     fn, kw = getattr(attacks, name), _PUBLIC[name]
     p = _ONE_NORM.get(name, 2.0)
-    lin, x, y = _linear(n=4)
+    lin, x, y = linear_points(n=4)
     out = fn(lin, x, y, p, **kw)  # a plain nn.Module: wrapped with bounds (0, 1)
     if name == "linear_targets":
         assert out[0].shape == (4, 2)
@@ -448,8 +366,8 @@ def test_ensemble_counts_every_query_of_its_attacks_and_the_result_of_others() -
 
     from robcurves.attacks import ensemble
 
-    lin, x, y = _linear(n=8)
-    exact = torch.from_numpy(_closed_form(lin, x, y, 2.0))
+    lin, x, y = linear_points(n=8)
+    exact = torch.from_numpy(exact_linear_distances(lin, x, y, 2.0))
     # fmn through functools.partial: its own tracker path; a foreign callable: its output
     near = ensemble(lin, x, y, 2.0, attacks=[functools.partial(fmn, steps=50)])
     far = ensemble(lin, x, y, 2.0, attacks=[lambda m, xx, yy, p: xx + 10.0])  # leaves the box
@@ -473,7 +391,7 @@ def _unbounded_affine(n: int = 24, band: tuple[float, float] | None = None
     with torch.no_grad():
         y = lin(x).argmax(1)
     if band:
-        d = _closed_form(lin, x, y, 2.0)
+        d = exact_linear_distances(lin, x, y, 2.0)
         keep = torch.from_numpy((d > band[0]) & (d < band[1]))
         x, y = x[keep][:n], y[keep][:n]
     assert float(x.abs().max()) > 10 and x.shape[0] == n
@@ -489,7 +407,7 @@ UNBOUNDED = [(name, p) for name in ("fmn", "fab", "deepfool", "pgd-search", "aut
 def test_unbounded_inputs_reach_the_closed_form(name: str, p: float) -> None:
     clf, x, y = _unbounded_affine()
     assert clf.bounds == (-math.inf, math.inf)
-    exact = _closed_form(clf.module, x, y, p)  # |w.x + b| / ||w||_q: no box to bind
+    exact = exact_linear_distances(clf.module, x, y, p)  # |w.x + b| / ||w||_q: no box to bind
     d = robcurves.distances(clf, x, y, p, attack=name)
     assert d.n_unbroken == 0 and d.cost["rejected"] == 0
     ratio = d.distances / exact
@@ -507,7 +425,7 @@ UNBOUNDED_LOOSE = {("cw", 2.0): 1.02, ("ead", 1.0): 1.07, ("hsja", 2.0): 1.03,
 @pytest.mark.parametrize("name,p", sorted(UNBOUNDED_LOOSE, key=str))
 def test_unbounded_inputs_other_attacks_stay_valid_and_close(name: str, p: float) -> None:
     clf, x, y = _unbounded_affine(band=(0.5, 5.0))
-    exact = _closed_form(clf.module, x, y, p)
+    exact = exact_linear_distances(clf.module, x, y, p)
     d = robcurves.distances(clf, x, y, p, attack=name)
     assert d.n_unbroken == 0 and d.cost["rejected"] == 0
     ratio = d.distances / exact

@@ -22,6 +22,11 @@ adversarials shaped like ``x`` (the clean input where a point was not broken):
   first adversarial. Names taken from a paper's notation (``alpha``, ``beta``, ``gamma``,
   ``eta``, ``kappa``) mean what that attack's paper means; each docstring says.
 
+Unbounded inputs: a model wrapped with an infinite bound (``bounds=(-math.inf, math.inf)``) is
+attacked the same way; the box simply never binds (searches that need a finite scale, the
+epsilon doubling of ``pgd_search`` and the random starts of ``hsja``, use the box the batch
+spans, widened by its width on each side).
+
 The driver :func:`robcurves.distances` verifies every adversarial and turns them into distances.
 Each attack lives in a private module (``_fmn.py`` holds :func:`fmn`), so no public name is
 both a module and a function; import attacks from this package.

@@ -26,7 +26,10 @@ Deviations from the paper:
   found no closer adversarial; stopped points cost no passes until the next round, and clean
   misclassified points (distance 0) stop at once;
 * the first iterate of every round is evaluated at ``x`` itself rather than at
-  ``tanh(atanh((1 - 1e-6) x))``, so that a misclassified point gets distance exactly 0.
+  ``tanh(atanh((1 - 1e-6) x))``, so that a misclassified point gets distance exactly 0;
+* unbounded inputs (an infinite bound) have no tanh map: Adam then runs on ``x'`` itself,
+  clipped to the bounds after each step (measured on an affine model with Gaussian inputs of
+  standard deviation 5 and exact distances 0.5-5: worst ratio 1.018 at the defaults).
 
 Defaults (``search_steps=9``, ``steps=100``, ``lr=0.1``, ``c_init=1e-2``): the paper's 9 rounds
 with 100 instead of 1,000-10,000 iterations each. With 100 iterations the paper's ``lr=0.01``
