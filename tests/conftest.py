@@ -55,3 +55,79 @@ def exact_linear_distances(lin: torch.nn.Linear, x: torch.Tensor, y: torch.Tenso
         val = np.where(yv == k, np.inf, fd / np.where(dn == 0, 1, dn))
         best = np.minimum(best, val)
     return best
+
+
+# -- shared by the attack tests (test_attacks*.py) ----------------------------------------------
+
+def linear_points(dim: int = 20, classes: int = 4, n: int = 24, seed: int = 0):
+    """A multi-class linear model and points in [0.3, 0.7]^dim that it classifies correctly,
+    with margins small enough that the closed-form perturbation never reaches the box."""
+    g = torch.Generator().manual_seed(seed)
+    lin = torch.nn.Linear(dim, classes)
+    with torch.no_grad():
+        lin.weight.copy_(torch.randn(classes, dim, generator=g))
+        lin.bias.zero_()
+    x = 0.3 + 0.4 * torch.rand(50 * n, dim, generator=g)
+    with torch.no_grad():
+        y = lin(x).argmax(1)
+    # keep points whose l1 (hence also l2 and l_inf) closed-form distance is below 0.25
+    keep = torch.from_numpy(exact_linear_distances(lin, x, y, 1.0) < 0.25)
+    x, y = x[keep][:n], y[keep][:n]
+    assert x.shape[0] == n
+    return lin, x, y
+
+
+def binaryish(n: int = 16, dim: int = 64, seed: int = 1):
+    """A random 5-class ReLU network and binary inputs: every coordinate on a bound."""
+    g = torch.Generator().manual_seed(seed)
+    net = torch.nn.Sequential(torch.nn.Linear(dim, 32), torch.nn.ReLU(), torch.nn.Linear(32, 5))
+    torch.manual_seed(seed)
+    for m in net:
+        if isinstance(m, torch.nn.Linear):
+            torch.nn.init.normal_(m.weight, std=0.5)
+    x = (torch.rand(n, dim, generator=g) > 0.5).float()
+    with torch.no_grad():
+        y = net(x).argmax(1)
+    return net, x, y
+
+
+@pytest.fixture(scope="module")
+def toy():
+    """A 2-D, 3-class ReLU network trained on blobs in [0, 1]^2, and 40 points it labels."""
+    g = torch.Generator().manual_seed(0)
+    centers = torch.tensor([[0.25, 0.3], [0.75, 0.35], [0.5, 0.75]])
+    yt = torch.randint(0, 3, (600,), generator=g)
+    xt = (centers[yt] + 0.12 * torch.randn(600, 2, generator=g)).clamp(0, 1)
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(2, 24), torch.nn.ReLU(), torch.nn.Linear(24, 24),
+                              torch.nn.ReLU(), torch.nn.Linear(24, 3))
+    opt = torch.optim.Adam(net.parameters(), 0.02)
+    for _ in range(300):
+        loss = torch.nn.functional.cross_entropy(net(xt), yt)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    net.eval()
+    x = torch.rand(40, 2, generator=g)
+    with torch.no_grad():
+        y = net(x).argmax(1)
+    return net, x, y
+
+
+def recorder(lin: torch.nn.Linear):
+    """A :class:`robcurves.model.Classifier` around ``lin`` whose ``log`` holds every queried
+    input with its prediction."""
+    from robcurves.model import Classifier
+
+    class _Recorder(Classifier):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = lin
+            self.log: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+        def _forward(self, x: torch.Tensor) -> torch.Tensor:
+            z = self.lin(x)
+            self.log.append((x.detach().clone(), z.detach().argmax(1)))
+            return z
+
+    return _Recorder()

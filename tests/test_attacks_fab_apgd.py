@@ -9,8 +9,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import binaryish, exact_linear_distances, linear_points, recorder
 from scipy.optimize import linprog, minimize
-from test_attacks import _binaryish, _closed_form, _linear, _Recorder, toy  # noqa: F401
 
 import robcurves
 from robcurves._norms import dual_norm, lp_norm
@@ -84,8 +84,8 @@ def test_hyperplane_box_projection_is_the_exact_minimum(p: float) -> None:
 
 @pytest.mark.parametrize("p", NORMS)
 def test_fab_matches_the_linear_closed_form(p: float) -> None:
-    lin, x, y = _linear()
-    exact = _closed_form(lin, x, y, p)
+    lin, x, y = linear_points()
+    exact = exact_linear_distances(lin, x, y, p)
     d = robcurves.distances(lin, x, y, p, attack="fab")
     assert d.n_unbroken == 0
     ratio = d.distances / exact
@@ -97,8 +97,8 @@ def test_fab_matches_the_linear_closed_form(p: float) -> None:
 
 @pytest.mark.parametrize("p", [math.inf, 2.0])
 def test_apgd_search_matches_the_linear_closed_form(p: float) -> None:
-    lin, x, y = _linear(n=12)
-    exact = _closed_form(lin, x, y, p)
+    lin, x, y = linear_points(n=12)
+    exact = exact_linear_distances(lin, x, y, p)
     d = robcurves.distances(lin, x, y, p, attack="apgd-search")
     assert d.n_unbroken == 0
     ratio = d.distances / exact
@@ -106,7 +106,7 @@ def test_apgd_search_matches_the_linear_closed_form(p: float) -> None:
 
 
 def test_targeted_fab_reaches_the_target_boundary() -> None:
-    lin, x, y = _linear(n=12)
+    lin, x, y = linear_points(n=12)
     w, b = lin.weight.detach().double(), lin.bias.detach().double()
     z = x.double() @ w.T + b
     t = (y + 1) % w.shape[0]
@@ -118,14 +118,14 @@ def test_targeted_fab_reaches_the_target_boundary() -> None:
         assert bool((lin(adv).argmax(1) != y).all())
     # any misclassification counts, so never further than the target's own boundary
     assert bool((got <= to_target * 1.01).all())
-    assert bool((got.numpy() >= _closed_form(lin, x, y, 2.0) * (1 - 1e-4)).all())
+    assert bool((got.numpy() >= exact_linear_distances(lin, x, y, 2.0) * (1 - 1e-4)).all())
 
 
 CASES = [("fab", p) for p in NORMS] + [("apgd-search", p) for p in (math.inf, 2.0)]
 
 
 @pytest.mark.parametrize("name,p", CASES)
-def test_median_within_one_percent_of_auto_on_the_toy(toy, name: str, p: float  # noqa: F811
+def test_median_within_one_percent_of_auto_on_the_toy(toy, name: str, p: float
                                                        ) -> None:
     """(The box and the CROWN lower bound are checked for these attacks in test_attacks.py.)"""
     net, x, y = toy
@@ -139,8 +139,8 @@ def test_median_within_one_percent_of_auto_on_the_toy(toy, name: str, p: float  
 # -- best-of tracking ---------------------------------------------------------------------------
 
 def test_fab_returns_the_best_of_every_queried_iterate() -> None:
-    lin, x, y = _linear(n=16)
-    clf = _Recorder(lin)
+    lin, x, y = linear_points(n=16)
+    clf = recorder(lin)
     # a large extrapolation and a weak pull-back make the iterates bounce across the boundary;
     # no line search and no early stop: every point is queried at every step
     adv = fab(clf, x, y, 2.0, steps=12, eta=1.6, beta=0.5, restarts=1, patience=0, refine=0)
@@ -167,15 +167,15 @@ def test_apgd_checkpoints_follow_the_paper() -> None:
 
 @pytest.mark.parametrize("p", NORMS)
 @pytest.mark.parametrize("early_stop", [True, False])
-def test_apgd_stays_in_each_points_ball_and_the_box(toy, p: float,  # noqa: F811
+def test_apgd_stays_in_each_points_ball_and_the_box(toy, p: float,
                                                     early_stop: bool) -> None:
-    for net, x, y in (toy, _binaryish()):
+    for net, x, y in (toy, binaryish()):
         clf = wrap(net)
         g = torch.Generator().manual_seed(5)
         scale = {math.inf: 0.15, 2.0: 0.4, 1.0: 0.8}[p] * (1 if x.shape[1] == 2 else 3)
         eps = scale * torch.rand(x.shape[0], generator=g)
         eps[0] = 0.0
-        adv = apgd(clf, x, y, p, eps, steps=15, early_stop=early_stop, loss="margin")
+        adv = apgd(clf, x, y, p, eps=eps, steps=15, early_stop=early_stop, loss="margin")
         assert adv.shape == x.shape
         assert float(adv.min()) >= 0.0 and float(adv.max()) <= 1.0
         assert bool((lp_norm(adv - x, p) <= eps * (1 + 1e-5) + 1e-6).all())
@@ -185,7 +185,7 @@ def test_apgd_stays_in_each_points_ball_and_the_box(toy, p: float,  # noqa: F811
 
 
 @pytest.mark.parametrize("p", [math.inf, 2.0])
-def test_apgd_breaks_at_least_as_many_points_as_pgd(toy, p: float) -> None:  # noqa: F811
+def test_apgd_breaks_at_least_as_many_points_as_pgd(toy, p: float) -> None:
     net, x, y = toy
     clf = wrap(net)
     d = np.sort(robcurves.distances(net, x, y, p, attack="fab").distances)
@@ -194,22 +194,22 @@ def test_apgd_breaks_at_least_as_many_points_as_pgd(toy, p: float) -> None:  # n
     for q in (0.25, 0.5, 0.75):  # between two points' distances: no point sits on the ball
         i = int(q * len(d))
         eps = torch.full((x.shape[0],), float(d[i] + d[i + 1]) / 2)
-        n_pgd = int((clf.predict(pgd(clf, x, y, eps, p, steps=10)) != y).sum())
-        n_apgd = int((clf.predict(apgd(clf, x, y, p, eps, steps=10)) != y).sum())
+        n_pgd = int((clf.predict(pgd(clf, x, y, p, eps=eps, steps=10)) != y).sum())
+        n_apgd = int((clf.predict(apgd(clf, x, y, p, eps=eps, steps=10)) != y).sum())
         if 0 < n_pgd < x.shape[0]:
             checked += 1
             assert n_apgd >= n_pgd, f"eps {float(eps[0]):.4f}: apgd {n_apgd} < pgd {n_pgd}"
     assert checked >= 2
 
 
-def test_apgd_updates_a_given_tracker_with_adversarials_inside_the_ball(toy) -> None:  # noqa: F811
+def test_apgd_updates_a_given_tracker_with_adversarials_inside_the_ball(toy) -> None:
     from robcurves.attacks._core import BestAdversarial
 
     net, x, y = toy
     clf = wrap(net)
     tracker = BestAdversarial(x, y, 2.0)
     eps = torch.full((x.shape[0],), 0.2)
-    adv = apgd(clf, x, y, 2.0, eps, steps=10, tracker=tracker)
+    adv = apgd._run(clf, x, y, 2.0, eps=eps, steps=10, tracker=tracker)
     broken = clf.predict(adv) != y
     assert bool((tracker.found == broken).all())
     assert bool((tracker.dist[tracker.found] <= 0.2 * (1 + 1e-5)).all())
@@ -218,7 +218,7 @@ def test_apgd_updates_a_given_tracker_with_adversarials_inside_the_ball(toy) -> 
 # -- bad inputs ---------------------------------------------------------------------------------
 
 def _bad_calls():
-    lin, x, y = _linear(n=4)
+    lin, x, y = linear_points(n=4)
     clf = wrap(lin)
     eps = torch.full((4,), 0.1)
     return [
@@ -229,12 +229,12 @@ def _bad_calls():
         (lambda: fab(clf, x, y, 2.0, steps=0), "steps must be >= 1; got 0"),
         (lambda: fab(clf, x, y, 2.0, targets=y), "targets must differ"),
         (lambda: fab(clf, x, y, 2.0, targets=y[:2]), r"\(2,\)"),
-        (lambda: apgd(clf, x, y, "l0", eps), "l0"),
-        (lambda: apgd(clf, x, y, 2.0, eps, loss="hinge"), "hinge"),
-        (lambda: apgd(clf, x, y, 2.0, torch.full((3,), 0.1)), r"\(3,\)"),
-        (lambda: apgd(clf, x, y, 2.0, -eps), "-0.1"),
-        (lambda: apgd(clf, x, y, 2.0, eps, steps=0), "got 0"),
-        (lambda: apgd(clf, x * 2, y, 2.0, eps), "bounds"),
+        (lambda: apgd(clf, x, y, "l0", eps=eps), "l0"),
+        (lambda: apgd(clf, x, y, 2.0, eps=eps, loss="hinge"), "hinge"),
+        (lambda: apgd(clf, x, y, 2.0, eps=torch.full((3,), 0.1)), r"\(3,\)"),
+        (lambda: apgd(clf, x, y, 2.0, eps=-eps), "-0.1"),
+        (lambda: apgd(clf, x, y, 2.0, eps=eps, steps=0), "got 0"),
+        (lambda: apgd(clf, x * 2, y, 2.0, eps=eps), "bounds"),
         (lambda: pgd_search(clf, x, y, 2.0, inner="adam"), "adam"),
         (lambda: get_attack("apgd-search", 1.0), "l1"),
     ]
@@ -251,7 +251,7 @@ def test_dlr_needs_three_classes() -> None:
     lin = torch.nn.Linear(4, 2)
     x = torch.rand(3, 4)
     with pytest.raises(ValueError, match="3 classes"):
-        apgd(wrap(lin), x, torch.zeros(3, dtype=torch.long), "inf", 0.1, loss="dlr")
+        apgd(wrap(lin), x, torch.zeros(3, dtype=torch.long), "inf", eps=0.1, loss="dlr")
 
 
 def test_registry() -> None:

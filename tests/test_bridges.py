@@ -205,7 +205,7 @@ def test_sklearn_logistic_regression_hsja_within_5_percent():
         clf = robcurves.wrap(lr, exact=False)
     assert isinstance(clf, LabelOnlyClassifier)
     budget = 3000
-    d = robcurves.distances(clf, xs, y, 2, attack="hsja", max_queries=budget, targets=2)
+    d = robcurves.distances(clf, xs, y, 2, attack="hsja", budget=budget, n_targets=2)
     assert ATTACKS["hsja"][0].black_box and d.method == "hsja"
     ratio = d.distances / exact
     assert (ratio >= 1 - 1e-4).all(), ratio.min()  # an attack gives upper bounds
@@ -224,7 +224,7 @@ def test_sklearn_logistic_regression_boundary_refinement():
     exact = _exact_lr_l2(lr, xs, y)
     clf = robcurves.wrap(lr.predict, framework="label", classes=lr.classes_, flatten=True)
     d = robcurves.distances(clf, xs, y, 2, attack="boundary", init_queries=800,
-                            max_queries=2000, targets=2)
+                            budget=2000, n_targets=2)
     ratio = d.distances / exact
     assert (ratio >= 1 - 1e-4).all() and np.median(ratio) <= 1.01, (ratio.min(), ratio.max())
     assert d.cost["forward_per_point"] <= 2000 + 10
@@ -239,7 +239,7 @@ def test_random_forest_adversarials_are_verified(norm):
     xs, ys = x[:16], labels[:16]
     with pytest.warns(UserWarning, match="only decision-based attacks apply"):
         clf = robcurves.wrap(rf)
-    d = robcurves.distances(clf, xs, ys, norm, attack="hsja", max_queries=600,
+    d = robcurves.distances(clf, xs, ys, norm, attack="hsja", budget=600,
                             return_adversarials=True)
     broken = np.isfinite(d.distances) & (d.distances > 0)
     assert broken.sum() >= 12

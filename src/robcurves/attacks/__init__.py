@@ -1,13 +1,40 @@
-"""Minimal-norm attacks: plain functions on batches, ``attack(model, x, y, norm, ...)`` returning
-adversarials (the clean input where a point was not broken). The driver
-:func:`robcurves.distances` verifies every adversarial and turns them into distances.
+"""Adversarial attacks: plain functions on batches, one contract for all of them.
 
+Every attack is called ``name(model, x, y, norm, *, <hyperparameters>)`` and returns
+adversarials shaped like ``x`` (the clean input where a point was not broken):
+
+* ``model``: a :class:`~robcurves.model.Classifier`, or anything :func:`robcurves.wrap` takes (a
+  plain ``torch.nn.Module`` is wrapped with the default bounds ``(0, 1)``);
+* ``x``: raw inputs ``(N, ...)`` inside the model's bounds, finite; ``y``: integer labels
+  ``(N,)``. Every attack checks both at entry and raises naming the bad value;
+* ``norm``: ``"inf"``/``"linf"``/``math.inf``, ``2``/``"l2"`` or ``1``/``"l1"``; an attack
+  made for one norm (``ddn``, ``cw``: l2; ``ead``: l1; ``hsja``: l2, l_inf; ``boundary``: l2)
+  refuses the others;
+* hyperparameters are keyword-only, and one name means one thing everywhere:
+  ``eps`` the radius of a fixed-epsilon attack (``pgd``, ``apgd``; a float or a per-point
+  ``(N,)`` tensor), ``steps`` iterations per run, ``restarts`` extra runs, ``seed`` the int seed of
+  every random draw (``pgd`` and ``apgd`` also take a ``torch.Generator``, used as it is, or
+  None for torch's global generator, as a training loop needs), ``budget`` model passes
+  per point at most (``auto``, ``hsja``, ``boundary``), ``targets`` a per-point ``(N,)`` tensor of
+  classes to aim at (``fmn``, ``fab``), ``n_targets`` and ``candidates`` counts of classes,
+  ``x_init`` per-point starting points, ``refine`` steps of the final line search towards
+  ``x``, ``tol``/``patience`` the per-point stop rule, ``early_stop`` freezing a point at its
+  first adversarial. Names taken from a paper's notation (``alpha``, ``beta``, ``gamma``,
+  ``eta``, ``kappa``) mean what that attack's paper means; each docstring says.
+
+Unbounded inputs: a model wrapped with an infinite bound (``bounds=(-math.inf, math.inf)``) is
+attacked the same way; the box simply never binds (searches that need a finite scale, the
+epsilon doubling of ``pgd_search`` and the random starts of ``hsja``, use the box the batch
+spans, widened by its width on each side).
+
+The driver :func:`robcurves.distances` verifies every adversarial and turns them into distances.
 Each attack lives in a private module (``_fmn.py`` holds :func:`fmn`), so no public name is
 both a module and a function; import attacks from this package.
 
 ``ATTACKS`` maps a name to ``(function, supported norms)``; ``"auto"`` is the default pipeline
 (:func:`robcurves.attacks._ensemble.auto`: FMN aimed at the nearest linearised classes, then
-untargeted, best-of under a budget).
+untargeted, best-of under a budget). ``linear_targets`` (the linearised class ranking ``auto``
+uses) is called the same way.
 """
 
 from __future__ import annotations

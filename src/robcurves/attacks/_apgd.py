@@ -34,20 +34,20 @@ from collections.abc import Callable
 
 import torch
 
-from .._norms import parse_norm
 from ..model import Classifier
 from ._core import (
     BestAdversarial,
+    attack,
     box_mask,
     ce_loss,
-    check_attack_inputs,
     expand,
     generator_for,
     margin_loss,
+    per_point_eps,
     project,
+    random_start,
     steepest_step,
 )
-from ._pgd import random_start
 
 __all__ = ["apgd", "dlr_loss", "checkpoints"]
 
@@ -78,11 +78,12 @@ def checkpoints(steps: int) -> list[int]:
     return sorted({w for w in (math.ceil(round(v * steps, 9)) for v in ps[1:]) if 0 < w < steps})
 
 
-def apgd(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object,
+@attack()
+def apgd(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
          eps: torch.Tensor | float, steps: int = 100, loss: str = "ce",
          x_init: torch.Tensor | None = None, random_init: bool = True, early_stop: bool = True,
-         alpha: float = 0.75, rho: float = 0.75, sparsity: float = 0.99, seed: int = 0,
-         tracker: BestAdversarial | None = None) -> torch.Tensor:
+         alpha: float = 0.75, rho: float = 0.75, sparsity: float = 0.99,
+         seed: int | torch.Generator = 0, tracker: BestAdversarial | None = None) -> torch.Tensor:
     """APGD inside ``{x' : ||x' - x||_p <= eps, x' in model.bounds}``.
 
     Args:
@@ -99,13 +100,11 @@ def apgd(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object,
         rho: checkpoint condition (1): halve if the loss increased in fewer than this fraction
             of the steps since the previous checkpoint.
         sparsity: l1 only: the step moves the top ``1 - sparsity`` fraction of coordinates.
-        tracker: if given, every queried iterate updates this per-point best adversarial.
 
     Returns:
         Per point an adversarial inside the ball where one was found (the closest one queried;
         with ``early_stop`` the first), else the iterate of highest loss.
     """
-    p = parse_norm(norm)
     if loss not in _LOSSES:
         raise ValueError(f"loss must be one of {sorted(_LOSSES)}; got {loss!r}")
     if int(steps) < 1:
@@ -114,20 +113,8 @@ def apgd(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object,
         raise ValueError(f"alpha must lie in (0, 1]; got {alpha}")
     if not 0.0 <= rho <= 1.0:
         raise ValueError(f"rho must lie in [0, 1]; got {rho}")
-    check_attack_inputs(model, x, y)
-    x = x.detach().to(model.device)
-    y = y.to(model.device)
     n = x.shape[0]
-    eps_t = torch.as_tensor(eps, dtype=x.dtype, device=x.device)
-    if eps_t.ndim == 0:
-        eps_t = eps_t.expand(n)
-    if eps_t.shape != (n,):
-        raise ValueError(f"eps must be a float or a tensor of shape ({n},); got shape "
-                         f"{tuple(eps_t.shape)}")
-    if not (torch.isfinite(eps_t).all() and (eps_t >= 0).all()):
-        raise ValueError(f"eps must be finite and >= 0; got min {float(eps_t.min())}, "
-                         f"max {float(eps_t.max())}")
-    eps_t = eps_t.clone()
+    eps_t = per_point_eps(eps, x)
     loss_fn = _LOSSES[loss]
     bounds = model.bounds
     own = BestAdversarial(x, y, p)

@@ -7,7 +7,7 @@ current distance around ``x`` (the *spherical* step), then shrinks the perturbat
 fraction (the *source* step). A candidate that is still adversarial replaces the current one.
 Per point, the two step sizes adapt to their success (a 1/5-success rule for the source step,
 1/2 for the spherical one). All state is per-point tensors; each step costs every active point
-two label queries, counted towards ``max_queries`` (a hard per-point cap). Distances from
+two label queries, counted towards ``budget`` (a hard per-point cap). Distances from
 this attack are black-box upper bounds (``boundary.black_box is True``).
 """
 
@@ -17,53 +17,47 @@ import math
 
 import torch
 
-from .._norms import lp_norm, parse_norm
+from .._norms import lp_norm
 from ..model import Classifier
-from ._core import check_attack_inputs, expand, generator_for
+from ._core import attack, expand, generator_for
 from ._hsja import LabelOracle, hsja
 
 __all__ = ["boundary"]
 
 
-def boundary(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = 2,
-             steps: int = 1000, max_queries: int = 10000, init_queries: int = 3000,
-             targets: int = 1, spherical_step: float = 0.05, source_step: float = 0.02,
-             adapt: float = 1.5, seed: int = 0, x_init: torch.Tensor | None = None,
-             budget: int | None = None) -> torch.Tensor:
+@attack(norms=(2.0,))
+def boundary(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
+             steps: int = 1000, budget: int = 10000, init_queries: int | None = None,
+             n_targets: int = 1, spherical_step: float = 0.05, source_step: float = 0.02,
+             adapt: float = 1.5, seed: int = 0, x_init: torch.Tensor | None = None
+             ) -> torch.Tensor:
     """Refine l2 adversarials by a boundary random walk; ``x`` where none was found.
 
     Args:
         norm: only l2.
         steps: walk steps (two queries per active point each).
-        max_queries: hard cap on queries per point, HopSkipJump's start included.
-        init_queries: HopSkipJump budget for the start when ``x_init`` is None (with
-            ``targets``, see :func:`~robcurves.attacks._hsja.hsja`).
+        budget: hard cap on label queries (model forward passes) per point, HopSkipJump's
+            start included.
+        init_queries: HopSkipJump budget for the start when ``x_init`` is None (default
+            ``min(3000, budget // 3)``; with ``n_targets``, see
+            :func:`~robcurves.attacks._hsja.hsja`).
         spherical_step: initial spherical step, relative to the current distance.
         source_step: initial fraction by which a step shrinks the perturbation.
         adapt: factor by which step sizes grow on success (and shrink on failure).
         seed: seeds the random directions (and HopSkipJump's start).
         x_init: starting adversarials (rows that are not adversarial stay unbroken).
-        budget: same as ``max_queries`` (model passes per point, as the CLI's ``--budget``);
-            the HopSkipJump start then gets ``min(init_queries, budget // 3)``.
     """
-    p = parse_norm(norm)
-    if budget is not None:
-        max_queries = int(budget)
-        init_queries = min(init_queries, max_queries // 3)
-    if p != 2.0:
-        raise ValueError(f"the boundary attack refines l2 distances only; got {norm!r} "
-                         "(use hsja for linf)")
-    check_attack_inputs(model, x, y)
-    x = x.detach().to(model.device)
-    y = y.to(model.device)
+    max_queries = int(budget)
+    init_queries = min(3000, max_queries // 3) if init_queries is None else int(init_queries)
     n = x.shape[0]
     lo_b, hi_b = model.bounds
     start_queries = 0
     if x_init is None:
         if init_queries > max_queries:
-            raise ValueError(f"init_queries={init_queries} exceeds max_queries={max_queries}")
+            raise ValueError(f"init_queries={init_queries} exceeds budget={max_queries}")
         before = model.n_forward
-        x_init = hsja(model, x, y, 2, max_queries=init_queries, targets=targets, seed=seed)
+        x_init = hsja._run(model, x, y, 2.0, budget=init_queries, n_targets=n_targets,
+                           seed=seed)
         start_queries = math.ceil((model.n_forward - before) / max(n, 1))
     xa = x_init.detach().to(x.device, x.dtype).clone()
     oracle = LabelOracle(model, y)

@@ -1,22 +1,27 @@
 """Pieces every attack shares: projections onto l_p balls inside the box, box-aware gradient
-masking, losses, per-point best-adversarial tracking and seeded random generators.
+masking, losses, random starts, per-point best-adversarial tracking and convergence, seeded
+random generators, annealing, and the checks of hyperparameters.
 
 Per-point quantities (eps, step size, done flags) are tensors of shape ``(N,)``.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
+from collections.abc import Callable
 
 import torch
 
-from .._norms import lp_norm
-from ..model import Classifier, margin
+from .._norms import lp_norm, norm_name, parse_norm
+from ..model import Classifier, margin, wrap
 
 __all__ = [
     "BestAdversarial", "Convergence", "project", "project_l1_box", "box_mask", "normalize",
-    "margin_loss",
-    "ce_loss", "expand", "generator_for", "steepest_step", "line_search",
+    "margin_loss", "ce_loss", "expand", "generator_for", "steepest_step", "line_search",
+    "random_start", "cosine", "check_positive", "check_count", "default_patience",
+    "box_radius", "search_box", "query_remaining", "attack", "check_attack_inputs", "per_point_eps",
 ]
 
 
@@ -25,10 +30,61 @@ def expand(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return v.reshape((-1,) + (1,) * (like.ndim - 1))
 
 
-def generator_for(seed: int, device: torch.device) -> torch.Generator:
+def generator_for(seed: int | torch.Generator | None, device: torch.device
+                  ) -> torch.Generator | None:
+    """A new generator on ``device`` seeded with ``seed``; a ``torch.Generator`` is used as it
+    is (and advances), so that a caller such as a training loop draws new starts per batch;
+    ``None`` is torch's global generator."""
+    if seed is None or isinstance(seed, torch.Generator):
+        return seed
     g = torch.Generator(device=device)
     g.manual_seed(int(seed))
     return g
+
+
+def cosine(k: int, steps: int, start: float, end: float) -> float:
+    """Cosine annealing from ``start`` (k = 0) to ``end`` (k = steps)."""
+    return end + (start - end) * (1 + math.cos(math.pi * k / max(steps, 1))) / 2
+
+
+def check_positive(name: str, value: float, strict: bool = True) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is a finite number ``> 0``
+    (``>= 0`` when not ``strict``)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or (value <= 0 if strict else value < 0):
+        raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} 0; "
+                         f"got {value!r}")
+
+
+def check_count(name: str, value: int, minimum: int = 1) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is an integer ``>= minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
+
+
+def default_patience(steps: int, patience: int | None) -> int:
+    """The convergence patience of the iterative minimal-norm attacks: ``max(10, steps // 5)``
+    steps unless given (``0`` disables stopping)."""
+    return max(10, steps // 5) if patience is None else int(patience)
+
+
+def box_radius(x: torch.Tensor, p: float, bounds: tuple[float, float]) -> torch.Tensor:
+    """Per point, the l_p distance from ``x`` to the farthest point of the box: no adversarial
+    inside the box is farther (``inf`` where the box is unbounded)."""
+    lo, hi = bounds
+    return lp_norm(torch.maximum(x - lo, hi - x), p)
+
+
+def search_box(x: torch.Tensor, bounds: tuple[float, float]) -> tuple[float, float]:
+    """Where searches that need a finite box (random starts in the box, a largest radius) look:
+    the input box itself, or where a bound is infinite the range the batch ``x`` spans widened
+    by its width (at least 1) on each side, within the bounds."""
+    lo, hi = bounds
+    if math.isfinite(lo) and math.isfinite(hi):
+        return bounds
+    a, b = float(x.min()), float(x.max())
+    w = max(b - a, 1.0)
+    return max(lo, a - w), min(hi, b + w)
 
 
 def margin_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -140,6 +196,26 @@ def project(x_adv: torch.Tensor, x: torch.Tensor, eps: torch.Tensor, p: float,
     return torch.clamp(x + delta, lo, hi)
 
 
+def random_start(x: torch.Tensor, eps: torch.Tensor, p: float, bounds: tuple[float, float],
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """A random point of the l_p ball of radius ``eps`` around ``x``, projected into the box."""
+    n, dim = x.shape[0], x[0].numel()
+    if p == math.inf:
+        u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) * 2 - 1
+        delta = u * expand(eps, x)
+    else:
+        if p == 2.0:
+            v = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        else:  # Laplace directions are uniform on the l1 sphere once normalised
+            e = torch.empty(x.shape, device=x.device, dtype=x.dtype)
+            e = e.exponential_(generator=generator)
+            s = torch.randint(0, 2, x.shape, generator=generator, device=x.device) * 2 - 1
+            v = e * s
+        r = torch.rand(n, generator=generator, device=x.device, dtype=x.dtype) ** (1.0 / dim)
+        delta = normalize(v, p) * expand(r * eps, x)
+    return project(x + delta, x, eps, p, bounds)
+
+
 class BestAdversarial:
     """Per point, the closest *verified* adversarial seen so far.
 
@@ -209,6 +285,16 @@ class Convergence:
 
 
 @torch.no_grad()
+def query_remaining(model: Classifier, tracker: BestAdversarial, active: torch.Tensor,
+                    points: torch.Tensor) -> None:
+    """Show ``tracker`` the last iterates ``points`` of the points still ``active``: a loop
+    that queries before it steps has not evaluated them yet (one forward pass each)."""
+    rows = active.nonzero().squeeze(1)
+    if rows.numel():
+        tracker.update(points[rows], model.logits(points[rows]), rows)
+
+
+@torch.no_grad()
 def line_search(model: Classifier, tracker: BestAdversarial, steps: int = 10) -> None:
     """Bisect each point's segment from ``x`` to its best adversarial for the boundary.
 
@@ -232,6 +318,73 @@ def line_search(model: Classifier, tracker: BestAdversarial, steps: int = 10) ->
 
 
 def check_attack_inputs(model: Classifier, x: torch.Tensor, y: torch.Tensor) -> None:
+    """Raise ``ValueError`` unless ``x`` is a batch ``(N, ...)`` of finite inputs inside the
+    model's bounds and ``y`` holds ``N`` integer labels."""
+    if x.ndim < 1 or y.ndim != 1:
+        raise ValueError(f"x must be a batch (N, ...) and y labels (N,); got shapes "
+                         f"{tuple(x.shape)} and {tuple(y.shape)}")
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"x and y must have the same length; got {x.shape[0]} and {y.shape[0]}")
+    if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
+        raise ValueError(f"y must hold integer class labels; got dtype {y.dtype}")
     model.check_inputs(x)
+
+
+def per_point_eps(eps: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
+    """A fixed-epsilon attack's radius as an ``(N,)`` tensor in ``x``'s dtype (a float applies
+    to every point); raises unless it has that shape and is finite and ``>= 0``."""
+    n = x.shape[0]
+    eps_t = torch.as_tensor(eps, dtype=x.dtype, device=x.device)
+    if eps_t.ndim == 0:
+        eps_t = eps_t.expand(n)
+    if eps_t.shape != (n,):
+        raise ValueError(f"eps must be a float or a tensor of shape ({n},); got shape "
+                         f"{tuple(eps_t.shape)}")
+    if not (torch.isfinite(eps_t).all() and (eps_t >= 0).all()):
+        raise ValueError(f"eps must be finite and >= 0; got min {float(eps_t.min())}, "
+                         f"max {float(eps_t.max())}")
+    return eps_t.clone()
+
+
+_HEAD = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=ann)
+         for name, ann in (("model", "Classifier | torch.nn.Module"), ("x", "torch.Tensor"),
+                           ("y", "torch.Tensor"), ("norm", "float | str"))]
+
+
+def attack(norms: tuple[float, ...] | None = None) -> Callable[[Callable], Callable]:
+    """Decorator making a public attack from its implementation.
+
+    The implementation is ``impl(model: Classifier, x, y, p: float, *, <hyperparameters>,
+    tracker=None)``, called with a wrapped model, checked inputs on the model's device and the
+    parsed norm ``p``. The public function is ``name(model, x, y, norm, *, <hyperparameters>)``
+    (the contract in :mod:`robcurves.attacks`): it accepts a :class:`~robcurves.model.Classifier`
+    or anything :func:`~robcurves.model.wrap` takes (a plain ``torch.nn.Module`` gets the
+    default bounds ``(0, 1)``), any spelling of the norm, refuses norms outside ``norms`` (all
+    if None), runs :func:`check_attack_inputs`, then calls the implementation. ``tracker``, the
+    private per-point best-adversarial plumbing, is not part of it: the pipelines (``auto``,
+    ``ensemble``, the epsilon search) call ``name._run`` (the implementation) directly.
+    """
+    def make(impl: Callable) -> Callable:
+        sig = inspect.signature(impl)
+        tail = [q for q in list(sig.parameters.values())[4:] if q.name != "tracker"]
+        public_sig = sig.replace(parameters=_HEAD + tail)
+        name = impl.__name__
+
+        @functools.wraps(impl)
+        def public(model, x, y, norm, **kwargs):  # noqa: ANN001, ANN202 (see __signature__)
+            public_sig.bind(model, x, y, norm, **kwargs)  # unknown or private keyword: TypeError
+            p = parse_norm(norm)
+            if norms is not None and p not in norms:
+                raise ValueError(f"{name} supports only the "
+                                 f"{' and '.join(norm_name(q) for q in norms)} norm"
+                                 f"{'s' if len(norms) > 1 else ''}; got {norm!r}")
+            clf = model if isinstance(model, Classifier) else wrap(model)
+            x, y = torch.as_tensor(x), torch.as_tensor(y)
+            check_attack_inputs(clf, x, y)
+            return impl(clf, x.detach().to(clf.device), y.to(clf.device), p, **kwargs)
+
+        del public.__wrapped__
+        public.__signature__ = public_sig
+        public._run = impl
+        return public
+    return make

@@ -11,16 +11,29 @@ from __future__ import annotations
 
 import torch
 
-from .._norms import lp_norm, parse_norm
+from .._norms import lp_norm
 from ..model import Classifier
-from ._core import BestAdversarial, Convergence, box_mask, ce_loss, expand, line_search, normalize
-from ._fmn import cosine
+from ._core import (
+    BestAdversarial,
+    Convergence,
+    attack,
+    box_mask,
+    box_radius,
+    ce_loss,
+    cosine,
+    default_patience,
+    expand,
+    line_search,
+    normalize,
+    query_remaining,
+)
 
 __all__ = ["ddn"]
 
 
-def ddn(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = 2.0,
-        steps: int = 100, init_norm: float = 1.0, gamma: float = 0.05, alpha_init: float = 1.0,
+@attack(norms=(2.0,))
+def ddn(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *, steps: int = 100,
+        init_norm: float = 1.0, gamma: float = 0.05, alpha_init: float = 1.0,
         alpha_final: float = 0.01, tol: float = 1e-3, patience: int | None = None,
         refine: int = 10, tracker: BestAdversarial | None = None) -> torch.Tensor:
     """DDN adversarials in l2; returns ``x`` itself where no adversarial was found.
@@ -36,20 +49,14 @@ def ddn(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = 2.0,
             0 disables).
         refine: forward-only bisection steps towards ``x`` from the best adversarial, which
             removes the up to ``gamma`` overshoot of the radius (0 disables).
-        tracker: per-point best adversarial to update (a new one if None).
     """
-    if parse_norm(norm) != 2.0:
-        raise ValueError(f"ddn supports only the l2 norm; got {norm!r}")
-    patience = max(10, steps // 5) if patience is None else int(patience)
-    x = x.detach().to(model.device)
-    y = y.to(model.device)
     n = x.shape[0]
     lo, hi = model.bounds
     tracker = tracker if tracker is not None else BestAdversarial(x, y, 2.0)
     delta = torch.zeros_like(x)
     eps = torch.full((n,), float(init_norm), dtype=x.dtype, device=x.device)
-    worst = lp_norm(torch.maximum(x - lo, hi - x), 2.0)
-    conv = Convergence(tracker, tol, patience)
+    worst = box_radius(x, 2.0, model.bounds)
+    conv = Convergence(tracker, tol, default_patience(steps, patience))
     active = torch.ones(n, dtype=torch.bool, device=x.device)
     for k in range(steps):
         rows = active.nonzero().squeeze(1)
@@ -66,10 +73,6 @@ def ddn(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = 2.0,
         d = d * expand(e / lp_norm(d, 2.0).clamp_min(1e-12), d)
         delta[rows] = torch.clamp(x[rows] + d, lo, hi) - x[rows]
         active[rows[conv.stale(k, rows)]] = False
-    rows = active.nonzero().squeeze(1)
-    if rows.numel():
-        with torch.no_grad():
-            z = model.logits(x[rows] + delta[rows])
-        tracker.update(x[rows] + delta[rows], z, rows)
+    query_remaining(model, tracker, active, x + delta)
     line_search(model, tracker, refine)
     return torch.where(expand(tracker.found, x), tracker.best, x)

@@ -8,11 +8,11 @@ import math
 
 import torch
 
-from .._norms import dual_norm, parse_norm
+from .._norms import dual_norm
 from ..model import Classifier
-from ._core import BestAdversarial, expand, line_search
+from ._core import BestAdversarial, attack, expand, line_search
 
-__all__ = ["deepfool"]
+__all__ = ["deepfool", "linear_targets"]
 
 
 def _class_gradients(model: Classifier, x: torch.Tensor, y: torch.Tensor, classes: torch.Tensor
@@ -53,7 +53,8 @@ def _min_step(f: torch.Tensor, w: torch.Tensor, p: float
     return r.reshape(w.shape), scale
 
 
-def deepfool(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = "inf",
+@attack()
+def deepfool(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
              steps: int = 50, overshoot: float = 0.02, candidates: int = 10,
              refine: int = 14, tracker: BestAdversarial | None = None) -> torch.Tensor:
     """Minimal-norm DeepFool; returns adversarials (``x`` itself where none was found).
@@ -66,11 +67,7 @@ def deepfool(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object =
             removes the overshoot (0 disables). The boundary is then located to within
             ``2**-refine`` of the segment: 14 steps (6e-5) keep the distance reproducible to
             1e-4 when the same model is evaluated by another framework with float32 rounding.
-        tracker: if given, updated with every queried point.
     """
-    p = parse_norm(norm)
-    x = x.detach().to(model.device)
-    y = y.to(model.device)
     lo, hi = model.bounds
     tracker = tracker or BestAdversarial(x, y, p)
     n = x.shape[0]
@@ -103,24 +100,19 @@ def deepfool(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object =
     return torch.where(expand(tracker.found, x), tracker.best, x)
 
 
-
-
-def linear_targets(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = "inf",
-                   candidates: int = 9, tracker: BestAdversarial | None = None
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+@attack()
+def linear_targets(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
+                   candidates: int = 9) -> tuple[torch.Tensor, torch.Tensor]:
     """Classes ranked by the linearised l_p distance to their decision boundary at ``x``.
 
     One forward pass and ``candidates`` backward passes per point (the highest-scoring classes
     other than the label are the candidates). Returns ``(classes, distances)``, both
     ``(N, candidates)``, sorted by increasing distance ``|z_k - z_y| / ||grad(z_k - z_y)||_q``.
+    Not an attack, but called the same way (``linear_targets(model, x, y, norm, *,
+    candidates)``).
     """
-    p = parse_norm(norm)
-    x = x.detach().to(model.device)
-    y = y.to(model.device)
     with torch.no_grad():
         z0 = model.logits(x)
-    if tracker is not None:
-        tracker.update(x, z0)
     k = min(candidates, z0.shape[1] - 1)
     order = z0.clone()
     order.scatter_(1, y[:, None], -torch.inf)

@@ -51,18 +51,10 @@ import math
 
 import torch
 
-from .._norms import lp_norm, parse_norm
-from ..model import Classifier, margin
-from ._core import BestAdversarial, check_attack_inputs, expand, line_search
-from ._cw import (
-    _NO_UPPER,
-    abort_stale,
-    check_count,
-    check_positive,
-    clamped_margin,
-    query_last,
-    update_constants,
-)
+from .._norms import lp_norm
+from ..model import Classifier
+from ._core import BestAdversarial, attack, check_count, check_positive, expand
+from ._tradeoff import Round, tradeoff_search
 
 __all__ = ["ead"]
 
@@ -86,7 +78,39 @@ def _shrink(v: torch.Tensor, x: torch.Tensor, beta: float, lo: float, hi: float)
     return torch.clamp(x + torch.sign(d) * (d.abs() - beta).clamp_min(0.0), lo, hi)
 
 
-def ead(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = 1.0,
+class _IstaRound(Round):
+    """One EAD round: (F)ISTA from the clean input, queried at the slack points."""
+
+    def __init__(self, x: torch.Tensor, beta: float, lr: float, steps: int, fista: bool,
+                 bounds: tuple[float, float]) -> None:
+        self.x, self.beta, self.lr, self.steps, self.fista = x, beta, lr, steps, fista
+        self.lo, self.hi = bounds
+        self.xk = x.clone()  # the (F)ISTA iterate, always in the box
+        self.sk = x.clone()  # the slack point where the gradient is taken
+
+    def point(self, k: int, rows: torch.Tensor) -> torch.Tensor:
+        return self.sk[rows]
+
+    def last(self, rows: torch.Tensor) -> torch.Tensor:
+        return self.xk[rows]
+
+    def step(self, k: int, rows: torch.Tensor, xa: torch.Tensor, f: torch.Tensor,
+             g: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        x0, lo, hi = self.x[rows], self.lo, self.hi
+        d = xa - x0
+        obj = c * f + lp_norm(d, 2.0) ** 2 + self.beta * lp_norm(d, 1.0)
+        step = self.lr * math.sqrt(1 - k / self.steps)
+        x_new = _shrink(xa - step * (expand(c, d) * g + 2 * d), x0, self.beta, lo, hi)
+        if self.fista:
+            self.sk[rows] = torch.clamp(x_new + k / (k + 3) * (x_new - self.xk[rows]), lo, hi)
+        else:
+            self.sk[rows] = x_new
+        self.xk[rows] = x_new
+        return obj
+
+
+@attack(norms=(1.0,))
+def ead(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
         steps: int = 100, search_steps: int = 9, c_init: float = 1e-2, beta: float = 0.1,
         lr: float = 0.01, kappa: float = 0.0, decision: str = "l1", fista: bool = True,
         abort_early: bool = True, refine: int = 10, tracker: BestAdversarial | None = None
@@ -111,11 +135,7 @@ def ead(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = 1.0,
             found.
         refine: forward-only bisection steps on the segment from ``x`` to the best adversarial
             (0 disables).
-        tracker: per-point best adversarial to update (a new one if None); only with
-            ``decision="l1"``, since a shared tracker ranks by the l1 distance.
     """
-    if parse_norm(norm) != 1.0:
-        raise ValueError(f"ead supports only the l1 norm; got {norm!r}")
     check_count("steps", steps)
     check_count("search_steps", search_steps)
     check_count("refine", refine, 0)
@@ -128,51 +148,10 @@ def ead(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = 1.0,
     if decision == "en" and tracker is not None:
         raise ValueError("decision='en' ranks adversarials by the elastic-net distance and "
                          "cannot share an l1 tracker; pass tracker=None or decision='l1'")
-    x = x.detach().to(model.device)
-    y = y.to(model.device)
-    check_attack_inputs(model, x, y)
-    n = x.shape[0]
-    lo, hi = model.bounds
     beta = float(beta)
     if tracker is None:
         tracker = BestAdversarial(x, y, 1.0) if decision == "l1" else _ElasticNetBest(x, y, beta)
-    loss_fn = clamped_margin(float(kappa))
-    patience = max(1, steps // 10)
-    c = torch.full((n,), float(c_init), dtype=torch.float64, device=x.device)
-    lower = torch.zeros_like(c)
-    upper = torch.full_like(c, _NO_UPPER)
-    for _ in range(search_steps):
-        todo = tracker.dist != 0  # a misclassified clean point has nothing left to improve
-        if not todo.any():
-            break
-        xk = x.clone()  # the (F)ISTA iterate, always in the box
-        sk = x.clone()  # the slack point where the gradient is taken
-        success = torch.zeros(n, dtype=torch.bool, device=x.device)
-        check_loss = torch.full((n,), math.inf, dtype=x.dtype, device=x.device)
-        check_dist = torch.full_like(tracker.dist, math.inf)
-        active = todo.clone()
-        cx = c.to(x.dtype)
-        for k in range(steps):
-            rows = active.nonzero().squeeze(1)
-            if rows.numel() == 0:
-                break
-            s, x0 = sk[rows], x[rows]
-            z, f, g = model.value_and_grad(s, y[rows], loss_fn)
-            adv = tracker.update(s, z, rows)
-            success[rows] |= adv & (margin(z, y[rows]) <= -kappa)
-            d = s - x0
-            obj = cx[rows] * f + lp_norm(d, 2.0) ** 2 + beta * lp_norm(d, 1.0)
-            step = lr * math.sqrt(1 - k / steps)
-            x_new = _shrink(s - step * (expand(cx[rows], d) * g + 2 * d), x0, beta, lo, hi)
-            if fista:
-                sk[rows] = torch.clamp(x_new + k / (k + 3) * (x_new - xk[rows]), lo, hi)
-            else:
-                sk[rows] = x_new
-            xk[rows] = x_new
-            if abort_early and k % patience == 0:
-                abort_stale(active, rows, obj, tracker, check_loss, check_dist)
-        # the last iterates x_k of the points still running have not been queried
-        query_last(model, tracker, active, lambda r, xk=xk: xk[r], y, success, kappa)
-        update_constants(c, lower, upper, success)
-    line_search(model, tracker, refine)
-    return torch.where(expand(tracker.found, x), tracker.best, x)
+    return tradeoff_search(model, x, y, tracker,
+                           lambda: _IstaRound(x, beta, float(lr), steps, fista, model.bounds),
+                           steps=steps, search_steps=search_steps, c_init=c_init, kappa=kappa,
+                           abort_early=abort_early, refine=refine)

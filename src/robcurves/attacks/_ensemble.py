@@ -77,17 +77,16 @@ distance any method found, median / 95th percentile, and optimality as defined t
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 
 import torch
 
-from .._norms import parse_norm
 from ..model import Classifier
-from ._core import BestAdversarial, expand, generator_for, line_search
+from ._core import BestAdversarial, attack, expand, generator_for, line_search, random_start
 from ._deepfool import linear_targets
 from ._fmn import fmn
-from ._pgd import random_start
 
 __all__ = ["auto", "ensemble", "AUTO_STEPS", "auto_plan"]
 
@@ -155,7 +154,8 @@ def _steps_for(budget: int | None, runs: int, sweeps: int, candidates: int) -> i
     return steps
 
 
-def auto(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = "inf",
+@attack()
+def auto(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
          budget: int | None = None, restarts: int = 0, sweep: bool | None = None, seed: int = 0,
          tracker: BestAdversarial | None = None) -> torch.Tensor:
     """The default minimal-norm pipeline (see the module docstring); returns adversarials,
@@ -174,11 +174,7 @@ def auto(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = "in
             found so far. Default (``None``): on for l_inf and l1, off for l2 (where it did
             not help; see the module docstring).
         seed: seeds the random starts.
-        tracker: per-point best adversarial to update (a new one if None).
     """
-    p = parse_norm(norm)
-    x = x.detach().to(model.device)
-    y = y.to(model.device)
     tracker = tracker if tracker is not None else BestAdversarial(x, y, p)
     with torch.no_grad():
         z = model.logits(x)
@@ -194,23 +190,24 @@ def auto(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = "in
         return x.clone()
     xs, ys = x[todo], y[todo]
     sub = BestAdversarial(xs, ys, p)
-    classes, _ = linear_targets(model, xs, ys, _RANK_NORM[p], candidates=candidates)
+    classes, _ = linear_targets._run(model, xs, ys, _RANK_NORM[p], candidates=candidates)
     gen = generator_for(seed, x.device)
     alpha = _ALPHA[p]
     for kind, i in plan:
         if kind == "target":
-            fmn(model, xs, ys, p, steps=steps, alpha_init=alpha, targets=classes[:, i],
-                sparsity=None, tracker=sub)
+            fmn._run(model, xs, ys, p, steps=steps, alpha_init=alpha, targets=classes[:, i],
+                     sparsity=None, tracker=sub)
         elif kind == "untargeted":
-            fmn(model, xs, ys, p, steps=steps, alpha_init=alpha, sparsity=None, tracker=sub)
+            fmn._run(model, xs, ys, p, steps=steps, alpha_init=alpha, sparsity=None,
+                     tracker=sub)
         else:
             radius = torch.where(sub.found, sub.dist, torch.zeros_like(sub.dist)).to(x.dtype)
             start = random_start(xs, radius, p, model.bounds, gen)
-            fmn(model, xs, ys, p, steps=steps, alpha_init=alpha, x_init=start, sparsity=None,
-                tracker=sub)
+            fmn._run(model, xs, ys, p, steps=steps, alpha_init=alpha, x_init=start,
+                     sparsity=None, tracker=sub)
     for i in sweeps:
-        fmn(model, xs, ys, p, steps=max(5, steps // _SWEEP_DIV), alpha_init=alpha,
-            targets=classes[:, i], sparsity=None, tracker=sub)
+        fmn._run(model, xs, ys, p, steps=max(5, steps // _SWEEP_DIV), alpha_init=alpha,
+                 targets=classes[:, i], sparsity=None, tracker=sub)
     if p == 1.0 and bool(sub.found.any()):
         # the dense l1 steps can stall on an edge of the l1 ball instead of its vertex (1.3%
         # above the closed form on linear models): polish with sparse steps from the best
@@ -219,8 +216,9 @@ def auto(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = "in
             target = model.logits(sub.best[rows]).argmax(1)
         polish = BestAdversarial(xs[rows], ys[rows], p)
         polish.dist[:], polish.best[:] = sub.dist[rows], sub.best[rows]
-        fmn(model, xs[rows], ys[rows], p, steps=max(5, steps // 4), alpha_init=alpha,
-            sparsity=_POLISH_SPARSITY, x_init=sub.best[rows], targets=target, tracker=polish)
+        fmn._run(model, xs[rows], ys[rows], p, steps=max(5, steps // 4), alpha_init=alpha,
+                 sparsity=_POLISH_SPARSITY, x_init=sub.best[rows], targets=target,
+                 tracker=polish)
         sub.dist[rows], sub.best[rows] = polish.dist, polish.best
     line_search(model, sub, _REFINE)
     better = sub.dist < tracker.dist[todo]
@@ -230,16 +228,33 @@ def auto(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = "in
     return torch.where(expand(tracker.found, x), tracker.best, x)
 
 
-def ensemble(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object,
+@attack()
+def ensemble(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
              attacks: Sequence[Callable[..., torch.Tensor]],
              tracker: BestAdversarial | None = None) -> torch.Tensor:
-    """Run ``attacks`` (each ``fn(model, x, y, norm, tracker=...)``) in order on the same points
-    and keep, per point, the closest verified adversarial any of them queried. Use
-    ``functools.partial`` to fix each attack's own budget (``steps``...)."""
-    p = parse_norm(norm)
-    x = x.detach().to(model.device)
-    y = y.to(model.device)
+    """Run ``attacks`` in order on the same points and keep, per point, the closest verified
+    adversarial. Each is an attack of this package (every iterate it queries counts) or
+    ``functools.partial`` of one fixing its own budget (``steps``...), or any other callable
+    ``fn(model, x, y, norm) -> adversarials`` (only the adversarials it returns count, checked
+    with one forward pass)."""
     tracker = tracker if tracker is not None else BestAdversarial(x, y, p)
     for fn in attacks:
-        fn(model, x, y, p, tracker=tracker)
+        run = _with_tracker(fn)
+        if run is not None:
+            run(model, x, y, p, tracker=tracker)
+        else:
+            adv = torch.as_tensor(fn(model, x, y, p)).detach().to(x.device, x.dtype)
+            inside = ((adv >= model.bounds[0]) & (adv <= model.bounds[1])).flatten(1).all(1)
+            adv = torch.where(expand(inside, x), adv, x)
+            with torch.no_grad():
+                tracker.update(adv, model.logits(adv))
     return torch.where(expand(tracker.found, x), tracker.best, x)
+
+
+def _with_tracker(fn: Callable) -> Callable | None:
+    """The tracker-taking implementation behind an attack of this package (through any
+    ``functools.partial``), or None for a foreign callable."""
+    if isinstance(fn, functools.partial):
+        inner = _with_tracker(fn.func)
+        return None if inner is None else functools.partial(inner, *fn.args, **fn.keywords)
+    return getattr(fn, "_run", None)

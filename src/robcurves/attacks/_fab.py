@@ -40,17 +40,18 @@ import math
 
 import torch
 
-from .._norms import dual_norm, lp_norm, parse_norm
+from .._norms import dual_norm, lp_norm
 from ..model import Classifier
 from ._core import (
     BestAdversarial,
     Convergence,
-    check_attack_inputs,
+    attack,
+    default_patience,
     expand,
     generator_for,
     line_search,
+    random_start,
 )
-from ._pgd import random_start
 
 __all__ = ["fab", "project_hyperplane_box"]
 
@@ -151,7 +152,8 @@ def _linearise(model: Classifier, x: torch.Tensor, y: torch.Tensor, candidates: 
     return z.detach(), diff.detach(), torch.stack(grads, 1)
 
 
-def fab(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = "inf",
+@attack()
+def fab(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
         steps: int = 100, restarts: int = 0, alpha_max: float = 0.1, eta: float = 1.05,
         beta: float = 0.9, candidates: int = 9, targets: torch.Tensor | None = None,
         tol: float = 1e-3, patience: int | None = None, refine: int = 10, seed: int = 0,
@@ -176,9 +178,7 @@ def fab(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = "inf
         refine: forward-only bisection steps on the segment from ``x`` to the best adversarial
             at the end (0 disables).
         seed: seeds the random starts of the restarts.
-        tracker: per-point best adversarial to update (a new one if None).
     """
-    p = parse_norm(norm)
     q = dual_norm(p)
     if int(steps) < 1:
         raise ValueError(f"steps must be >= 1; got {steps}")
@@ -192,10 +192,7 @@ def fab(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = "inf
         raise ValueError(f"beta must lie in (0, 1); got {beta}")
     if int(candidates) < 1:
         raise ValueError(f"candidates must be >= 1; got {candidates}")
-    check_attack_inputs(model, x, y)
-    patience = max(10, steps // 5) if patience is None else int(patience)
-    x = x.detach().to(model.device)
-    y = y.to(model.device)
+    patience = default_patience(steps, patience)
     n = x.shape[0]
     if targets is not None:
         targets = torch.as_tensor(targets).to(model.device)

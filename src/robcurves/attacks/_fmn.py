@@ -29,16 +29,24 @@ import math
 
 import torch
 
-from .._norms import dual_norm, lp_norm, parse_norm
+from .._norms import dual_norm, lp_norm
 from ..model import Classifier, margin
-from ._core import BestAdversarial, Convergence, box_mask, expand, normalize, project, steepest_step
+from ._core import (
+    BestAdversarial,
+    Convergence,
+    attack,
+    box_mask,
+    box_radius,
+    cosine,
+    default_patience,
+    expand,
+    normalize,
+    project,
+    query_remaining,
+    steepest_step,
+)
 
-__all__ = ["fmn", "cosine"]
-
-
-def cosine(k: int, steps: int, start: float, end: float) -> float:
-    """Cosine annealing from ``start`` (k = 0) to ``end`` (k = steps)."""
-    return end + (start - end) * (1 + math.cos(math.pi * k / max(steps, 1))) / 2
+__all__ = ["fmn"]
 
 
 def _neg_margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -50,7 +58,8 @@ def _target_gap(logits: torch.Tensor, yt: torch.Tensor) -> torch.Tensor:
     return logits.gather(1, yt[:, 1:]).squeeze(1) - logits.gather(1, yt[:, :1]).squeeze(1)
 
 
-def fmn(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = "inf",
+@attack()
+def fmn(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
         steps: int = 100, alpha_init: float | None = None, alpha_final: float | None = None,
         gamma_init: float = 0.05, gamma_final: float = 0.001, x_init: torch.Tensor | None = None,
         tol: float = 1e-3, patience: int | None = None, sparsity: float | None = 0.99,
@@ -75,25 +84,19 @@ def fmn(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = "inf
             box sparsify it (tighter on networks: ``auto`` uses it, then polishes sparsely).
         targets: optional per-point class ``(N,)`` whose logit the steps push above the label's
             (the boundary to aim at); any misclassification still counts as adversarial.
-        tracker: per-point best adversarial to update (a new one if None).
     """
-    p = parse_norm(norm)
     q = dual_norm(p)
     alpha_init = {math.inf: 0.3, 2.0: 1.0, 1.0: 0.2}[p] if alpha_init is None else alpha_init
     alpha_final = alpha_init / 100 if alpha_final is None else alpha_final
     dense_l1 = p == 1.0 and sparsity is None
     sparsity = 0.99 if sparsity is None else float(sparsity)
-    patience = max(10, steps // 5) if patience is None else int(patience)
-    x = x.detach().to(model.device)
-    y = y.to(model.device)
-    targets = None if targets is None else targets.to(model.device)
+    targets = None if targets is None else torch.as_tensor(targets).to(model.device)
     n = x.shape[0]
-    lo, hi = model.bounds
     tracker = tracker if tracker is not None else BestAdversarial(x, y, p)
     delta = torch.zeros_like(x) if x_init is None else (x_init.to(x.device) - x).detach().clone()
     eps = torch.full((n,), math.inf, dtype=x.dtype, device=x.device)
-    worst = lp_norm(torch.maximum(x - lo, hi - x), p)
-    conv = Convergence(tracker, tol, patience)
+    worst = box_radius(x, p, model.bounds)
+    conv = Convergence(tracker, tol, default_patience(steps, patience))
     active = torch.ones(n, dtype=torch.bool, device=x.device)
     for k in range(steps):
         rows = active.nonzero().squeeze(1)
@@ -126,9 +129,5 @@ def fmn(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = "inf
         delta[rows] = x_new - x[rows]
         # convergence: no relative improvement beyond tol during `patience` steps
         active[rows[conv.stale(k, rows)]] = False
-    rows = active.nonzero().squeeze(1)
-    if rows.numel():  # the last step's iterates have not been queried yet
-        with torch.no_grad():
-            z = model.logits(x[rows] + delta[rows])
-        tracker.update(x[rows] + delta[rows], z, rows)
+    query_remaining(model, tracker, active, x + delta)
     return torch.where(expand(tracker.found, x), tracker.best, x)

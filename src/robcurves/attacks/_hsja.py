@@ -2,14 +2,15 @@
 l_inf that needs only predicted labels, for models without gradients (scikit-learn forests,
 ONNX graphs that cannot be converted, any ``predict`` callable).
 
-Each point starts from an adversarial (random uniform noise in the box, or ``x_init``), moves
+Each point starts from an adversarial (random rays or uniform noise in the box, for unbounded
+inputs in the box the batch spans widened by its width; or ``x_init``), moves
 it onto the decision boundary by a binary search towards ``x``, then repeats: estimate the
 boundary's normal at the current boundary point by Monte-Carlo label queries, step along it by
 a geometrically shrinking step size until the label still differs, and binary-search back
 onto the boundary towards ``x``. All points of a batch advance together; their step sizes,
 probe radii, distances and query counts are tensors.
 
-Queries: every input whose label is asked counts one query for its point. ``max_queries`` is a
+Queries: every input whose label is asked counts one query for its point. ``budget`` is a
 hard per-point cap: a point stops before an iteration that could exceed it. Queries go through
 ``model.predict``, so ``Distances.cost["forward_per_point"]`` reports the mean queries per
 point. Distances from this attack are black-box upper bounds (``hsja.black_box is True``).
@@ -21,9 +22,9 @@ import math
 
 import torch
 
-from .._norms import lp_norm, parse_norm
+from .._norms import lp_norm
 from ..model import Classifier
-from ._core import check_attack_inputs, expand, generator_for
+from ._core import attack, expand, generator_for, search_box
 
 __all__ = ["hsja", "LabelOracle", "boundary_search"]
 
@@ -121,22 +122,24 @@ def _estimate_direction(oracle: LabelOracle, xb: torch.Tensor, rows: torch.Tenso
 
 
 def _ray_starts(oracle: LabelOracle, x: torch.Tensor, rows: torch.Tensor, n_rays: int,
-                p: float, bounds: tuple[float, float], gen: torch.Generator
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                p: float, bounds: tuple[float, float], gen: torch.Generator,
+                span: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Adversarials along ``n_rays`` random rays from each point: the step doubles until the
     label changes, then a coarse binary search finds the boundary. Returns per ray (flattened
     point-major, ``len(rows) * n_rays``) the boundary point, its distance (inf where the ray
-    left the box unbroken) and the label found there."""
+    left the box unbroken) and the label found there. The steps reach the diameter of ``span``
+    (the box, or where it is unbounded the search box of the batch)."""
     lo_b, hi_b = bounds
+    width = span[1] - span[0]
     xr = x.repeat_interleave(n_rays, 0)
     rr = rows.repeat_interleave(n_rays)
     if p == 2.0:
         u = torch.randn(xr.shape, generator=gen, device=x.device, dtype=x.dtype)
         u = u / expand(lp_norm(u, 2.0), u)
-        top = (hi_b - lo_b) * math.sqrt(x[0].numel())
+        top = width * math.sqrt(x[0].numel())
     else:
         u = torch.randint(0, 2, xr.shape, generator=gen, device=x.device).to(x.dtype) * 2 - 1
-        top = hi_b - lo_b
+        top = width
     cand = xr.clone()
     hit = torch.zeros(xr.shape[0], dtype=torch.bool, device=x.device)
     s = top / 64
@@ -208,58 +211,55 @@ def _walk(oracle: LabelOracle, x: torch.Tensor, xa: torch.Tensor, dist: torch.Te
     return best, dist
 
 
-def hsja(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = 2,
-         max_queries: int = 5000, targets: int = 1, steps: int | None = None,
+@attack(norms=(2.0, math.inf))
+def hsja(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *, budget: int = 5000,
+         n_targets: int = 1, steps: int | None = None,
          init_evals: int = 100, max_evals: int = 1000, gamma: float = 1.0, init_rays: int = 10,
          init_tries: int = 50, tol: float | None = None, max_halvings: int = 25, seed: int = 0,
-         x_init: torch.Tensor | None = None, budget: int | None = None) -> torch.Tensor:
+         x_init: torch.Tensor | None = None) -> torch.Tensor:
     """Decision-based minimal-norm adversarials (l2 or l_inf); ``x`` where none was found.
 
     Untargeted HopSkipJump walks along the boundary of the whole adversarial region, and can
     settle on the boundary of a class that is not the closest (a local minimum: even for a
     linear model the distance to the complement of a convex cell has one per facet). With
-    ``targets > 1`` the closest ``targets`` classes met by the initial rays are attacked
+    ``n_targets > 1`` the closest ``n_targets`` classes met by the initial rays are attacked
     separately (targeted: the adversarial region of one class of a linear model is convex, so
     its walk has no such local minimum) and each point keeps its closest result; the query
     budget is shared among them.
 
     Args:
         norm: ``2`` or ``"inf"``.
-        max_queries: hard cap on label queries per point (including the initial ones).
-        targets: 1 for the untargeted attack; k > 1 to attack the k closest classes found.
+        budget: hard cap on label queries (model forward passes) per point, the initial ones
+            included.
+        n_targets: 1 for the untargeted attack; k > 1 to attack the k closest classes found.
         steps: largest number of HopSkipJump iterations (default: until the budget is spent).
         init_evals, max_evals: probes for the normal estimate at iteration ``t`` are
             ``min(init_evals * sqrt(t), max_evals)``.
         gamma: probe radius factor: probes lie at ``gamma * dist / D`` around the boundary
             point (D the input dimension), as in the paper.
         init_rays: random rays from each point searched for starting adversarials (at least
-            1 when ``targets > 1``); points no ray breaks try uniform draws in the box.
+            1 when ``n_targets > 1``); points no ray breaks try uniform draws in the box.
         init_tries: random uniform draws in the box tried to find a starting adversarial.
         tol: relative precision of the binary searches (default ``min(1e-4, 0.1 gamma / D)``).
         max_halvings: geometric step-size halvings tried per iteration.
         seed: seeds the random starts and probes.
         x_init: starting adversarials (rows that are not adversarial fall back to random ones;
             used by the untargeted walk).
-        budget: same as ``max_queries`` (model passes per point, as the CLI's ``--budget``).
     """
-    p = parse_norm(norm)
-    max_queries = int(budget) if budget is not None else int(max_queries)
-    if p not in (2.0, math.inf):
-        raise ValueError(f"hsja supports norms l2 and linf; got {norm!r}")
-    if int(targets) < 1:
-        raise ValueError(f"targets must be >= 1; got {targets}")
-    check_attack_inputs(model, x, y)
-    x = x.detach().to(model.device)
-    y = y.to(model.device)
+    max_queries = int(budget)
+    targets = int(n_targets)
+    if targets < 1:
+        raise ValueError(f"n_targets must be >= 1; got {n_targets}")
     n, d = x.shape[0], x[0].numel()
     bounds = model.bounds
     lo_b, hi_b = bounds
+    span = search_box(x, bounds)  # where random starts are drawn
     tol = float(tol) if tol is not None else min(1e-4, 0.1 * gamma / d)
     bs_iters = max(1, math.ceil(math.log2(1.0 / tol)))
     init_rays = max(int(init_rays), 1 if targets > 1 else 0)
     start_cost = 2 + init_rays * 15 + init_tries + bs_iters
     if max_queries < start_cost:
-        raise ValueError(f"max_queries={max_queries} cannot even cover the start ({start_cost} "
+        raise ValueError(f"budget={max_queries} cannot even cover the start ({start_cost} "
                          f"queries: the clean check, {init_rays} rays, {init_tries} random draws "
                          f"and a {bs_iters}-step binary search); raise it or lower init_rays")
     gen = generator_for(seed, x.device)
@@ -284,7 +284,8 @@ def hsja(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = 2,
     ray_pts = (~found).nonzero().squeeze(1)
     ray_x = ray_d = ray_l = None
     if init_rays > 0 and ray_pts.numel():
-        ray_x, ray_d, ray_l = _ray_starts(oracle, x[ray_pts], ray_pts, init_rays, p, bounds, gen)
+        ray_x, ray_d, ray_l = _ray_starts(oracle, x[ray_pts], ray_pts, init_rays, p, bounds, gen,
+                                          span)
         pick = ray_d.reshape(-1, init_rays).argmin(1)
         flat = torch.arange(ray_pts.shape[0], device=x.device) * init_rays + pick
         ok = torch.isfinite(ray_d[flat])
@@ -295,7 +296,7 @@ def hsja(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = 2,
         if rows.numel() == 0:
             break
         noise = torch.rand((rows.shape[0], *x.shape[1:]), generator=gen, device=x.device,
-                           dtype=x.dtype) * (hi_b - lo_b) + lo_b
+                           dtype=x.dtype) * (span[1] - span[0]) + span[0]
         ok = oracle(noise, rows)
         xa[rows[ok]] = noise[ok]
         found[rows[ok]] = True

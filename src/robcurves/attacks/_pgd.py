@@ -4,55 +4,37 @@ minimal adversarial distances by bisection over epsilon."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
 
-from .._norms import parse_norm
 from ..model import Classifier
 from ._core import (
     BestAdversarial,
+    attack,
     box_mask,
     ce_loss,
     expand,
+    generator_for,
     margin_loss,
-    normalize,
+    per_point_eps,
     project,
+    random_start,
     steepest_step,
 )
 
-__all__ = ["pgd", "random_start"]
+__all__ = ["pgd"]
 
 _LOSSES = {"ce": ce_loss, "margin": margin_loss}
 
 
-def random_start(x: torch.Tensor, eps: torch.Tensor, p: float, bounds: tuple[float, float],
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-    """A random point of the l_p ball of radius ``eps`` around ``x``, projected into the box."""
-    n, dim = x.shape[0], x[0].numel()
-    if p == math.inf:
-        u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) * 2 - 1
-        delta = u * expand(eps, x)
-    else:
-        if p == 2.0:
-            v = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        else:  # Laplace directions are uniform on the l1 sphere once normalised
-            e = torch.empty(x.shape, device=x.device, dtype=x.dtype)
-            e = e.exponential_(generator=generator)
-            s = torch.randint(0, 2, x.shape, generator=generator, device=x.device) * 2 - 1
-            v = e * s
-        r = torch.rand(n, generator=generator, device=x.device, dtype=x.dtype) ** (1.0 / dim)
-        delta = normalize(v, p) * expand(r * eps, x)
-    return project(x + delta, x, eps, p, bounds)
-
-
-def pgd(model: Classifier, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor | float,
-        norm: object = "inf", steps: int = 20, step_size: float = 2.5,
+@attack()
+def pgd(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
+        eps: torch.Tensor | float, steps: int = 20, step_size: float = 2.5,
         loss: str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = "ce",
         random_init: bool = False, x_init: torch.Tensor | None = None,
-        generator: torch.Generator | None = None, stop_on_success: bool = False,
-        tracker: BestAdversarial | None = None, sparsity: float = 0.99) -> torch.Tensor:
+        seed: int | torch.Generator | None = 0, early_stop: bool = False, sparsity: float = 0.99,
+        tracker: BestAdversarial | None = None) -> torch.Tensor:
     """PGD inside ``{x' : ||x' - x||_p <= eps, x' in model.bounds}``.
 
     Args:
@@ -60,33 +42,33 @@ def pgd(model: Classifier, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor |
         step_size: step length as a multiple of ``eps / steps`` (per sample).
         loss: ``"ce"`` (cross-entropy, for training), ``"margin"`` (``max_k z_k - z_y``) or a
             callable ``(logits, y) -> (N,)`` per-sample loss to ascend (for example TRADES' KL
-            term); it is called on the rows still active, all rows unless ``stop_on_success``.
+            term); it is called on the rows still active, all rows unless ``early_stop``.
         random_init: start from a random point of the ball (else from ``x_init`` or ``x``).
-        stop_on_success: freeze points once misclassified (they cost nothing afterwards).
-        tracker: if given, every queried iterate updates this per-point best adversarial.
+        x_init: starting points (projected into the ball).
+        seed: seeds the random start: an int, a ``torch.Generator`` used as it is (a training
+            loop passes one, so that every batch draws new starts), or None (torch's global
+            generator).
+        early_stop: freeze points once misclassified (they cost nothing afterwards).
         sparsity: for l1, the step moves only coordinates whose |gradient| is in this top
             quantile (0.99: the top 1%), then projects onto the l1 ball and the box.
 
     Returns:
-        The final iterates (adversarial or not); with ``stop_on_success`` the first
+        The final iterates (adversarial or not); with ``early_stop`` the first
         misclassified iterate of each point.
     """
-    p = parse_norm(norm)
     if callable(loss):
         loss_fn = loss
     elif loss in _LOSSES:
         loss_fn = _LOSSES[loss]
     else:
         raise ValueError(f"loss must be one of {sorted(_LOSSES)} or a callable; got {loss!r}")
-    x = x.detach().to(model.device)
-    y = y.to(model.device)
     n = x.shape[0]
-    eps_t = torch.as_tensor(eps, dtype=x.dtype, device=x.device).expand(n).clone()
+    eps_t = per_point_eps(eps, x)
     alpha = eps_t * step_size / steps
     if x_init is not None:
         x_adv = project(x_init.to(x.device), x, eps_t, p, model.bounds)
     elif random_init:
-        x_adv = random_start(x, eps_t, p, model.bounds, generator)
+        x_adv = random_start(x, eps_t, p, model.bounds, generator_for(seed, x.device))
     else:
         x_adv = x.clone()
     active = torch.ones(n, dtype=torch.bool, device=x.device)
@@ -99,7 +81,7 @@ def pgd(model: Classifier, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor |
         adv = z.argmax(1) != y[rows]
         if tracker is not None:
             tracker.update(xa, z, rows)
-        if stop_on_success:
+        if early_stop:
             active[rows[adv]] = False
             keep = ~adv
             rows, xa, g = rows[keep], xa[keep], g[keep]
@@ -109,7 +91,7 @@ def pgd(model: Classifier, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor |
         a = expand(alpha[rows], xa)
         step = a * steepest_step(g, p, sparsity)
         x_adv[rows] = project(xa + step, x[rows], eps_t[rows], p, model.bounds)
-    if tracker is not None or stop_on_success:
+    if tracker is not None or early_stop:
         rows = active.nonzero().squeeze(1)
         if rows.numel():
             with torch.no_grad():

@@ -1,7 +1,9 @@
 """Minimal adversarial distance by per-point bisection over epsilon with PGD (or APGD).
 
 A DeepFool start gives each point an upper bound; points DeepFool cannot break get an
-epsilon that doubles until PGD breaks them; then each point bisects between the largest
+epsilon that doubles until PGD breaks them (from 1/256 of the box's l_p diameter up to the
+diameter; for unbounded inputs, of the box :func:`~robcurves.attacks._core.search_box` derives
+from the batch); then each point bisects between the largest
 epsilon where PGD failed and the closest verified adversarial so far, warm-starting PGD from
 that adversarial scaled into the smaller ball. All per-point state is tensors.
 
@@ -11,32 +13,24 @@ that adversarial scaled into the smaller ball. All per-point state is tensors.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
-from .._norms import parse_norm
+from .._box import max_radius
 from ..model import Classifier
 from ._apgd import apgd
-from ._core import BestAdversarial, expand, generator_for
+from ._core import BestAdversarial, attack, expand, generator_for, search_box
 from ._deepfool import deepfool
 from ._pgd import pgd
 
-__all__ = ["pgd_search", "apgd_search", "max_radius"]
+__all__ = ["pgd_search", "apgd_search"]
 
 _INNER = ("pgd", "apgd")
 
 
-def max_radius(x: torch.Tensor, p: float, bounds: tuple[float, float]) -> float:
-    """The largest l_p distance between two points of the box: no search needs to go beyond."""
-    width = bounds[1] - bounds[0]
-    dim = x[0].numel()
-    return width * (1.0 if p == math.inf else dim ** (1.0 / p))
-
-
-def pgd_search(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = "inf",
+@attack()
+def pgd_search(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
                steps: int = 20, search_steps: int = 10, restarts: int = 0, tol: float = 1e-3,
-               seed: int = 0, tracker: BestAdversarial | None = None, inner: str = "pgd"
+               seed: int = 0, inner: str = "pgd", tracker: BestAdversarial | None = None
                ) -> torch.Tensor:
     """Adversarials of (approximately) minimal l_p norm; ``x`` itself where none was found.
 
@@ -46,16 +40,12 @@ def pgd_search(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object
         restarts: extra random-start PGD runs at each epsilon where the warm start failed.
         tol: a point stops once ``hi - lo <= tol * hi``.
         seed: seeds the random starts.
-        tracker: best-adversarial tracker to update (a new one if None).
         inner: the fixed-epsilon attack run at each epsilon: ``"pgd"`` (fixed step
             ``2.5 eps / steps``) or ``"apgd"`` (Auto-PGD: step ``2 eps`` halved at checkpoints,
             momentum; l_inf, l2 and l1 with sparse steps).
     """
-    p = parse_norm(norm)
     if inner not in _INNER:
         raise ValueError(f"inner must be one of {', '.join(_INNER)}; got {inner!r}")
-    x = x.detach().to(model.device)
-    y = y.to(model.device)
     n = x.shape[0]
     gen = generator_for(seed, x.device)
     tracker = tracker or BestAdversarial(x, y, p)
@@ -66,12 +56,12 @@ def pgd_search(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object
     if todo.any():
         r = todo.nonzero().squeeze(1)
         sub = BestAdversarial(x[r], y[r], p)
-        deepfool(model, x[r], y[r], p, tracker=sub)
+        deepfool._run(model, x[r], y[r], p, tracker=sub)
         _merge(tracker, sub, r)
 
     lo = torch.zeros(n, dtype=torch.float64, device=x.device)
     # Points DeepFool missed: double epsilon until PGD breaks them or the box is exhausted.
-    eps_max = max_radius(x, p, model.bounds)
+    eps_max = max_radius(x[0].numel(), p, search_box(x, model.bounds))
     eps = torch.full((n,), eps_max / 256, dtype=torch.float64, device=x.device)
     while True:
         rows = (~tracker.found).nonzero().squeeze(1)
@@ -98,12 +88,13 @@ def pgd_search(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object
     return torch.where(expand(tracker.found, x), tracker.best, x)
 
 
-def apgd_search(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: object = "inf",
+@attack()
+def apgd_search(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
                 steps: int = 20, search_steps: int = 10, restarts: int = 0, tol: float = 1e-3,
                 seed: int = 0, tracker: BestAdversarial | None = None) -> torch.Tensor:
     """:func:`pgd_search` with Auto-PGD at each epsilon (``inner="apgd"``)."""
-    return pgd_search(model, x, y, norm, steps=steps, search_steps=search_steps,
-                      restarts=restarts, tol=tol, seed=seed, tracker=tracker, inner="apgd")
+    return pgd_search._run(model, x, y, p, steps=steps, search_steps=search_steps,
+                           restarts=restarts, tol=tol, seed=seed, tracker=tracker, inner="apgd")
 
 
 def _merge(tracker: BestAdversarial, sub: BestAdversarial, rows: torch.Tensor) -> None:
@@ -129,11 +120,11 @@ def _attempt(model: Classifier, x: torch.Tensor, y: torch.Tensor, rows: torch.Te
     before = sub.dist.clone()
     eps32 = eps.to(x.dtype)
     if inner == "apgd":
-        apgd(model, x[rows], y[rows], p, eps32, steps=steps, loss="margin", x_init=start,
-             random_init=False, tracker=sub)
+        apgd._run(model, x[rows], y[rows], p, eps=eps32, steps=steps, loss="margin",
+                  x_init=start, random_init=False, tracker=sub)
     else:
-        pgd(model, x[rows], y[rows], eps32, p, steps=steps, loss="margin", x_init=start,
-            stop_on_success=True, tracker=sub)
+        pgd._run(model, x[rows], y[rows], p, eps=eps32, steps=steps, loss="margin",
+                 x_init=start, early_stop=True, tracker=sub)
     for _ in range(restarts):
         left = (sub.dist >= before).nonzero().squeeze(1)
         if left.numel() == 0:
@@ -141,11 +132,11 @@ def _attempt(model: Classifier, x: torch.Tensor, y: torch.Tensor, rows: torch.Te
         sub_r = BestAdversarial(x[rows][left], y[rows][left], p)
         if inner == "apgd":
             seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen, device=gen.device))
-            apgd(model, x[rows][left], y[rows][left], p, eps32[left], steps=steps,
-                 loss="margin", random_init=True, seed=seed, tracker=sub_r)
+            apgd._run(model, x[rows][left], y[rows][left], p, eps=eps32[left], steps=steps,
+                      loss="margin", random_init=True, seed=seed, tracker=sub_r)
         else:
-            pgd(model, x[rows][left], y[rows][left], eps32[left], p, steps=steps,
-                loss="margin", random_init=True, generator=gen, stop_on_success=True,
-                tracker=sub_r)
+            pgd._run(model, x[rows][left], y[rows][left], p, eps=eps32[left], steps=steps,
+                     loss="margin", random_init=True, seed=gen, early_stop=True,
+                     tracker=sub_r)
         _merge(sub, sub_r, left)
     _merge(tracker, sub, rows)

@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 import torch
 
+from .._box import max_radius
 from ._layers import Affine, ReLU, Step
 from .ibp import ibp_steps
 
@@ -211,12 +212,6 @@ def ibp_margins(steps: list[Step], x: torch.Tensor, y: torch.Tensor, eps: torch.
 
 
 MARGINS: dict[str, Callable] = {"crown": crown_margins, "ibp": ibp_margins}
-
-
-def max_radius(n_inputs: int, p: float, bounds: tuple[float, float]) -> float:
-    """Radius of an l_p ball around any box point that covers the whole box."""
-    width = bounds[1] - bounds[0]
-    return width if p == math.inf else width * n_inputs ** (1.0 / p)
 
 
 def certified_radius(steps: list[Step], x: torch.Tensor, y: torch.Tensor, p: float,

@@ -114,8 +114,8 @@ def evaluate_model(module: nn.Module, x: torch.Tensor, y: torch.Tensor,
             for r in range(restarts + 1):
                 if not ok.any():
                     break
-                xa = pgd(clf, xb, yb, tm.eps, norm=tm.p, steps=steps, step_size=2.5,
-                         loss="margin", random_init=r > 0, generator=gen, sparsity=tm.sparsity)
+                xa = pgd(clf, xb, yb, tm.p, eps=tm.eps, steps=steps, step_size=2.5,
+                         loss="margin", random_init=r > 0, seed=gen, sparsity=tm.sparsity)
                 with torch.no_grad():
                     ok &= module(xa).argmax(1) == yb
             robust += int(ok.sum())

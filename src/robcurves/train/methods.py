@@ -212,9 +212,9 @@ class Method:
         was_training = module.training
         module.eval()
         try:
-            x_adv = pgd(clf, x, y, eps, norm=tm.p, steps=tm.steps, step_size=tm.step_size,
+            x_adv = pgd(clf, x, y, tm.p, eps=eps, steps=tm.steps, step_size=tm.step_size,
                         loss=loss, random_init=x_init is None, x_init=x_init,
-                        generator=self.generator, sparsity=tm.sparsity)
+                        seed=self.generator, sparsity=tm.sparsity)
         finally:
             module.train(was_training)
         return x_adv
