@@ -562,9 +562,10 @@ def sweep(data: str, out: str | Path, *, method: str = "pgd-at", norm: object = 
     A row holds: ``N`` (trainable parameters), ``D`` (training examples), ``quality``
     (1 - label noise), ``macs`` (forward MACs per example, :func:`count_macs`), ``flops``
     (:func:`training_flops`), ``train_seconds`` (training wall time) and ``seconds`` (the run
-    with its evaluation), ``clean_accuracy`` and ``robust_accuracy`` at ``eps`` (PGD with the
-    margin loss and one random restart, from :func:`robcurves.train.fit`), ``robust_loss`` and
-    ``cw_margin`` (:func:`robust_loss`), and from the minimal distances of the test points
+    with its evaluation, in this process: ``resumed`` says training resumed a checkpoint),
+    ``clean_accuracy`` and ``robust_accuracy`` at ``eps`` (PGD with the margin loss and one
+    random restart, from :func:`robcurves.train.fit`), ``robust_loss`` and ``cw_margin``
+    (:func:`robust_loss`), and from the minimal distances of the test points
     (:func:`robcurves.distances`) the curve's ``auc`` (area under the robust-error curve on
     [0, ``auc_eps_max``] divided by ``auc_eps_max``, default ``2 * eps``) and
     ``median_distance``.
@@ -631,6 +632,7 @@ def sweep(data: str, out: str | Path, *, method: str = "pgd-at", norm: object = 
         train = _noisy(train_all.subset(np.sort(order[:dsz])), noise, seed + 1)
         t0 = time.perf_counter()
         arch_kwargs = {"width": w}
+        resumed = (rdir / "train.ckpt").exists()
         if model_path.exists() and read_meta(model_path).get("data_n") == dsz:
             module = load_model(model_path)
         else:
@@ -656,7 +658,7 @@ def sweep(data: str, out: str | Path, *, method: str = "pgd-at", norm: object = 
             "attack_steps": int(cfg["train_steps"]), "macs": macs,
             "flops": training_flops(macs, dsz, int(cfg["epochs"]), int(cfg["train_steps"])),
             "train_seconds": float(meta["train_seconds"]),
-            "seconds": time.perf_counter() - t0,
+            "seconds": time.perf_counter() - t0, "resumed": resumed,
             "clean_accuracy": float(meta["clean_accuracy"]),
             "robust_accuracy": float(meta["robust_accuracy"]), **rl,
             "auc": curve.auc(auc_max, normalized=True), "auc_eps_max": auc_max,
@@ -738,6 +740,11 @@ def analyze(rows: Sequence[Mapping], *, bootstrap_replicates: int = 100,
             law = fit(rows, y=key, quality=q)
             law = bootstrap(law, bootstrap_replicates, seed=seed) if bootstrap_replicates else law
             out[target] = law.to_dict()
+            low = min(float(r[key]) for r in rows)
+            if law.E < 1e-3 * low:
+                notes.append(f"the {target} fit puts E at {law.E:.3g}, far below every run "
+                             f"({low:.3g}): these runs do not span enough N and D to separate "
+                             "E from the power laws, so E and the plateau are not identified")
         except ValueError as exc:
             out[target] = None
             notes.append(f"no {target} fit: {exc}")
@@ -874,15 +881,13 @@ def _plots(res: dict, rows: Sequence[Mapping], folder: Path) -> dict[str, Path]:
                       *(o["C"] for o in res["optimal"])})
         fig, ax = plt.subplots(figsize=(5.5, 4))
         for i, c_ in enumerate(cs_):
-            nn_ = np.logspace(np.log10(c_ / s) - 9, np.log10(c_ / s), 200)
-            nn_ = nn_[(nn_ >= 10) & (c_ / (s * nn_) >= 10)]
-            if nn_.size == 0:
-                continue
-            ax.plot(nn_, law.predict(nn_, c_ / (s * nn_)), color=f"C{i}", label=f"C = {c_:.2g}")
             n_s, d_s = compute_optimal(law, c_, s)
+            nn_ = np.logspace(np.log10(n_s) - 2, np.log10(n_s) + 2, 200)
+            ax.plot(nn_, law.predict(nn_, c_ / (s * nn_)), color=f"C{i}", label=f"C = {c_:.2g}")
             ax.plot(n_s, law.predict(n_s, d_s), "*", color=f"C{i}", ms=10)
         ax.set_xscale("log")
-        ax.set_xlabel("N (parameters), D = C / (s N)")
+        ax.set_yscale("log")
+        ax.set_xlabel("N (parameters), D = C / (s N); N* / 100 .. 100 N*")
         ax.set_ylabel("fitted robust loss")
         ax.set_title("iso-FLOP curves (stars: N*)")
         ax.legend(fontsize=8)
