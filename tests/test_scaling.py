@@ -150,6 +150,7 @@ def test_analyze_and_report_on_synthetic_runs(tmp_path):
     assert "| robust loss |" in (tmp_path / "scaling.md").read_text()
 
 
+@pytest.mark.slow
 def test_study_cli_end_to_end_and_resume(tmp_path, capsys):
     from robcurves.cli import main
 
