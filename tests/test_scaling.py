@@ -180,3 +180,27 @@ def test_study_cli_end_to_end_and_resume(tmp_path, capsys):
     assert json.loads((out / "runs.json").read_text()) == rows
     # other settings in the same folder are refused, not mixed in
     assert main([*argv[:-2], "--eps", "0.2", "--out", str(out)]) == 2
+
+
+def test_label_noise_moves_labels_to_other_classes():
+    from robcurves.data import load
+
+    ds = load("digits")
+    noisy = scaling._noisy(ds, 0.3, seed=0)
+    moved = noisy.y != ds.y
+    assert 0.25 < moved.mean() < 0.35
+    assert noisy.y.min() >= 0 and noisy.y.max() < ds.num_classes
+    assert scaling._noisy(ds, 0.0, seed=0) is ds
+
+
+def test_plateau_is_not_read_from_an_unidentified_E():
+    # a pure power law (E = 0) on a narrow grid: E cannot be identified, so no plateau
+    n, d = np.meshgrid(np.logspace(4, 6, 3), np.logspace(3, 5, 3))
+    n, d = n.ravel(), d.ravel()
+    loss = 5 / n ** 0.2 + 6 / d ** 0.3
+    rows = [{"N": a, "D": b, "robust_loss": v, "auc": v, "robust_accuracy": 1 - v / 3,
+             "flops": 6 * a * b} for a, b, v in zip(n, d, loss, strict=True)]
+    res = scaling.analyze(rows, bootstrap_replicates=0, held_out_runs=0)
+    assert res["loss"]["E"] < 1e-3 * loss.min() and not res["loss_E_identified"]
+    assert "plateau_accuracy" not in res and any("not identified" in x for x in res["notes"])
+    assert "plateau" not in res["summary"].split("note:")[0]

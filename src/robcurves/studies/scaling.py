@@ -723,7 +723,8 @@ def analyze(rows: Sequence[Mapping], *, bootstrap_replicates: int = 100,
     ``flops / (N D)``), ``optimal`` (N*, D* and the predicted loss for each budget: by default
     1, 10 and 100 times the largest run's compute), ``accuracy_map`` (robust accuracy =
     intercept + slope * loss over the runs) with ``plateau_accuracy`` (that line at E,
-    clipped to [0, 1]), ``spearman_auc_loss`` and a text ``summary``.
+    clipped to [0, 1]; left out when E is not identified: fitted below a thousandth of every
+    run's loss, ``loss_E_identified`` False), ``spearman_auc_loss`` and a text ``summary``.
     """
     from scipy.stats import spearmanr
 
@@ -741,6 +742,7 @@ def analyze(rows: Sequence[Mapping], *, bootstrap_replicates: int = 100,
             law = bootstrap(law, bootstrap_replicates, seed=seed) if bootstrap_replicates else law
             out[target] = law.to_dict()
             low = min(float(r[key]) for r in rows)
+            out[f"{target}_E_identified"] = bool(law.E >= 1e-3 * low)
             if law.E < 1e-3 * low:
                 notes.append(f"the {target} fit puts E at {law.E:.3g}, far below every run "
                              f"({low:.3g}): these runs do not span enough N and D to separate "
@@ -778,7 +780,7 @@ def analyze(rows: Sequence[Mapping], *, bootstrap_replicates: int = 100,
     try:
         a0, a1 = loss_to_accuracy(loss, acc)
         out["accuracy_map"] = {"intercept": a0, "slope": a1}
-        if out["loss"] is not None:
+        if out["loss"] is not None and out.get("loss_E_identified"):
             out["plateau_accuracy"] = float(np.clip(a0 + a1 * out["loss"]["E"], 0, 1))
     except ValueError as exc:
         out["accuracy_map"] = None
