@@ -25,7 +25,7 @@ from torch import nn
 from .._norms import norm_name, parse_norm
 from ..model import Classifier, TorchClassifier, wrap
 from ..results import Distances
-from ._layers import SUPPORTED_LAYERS, Affine, Normalize, sequential_layers
+from ._layers import SUPPORTED_LAYERS, Affine, Normalize, affine_blocks, forward, sequential_layers
 from .crown import certified_radius
 from .ibp import ibp_bounds
 from .linear import as_affine, linear_distances
@@ -140,16 +140,14 @@ def certify(model: object, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.T
     xt = torch.as_tensor(x_np, dtype=torch.float64)
     yt = torch.as_tensor(y_np)
     with torch.no_grad():
-        out = xt
-        for s in steps:
-            out = s.forward(out)
-        pred = out.argmax(1).numpy()
+        pred = forward(steps, xt).argmax(1).numpy()
 
     if method == "exact-linear":
         if not all(isinstance(s, Affine) for s in steps):
             raise ValueError("method 'exact-linear' needs an affine model (no ReLU); use "
                              "'crown', 'ibp' or 'milp' for ReLU networks")
-        w, b = _compose_affine(steps)
+        (w, b), = affine_blocks(steps)
+        w = np.asarray(w.todense())
         d, pred, n_box = linear_distances(w, b, x_np.reshape(n, -1), y_np, p, bnds)
         settings["n_box_binding"] = n_box
         kind = "exact"
@@ -182,12 +180,3 @@ def _check_box(x: np.ndarray, bounds: tuple[float, float]) -> None:
     if x.size and (x.min() < bounds[0] or x.max() > bounds[1] or not np.isfinite(x).all()):
         raise ValueError(f"inputs must lie in bounds {tuple(bounds)}; found min {x.min()}, "
                          f"max {x.max()}")
-
-
-def _compose_affine(steps: list) -> tuple[np.ndarray, np.ndarray]:
-    w = None
-    b = None
-    for s in steps:
-        ws, bs = s.sparse_matrix()
-        w, b = (ws, bs) if w is None else ((ws @ w).tocsr(), ws @ b + bs)
-    return np.asarray(w.todense()), b

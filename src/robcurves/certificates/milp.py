@@ -29,7 +29,7 @@ import scipy.optimize
 import scipy.sparse as sp
 import torch
 
-from ._layers import Affine, ReLU, Step
+from ._layers import ReLU, Step, affine_blocks, forward
 from .crown import preactivation_bounds
 
 __all__ = ["MILPResult", "milp_distances"]
@@ -59,24 +59,6 @@ class MILPResult:
     @property
     def n_solved(self) -> int:
         return sum(s in ("optimal", "misclassified", "no-adversarial") for s in self.status)
-
-
-def _blocks(steps: list[Step]) -> list[tuple[sp.csr_matrix, np.ndarray]]:
-    """Composed affine maps before each ReLU and after the last one."""
-    n_in = math.prod(steps[0].in_shape)
-    cur_w, cur_b = sp.identity(n_in, format="csr"), np.zeros(n_in)
-    out = []
-    for s in steps:
-        if isinstance(s, ReLU):
-            out.append((cur_w, cur_b))
-            n = math.prod(s.out_shape)
-            cur_w, cur_b = sp.identity(n, format="csr"), np.zeros(n)
-        else:
-            assert isinstance(s, Affine)
-            w, b = s.sparse_matrix()
-            cur_w, cur_b = (w @ cur_w).tocsr(), w @ cur_b + b
-    out.append((cur_w, cur_b))
-    return out
 
 
 def _solve_point(blocks: list, pre: list[tuple[np.ndarray, np.ndarray]],
@@ -231,7 +213,7 @@ def milp_distances(steps: list[Step], x: torch.Tensor, y: torch.Tensor, p: float
     if upper is not None:
         u = upper.detach().cpu().double().numpy()
         radius = np.where(np.isfinite(u), np.minimum(u * (1 + 1e-3) + 1e-6, box), box)
-    blocks = _blocks(steps)
+    blocks = affine_blocks(steps)
     ext = steps + [ReLU(steps[-1].out_shape, "logits")]  # to bound the logits too
     relu_idx = [i for i, s in enumerate(steps) if isinstance(s, ReLU)]
     lower = np.zeros(n)
@@ -239,10 +221,7 @@ def milp_distances(steps: list[Step], x: torch.Tensor, y: torch.Tensor, p: float
     status: list[str] = []
     secs, nbin = np.zeros(n), np.zeros(n, dtype=np.int64)
     with torch.no_grad():
-        out = x
-        for s in steps:
-            out = s.forward(out)
-        pred = out.argmax(1)
+        pred = forward(steps, x).argmax(1)
     for j in tqdm(range(n), disable=not progress, desc="milp"):
         t0 = time.perf_counter()
         if int(pred[j]) != int(y[j]):
