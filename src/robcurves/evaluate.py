@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import time
 import warnings
@@ -14,9 +13,9 @@ from torch import nn
 
 from ._norms import lp_norm_np, norm_name, parse_norm
 from .attacks import get_attack
-from .model import Classifier, TorchClassifier, wrap
+from .model import Classifier, wrap
 from .results import Distances
-from .store import BatchStore, run_batches
+from .store import BatchStore, fingerprint_data, fingerprint_model, run_batches
 
 __all__ = ["distances", "verify_adversarials", "fingerprint_model", "fingerprint_data"]
 
@@ -37,28 +36,6 @@ def _as_inputs(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor
         raise ValueError(f"x and y must have the same length; got x of shape {x.shape} and "
                          f"{y.shape[0]} labels")
     return x.astype(np.float32, copy=False), y.astype(np.int64, copy=False)
-
-
-def fingerprint_model(model: Classifier) -> str:
-    """A hash of a torch model's parameters and buffers (empty for other models)."""
-    if not isinstance(model, TorchClassifier):
-        return ""
-    h = hashlib.sha256()
-    for k, v in model.module.state_dict().items():
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    for t in (model.mean, model.std):
-        if t is not None:
-            h.update(t.detach().cpu().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
-def fingerprint_data(*arrays: np.ndarray) -> str:
-    """A hash of the arrays' bytes (identifies the points a stored run was computed on)."""
-    h = hashlib.sha256()
-    for a in arrays:
-        h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()[:16]
 
 
 def verify_adversarials(model: Classifier, x: torch.Tensor, y: torch.Tensor,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -189,7 +190,8 @@ def _solve_point(blocks: list, pre: list[tuple[np.ndarray, np.ndarray]],
 def milp_distances(steps: list[Step], x: torch.Tensor, y: torch.Tensor, p: float,
                    bounds: tuple[float, float], upper: torch.Tensor | None = None,
                    time_limit: float = 10.0, bound_method: str = "crown",
-                   progress: bool = False) -> MILPResult:
+                   progress: bool = False, on_point: Callable[[], None] | None = None
+                   ) -> MILPResult:
     """Exact (when solved) minimal distances for each point; see the module docstring.
 
     Args:
@@ -201,6 +203,7 @@ def milp_distances(steps: list[Step], x: torch.Tensor, y: torch.Tensor, p: float
             the big-M bounds loose and the MILP much slower.
         time_limit: seconds per point.
         bound_method: ``"crown"`` or ``"ibp"`` for the big-M constants.
+        on_point: called after each point.
     """
     from tqdm.auto import tqdm
 
@@ -227,6 +230,8 @@ def milp_distances(steps: list[Step], x: torch.Tensor, y: torch.Tensor, p: float
         if int(pred[j]) != int(y[j]):
             status.append("misclassified")
             upp[j] = 0.0
+            if on_point is not None:
+                on_point()
             continue
         xr = x[j:j + 1]
         eps = torch.tensor([radius[j]], dtype=x.dtype)
@@ -243,5 +248,7 @@ def milp_distances(steps: list[Step], x: torch.Tensor, y: torch.Tensor, p: float
             lo_j = math.inf
         lower[j], upp[j], secs[j], nbin[j] = lo_j, up_j, time.perf_counter() - t0, nb
         status.append(st)
+        if on_point is not None:
+            on_point()
     return MILPResult(lower=lower, upper=upp, status=status, radius=radius, seconds=secs,
                       n_binary=nbin)
