@@ -171,7 +171,8 @@ def certify(model: object, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.T
                          f"{missing[:10].tolist()} have none")
     settings["bounds"] = list(bnds)
     if method in ("crown", "ibp"):
-        settings.update(iters=iters, bracket="attack" if up_np is not None else "box")
+        settings.update(iters=iters, bracket=("attack" if up_np is not None else
+                                              "doubling" if unbounded else "box"))
     elif method == "milp":
         settings["time_limit"] = time_limit
     xt = torch.as_tensor(x_np, dtype=torch.float64)
