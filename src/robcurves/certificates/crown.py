@@ -332,6 +332,25 @@ def certified_radius(steps: list[Step], x: torch.Tensor, y: torch.Tensor, p: flo
             radius the method certifies).
         on_step: called with the fraction of the work done by each bound evaluation.
     """
+    n = x.shape[0]
+    with torch.no_grad():
+        correct = forward(steps, x).argmax(1) == y
+    if upper is not None:  # a point at distance 0 has nothing to certify
+        correct &= upper.to(x.device) != 0
+    radius = torch.zeros(n, dtype=x.dtype, device=x.device)
+    if correct.any():  # only the correctly classified points are searched
+        keep = correct.nonzero().reshape(-1)
+        radius[keep] = _bisect(steps, x[keep], y[keep], p, bounds, method,
+                               None if upper is None else upper[keep.to(upper.device)],
+                               iters, on_step)
+    elif on_step is not None:
+        on_step(1.0)
+    return radius
+
+
+def _bisect(steps: list[Step], x: torch.Tensor, y: torch.Tensor, p: float,
+            bounds: tuple[float, float], method: str, upper: torch.Tensor | None, iters: int,
+            on_step: Callable[[float], None] | None) -> torch.Tensor:
     margins = MARGINS[method]
     cache: dict = {}
     # CROWN: the ReLU input bounds computed at each point's current upper end of the bracket
@@ -359,7 +378,6 @@ def certified_radius(steps: list[Step], x: torch.Tensor, y: torch.Tensor, p: flo
 
     n = x.shape[0]
     with torch.no_grad():
-        correct = forward(steps, x).argmax(1) == y
         box = max_radius(x[0].numel(), p, bounds)
         hi = torch.full((n,), box, dtype=x.dtype, device=x.device)
         if upper is not None:
@@ -378,8 +396,7 @@ def certified_radius(steps: list[Step], x: torch.Tensor, y: torch.Tensor, p: flo
             hi = torch.where(ok, hi, mid)
         radius = torch.where(cert_hi, hi0, lo)
         whole_box = cert_hi & (hi0 >= box)
-        radius = torch.where(whole_box, torch.full_like(radius, math.inf), radius)
-        return torch.where(correct, radius, torch.zeros_like(radius))
+        return torch.where(whole_box, torch.full_like(radius, math.inf), radius)
 
 
 def _doubling_bracket(certified: Callable[[torch.Tensor], torch.Tensor], hi: torch.Tensor,
