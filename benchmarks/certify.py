@@ -175,13 +175,15 @@ def speed_table(rows: dict) -> str:
         "seconds (`time.process_time`, this process only) are what one free core would "
         "take, up to cache contention.",
         "",
-        "| code | CPU s/pt CROWN | wall s/pt | points (correct) | iters "
+        "| code | CPU s per correct point | CPU s/pt CROWN | wall s/pt | points (correct) | iters "
         "| CROWN/attack (median) | load | date | machine | command |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows.values():
         lines.append(
-            f"| {r['label']} | {r['cpu_seconds_per_point']:.2f} | {r['seconds_per_point']:.2f} "
+            f"| {r['label']} "
+            f"| {r['cpu_seconds_per_point'] * r['points'] / max(r['correct'], 1):.2f} "
+            f"| {r['cpu_seconds_per_point']:.2f} | {r['seconds_per_point']:.2f} "
             f"| {r['points']} ({r['correct']}) "
             f"| {r['iters']} | {r['crown_over_attack']:.4f} | {r['load_average']:.1f} "
             f"| {r['date']} | {r['machine']} | `{r['command']}` |")

@@ -280,6 +280,13 @@ def crown_margins(steps: list[Step], x: torch.Tensor, y: torch.Tensor, eps: torc
     pre, rel = _layer_bounds(steps, x, eps, p, bounds, "crown", cache, prior)
     if keep is not None:
         keep.update(pre)
+    return _output_margins(steps, x, y, eps, p, bounds, rel)
+
+
+def _output_margins(steps: list[Step], x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor,
+                    p: float, bounds: tuple[float, float], rel: dict[int, Relaxation]
+                    ) -> torch.Tensor:
+    """The margins' backward pass with the given ReLU relaxations (valid on the domain)."""
     c = _spec(y, steps[-1].out_shape[0], x.dtype)
     a_in, const = _backward(steps, 0, len(steps), c, rel)
     return concretize_lower(a_in, x, eps, p, bounds) + const
@@ -361,17 +368,25 @@ def _bisect(steps: list[Step], x: torch.Tensor, y: torch.Tensor, p: float,
         nonlocal prior
         if method != "crown":
             ok = margins(steps, x, y, eps, p, bounds, cache=cache).amin(1) > 0
+        elif prior is None:
+            prior = {}
+            ok = margins(steps, x, y, eps, p, bounds, cache=cache, keep=prior).amin(1) > 0
         else:
-            keep: dict = {}
-            ok = margins(steps, x, y, eps, p, bounds, cache=cache, prior=prior,
-                         keep=keep).amin(1) > 0
-            if prior is None:
-                prior = keep
-            else:  # failed probes become the new upper end
-                prior = {i: tuple(torch.where((~ok).reshape((-1,) + (1,) * (new.ndim - 1)),
-                                              new, old)
-                                  for new, old in zip(keep[i], prior[i], strict=True))
-                         for i in keep}
+            # first the relaxations of the bracket's upper end (valid here, as eps is smaller):
+            # only the output's backward pass; the points it certifies are certified
+            rel = {i: relaxation(*b) for i, b in prior.items()}
+            ok = _output_margins(steps, x, y, eps, p, bounds, rel).amin(1) > 0
+            todo = (~ok).nonzero().reshape(-1)
+            if todo.numel():  # the others get fresh bounds at eps
+                keep: dict = {}
+                sub = {i: (b[0][todo], b[1][todo]) for i, b in prior.items()}
+                ok_todo = margins(steps, x[todo], y[todo], eps[todo], p, bounds, cache=cache,
+                                  prior=sub, keep=keep).amin(1) > 0
+                ok[todo] = ok_todo
+                failed = todo[~ok_todo]  # failed probes become the new upper end
+                for i, (lo_i, hi_i) in prior.items():
+                    lo_i[failed] = keep[i][0][~ok_todo]
+                    hi_i[failed] = keep[i][1][~ok_todo]
         if on_step is not None:
             on_step(1.0 / (iters + 1))
         return ok
