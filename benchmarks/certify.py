@@ -12,12 +12,24 @@ Writes a table between ``<!-- certify:start -->`` and ``<!-- certify:end -->`` i
 ``benchmarks/RESULTS.md``.
 
     nice python benchmarks/certify.py [--n 500] [--milp-points 20] [--epochs 30]
+
+``--speed LABEL`` instead times CROWN on the zoo's small CNN (``cnn-small``, 28x28) on
+Fashion-MNIST with one thread: the model is trained briefly by ``robcurves.train.fit`` on the
+first ``--train-points`` training images, the first ``--points`` test images are attacked
+(default pipeline) and certified in l_inf with the attack distances as bracket. The row is
+kept under LABEL (e.g. the code's commit) in ``benchmarks/certify_speed.json``, and all rows
+go to the ``certify-speed`` section of RESULTS.md, so runs of two versions of the code
+(``PYTHONPATH=<other checkout>/src``) end up side by side.
+
+    python benchmarks/certify.py --speed after [--points 8] [--data PATH]
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -126,8 +138,67 @@ def write(block: str) -> None:
     write_section("certify", block)
 
 
+SPEED_ROWS = Path(__file__).resolve().with_name("certify_speed.json")
+
+
+def speed(label: str, data: str, points: int, train_points: int, iters: int) -> dict:
+    """Seconds per point of CROWN on a briefly trained cnn-small (Fashion-MNIST, l_inf)."""
+    train = rdata.load(data, split="train").subset(slice(0, train_points))
+    test = rdata.load(data, split="test")
+    module = fit(train, arch="cnn-small", method="standard", epochs=1, batch_size=64,
+                 progress=False, seed=0, device="cpu")
+    model = robcurves.wrap(module)
+    x, y = test.x[:points], test.y[:points]
+    att = robcurves.distances(model, x, y, "inf")
+    t0, c0 = time.perf_counter(), time.process_time()
+    cr = certify(model, x, y, "inf", "crown", upper=att, iters=iters, batch_size=points)
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    ok = (att.distances > 0) & np.isfinite(att.distances)
+    return {"label": label, "seconds_per_point": seconds / points,
+            "cpu_seconds_per_point": cpu / points, "points": points,
+            "correct": int(ok.sum()), "iters": iters, "train_points": train_points,
+            "crown_over_attack": float(np.median(cr.distances[ok] / att.distances[ok])),
+            "radii": [float(v) for v in cr.distances],
+            "load_average": os.getloadavg()[0], "machine": machine(),
+            "date": datetime.date.today().isoformat(),
+            "command": "python benchmarks/certify.py " + " ".join(sys.argv[1:])}
+
+
+def speed_table(rows: dict) -> str:
+    lines = [
+        "## CROWN speed on the zoo's cnn-small, Fashion-MNIST 28x28 (issue 13)",
+        "",
+        "l_inf, bracket = attack distance, one bisection per point over all points at once; "
+        "seconds per point on one thread (`torch.set_num_threads(1)`), all points counted "
+        "(misclassified ones too). The machine is shared: wall-clock seconds depend on the "
+        "load (the 1-minute load average at the end of each run is given; 2 cores), CPU "
+        "seconds (`time.process_time`, this process only) are what one free core would "
+        "take, up to cache contention.",
+        "",
+        "| code | CPU s per correct point | CPU s/pt CROWN | wall s/pt | points (correct) | iters "
+        "| CROWN/attack (median) | load | date | machine | command |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows.values():
+        lines.append(
+            f"| {r['label']} "
+            f"| {r['cpu_seconds_per_point'] * r['points'] / max(r['correct'], 1):.2f} "
+            f"| {r['cpu_seconds_per_point']:.2f} | {r['seconds_per_point']:.2f} "
+            f"| {r['points']} ({r['correct']}) "
+            f"| {r['iters']} | {r['crown_over_attack']:.4f} | {r['load_average']:.1f} "
+            f"| {r['date']} | {r['machine']} | `{r['command']}` |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--speed", default=None, metavar="LABEL",
+                    help="time CROWN on cnn-small / Fashion-MNIST and keep the row as LABEL")
+    ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared"
+                                          / "datasets" / "fashion-mnist"))
+    ap.add_argument("--points", type=int, default=8)
+    ap.add_argument("--train-points", type=int, default=3000)
+    ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--n", type=int, default=500)
     ap.add_argument("--milp-points", type=int, default=20)
     ap.add_argument("--epochs", type=int, default=30)
@@ -135,6 +206,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cnn-points", type=int, default=100)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)  # many small ops: one thread is fastest on a shared machine
+    if args.speed is not None:
+        row = speed(args.speed, args.data, args.points, args.train_points, args.iters)
+        print(row, flush=True)
+        rows = json.loads(SPEED_ROWS.read_text()) if SPEED_ROWS.exists() else {}
+        rows[args.speed] = row
+        SPEED_ROWS.write_text(json.dumps(rows, indent=1) + "\n")
+        write_section("certify-speed", speed_table(rows))
+        return
     t0 = time.perf_counter()
     rows = run(args.n, args.milp_points, args.epochs, args.time_limit, args.cnn_points,
                on_row=lambda r: write(table(r, args, time.perf_counter() - t0)))

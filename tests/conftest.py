@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,23 @@ torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "datasets"
+#: set to 1 (as .ci/run does) to make a missing data file fail instead of skipping its test
+REQUIRE_DATA = "ROBCURVES_REQUIRE_DATA"
+
+
+def shared_data(relative: str) -> Path:
+    """A file or folder under ../shared/datasets for a test on real data.
+
+    Missing, the test is skipped (users without the data), or fails when the environment
+    variable ``ROBCURVES_REQUIRE_DATA=1`` says the data must be there (CI).
+    """
+    path = SHARED_DATA / relative
+    if not path.exists():
+        message = f"{path} not present"
+        if os.environ.get(REQUIRE_DATA, "") not in ("", "0"):
+            pytest.fail(f"{message}, and {REQUIRE_DATA}={os.environ[REQUIRE_DATA]} requires it")
+        pytest.skip(message)
+    return path
 
 
 @pytest.fixture(autouse=True)

@@ -15,15 +15,23 @@ def test_demo_runs_end_to_end_and_reports_the_curves(tmp_path, capsys):
     assert main(["demo", "--out", str(out), "--n", "60", "--epochs", "3", "--no-progress"]) == 0
     summary = (out / "summary.md").read_text()
     assert "## linf" in summary and "## l2" in summary
-    assert "cross" in summary  # either where the curves cross or that they do not
     assert (out / "demo.png").stat().st_size > 10_000
     curves = {p.stem: robcurves.RobustnessCurve.load(p) for p in out.glob("*.json")}
     assert set(curves) == {"standard-linf", "standard-l2", "pgd-at-linf", "pgd-at-l2"}
+    held_out = np.sort(np.random.default_rng(0).permutation(1797)[:60])  # the demo's split
     for c in curves.values():
         assert c.n == 60 and c.n_unbroken == 0
-        # the robust error starts at the clean error and ends at 1 (every point broken)
-        assert c.robust_error(0.0) == pytest.approx(c.clean_error)
-        assert c.robust_error(np.max(c.distances)) == 1.0
+        np.testing.assert_array_equal(c.indices, held_out)  # not points it trained on
+        # the summary's table row is this curve's
+        assert f"| {c.name} | {1 - c.clean_error:.3f} | {c.median_distance:.4g} | 0 |" in summary
+    for norm in ("linf", "l2"):  # the crossings stated are those of the saved curves
+        section = summary.split(f"## {norm}")[1].split("## ")[0]
+        cmp = robcurves.compare([curves[f"standard-{norm}"], curves[f"pgd-at-{norm}"]],
+                                n_boot=50)
+        if cmp.crossings:
+            assert "do not cross" not in section and f"{cmp.crossings[0].eps:.4g}" in section
+        else:
+            assert "- the curves do not cross" in section
     # the adversarially trained model has the larger median l_inf distance
     assert curves["pgd-at-linf"].median_distance > curves["standard-linf"].median_distance
 

@@ -10,19 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import shared_data
 from PIL import Image
 
 from robcurves.data import load
 from robcurves.data.formats import load_path, read_idx
-
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
-
-
-def need(rel: str) -> Path:
-    p = DATA / rel
-    if not p.exists():
-        pytest.skip(f"{p} not present")
-    return p
 
 
 def assert_unit(d) -> None:
@@ -34,7 +26,7 @@ def assert_unit(d) -> None:
 
 
 def test_real_mnist_idx_folder_and_file() -> None:
-    root = need("mnist")
+    root = shared_data("mnist")
     d = load(root)
     assert d.x.shape == (10000, 1, 28, 28) and d.name == "mnist-test"
     assert np.bincount(d.y).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -44,7 +36,7 @@ def test_real_mnist_idx_folder_and_file() -> None:
 
 
 def test_real_fashion_mnist_both_splits() -> None:
-    root = need("fashion-mnist")
+    root = shared_data("fashion-mnist")
     tr = load(root, split="train")
     assert tr.x.shape == (60000, 1, 28, 28) and np.bincount(tr.y).tolist() == [6000] * 10
     te = load(root, split="test")
@@ -53,7 +45,7 @@ def test_real_fashion_mnist_both_splits() -> None:
 
 
 def test_real_gtsrb_npz() -> None:
-    d = load(need("gtsrb/gtsrb_test_32x32.npz"))
+    d = load(shared_data("gtsrb/gtsrb_test_32x32.npz"))
     assert d.x.shape == (12630, 3, 32, 32) and d.y.max() == 42 and len(np.unique(d.y)) == 43
     assert_unit(d)
     assert d.info["bit_depth"] == 8
@@ -61,7 +53,7 @@ def test_real_gtsrb_npz() -> None:
 
 @pytest.mark.slow
 def test_real_cifar10_jpeg_archive() -> None:
-    d = load(need("cifar10-jpeg/cifar10_test_jpg.tar.gz"))
+    d = load(shared_data("cifar10-jpeg/cifar10_test_jpg.tar.gz"))
     assert d.x.shape == (10000, 3, 32, 32) and np.bincount(d.y).tolist() == [1000] * 10
     assert d.classes[0] == "airplane" and d.classes[-1] == "truck"
     assert_unit(d)
@@ -69,7 +61,7 @@ def test_real_cifar10_jpeg_archive() -> None:
 
 @pytest.mark.slow
 def test_real_tiny_imagenet_val_archive() -> None:
-    d = load(need("tiny-imagenet-200/tiny-imagenet-200-val.tar"))
+    d = load(shared_data("tiny-imagenet-200/tiny-imagenet-200-val.tar"))
     assert d.x.shape == (10000, 3, 64, 64) and len(d.classes) == 200
     assert np.bincount(d.y, minlength=200).tolist() == [50] * 200
     assert_unit(d)

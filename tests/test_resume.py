@@ -85,11 +85,11 @@ def test_cli_curve_interrupted_and_rerun_gives_identical_files(tmp_path, interru
 
 def test_cli_certify_is_resumed_too(tmp_path, monkeypatch):
     """Certificates are the slowest stage: an interrupted --certify run keeps its finished
-    batches, and the certified radii never exceed the attack distances."""
+    batches, recomputes only the others, and ends with the files of an uninterrupted run."""
     import sys
 
     cert_mod = sys.modules["robcurves.certificates"]
-    real = cert_mod.certify
+    real = cert_mod.certified_radius
     calls = {"n": 0, "stop_at": 2}
 
     def counting(*a, **kw):
@@ -98,19 +98,41 @@ def test_cli_certify_is_resumed_too(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*a, **kw)
 
-    monkeypatch.setattr(cert_mod, "certify", counting)
+    monkeypatch.setattr(cert_mod, "certified_radius", counting)
     ds = robcurves.data.load("digits")
     net = robcurves.train.fit(ds.subset(slice(100, 400)), arch="mlp", arch_kwargs={"width": 32},
                               epochs=2, seed=0, progress=False)
     model_path = robcurves.train.save_model(net, tmp_path / "net.rcm")
     args = ["curve", "--model", str(model_path), "--data", "digits", "--n", "30", "--norms",
-            "inf", "--batch-size", "10", "--certify", "ibp", "--no-progress",
-            "--out", str(tmp_path / "run")]
-    assert main(args) == 130  # interrupted in the second certification batch
+            "inf", "--batch-size", "10", "--certify", "ibp", "--no-progress"]
+    assert main(args + ["--out", str(tmp_path / "run")]) == 130  # in the second batch
     calls.update(n=0, stop_at=None)
-    assert main(args) == 0
+    assert main(args + ["--out", str(tmp_path / "run")]) == 0
     assert calls["n"] == 2  # the two batches not certified before
+    calls.update(n=0)
+    assert main(args + ["--out", str(tmp_path / "ref")]) == 0
+    assert calls["n"] == 3
+    for name in ("certified-linf.json", "curve-linf.json"):
+        assert (tmp_path / "run" / name).read_bytes() == (tmp_path / "ref" / name).read_bytes()
     lower = robcurves.RobustnessCurve.load(tmp_path / "run" / "certified-linf.json")
-    upper = robcurves.RobustnessCurve.load(tmp_path / "run" / "curve-linf.json")
-    assert lower.kind == "lower" and lower.n == 30
-    assert np.all(lower.distances <= upper.distances)
+    assert lower.kind == "lower" and lower.n == 30 and lower.metadata["method"] == "ibp"
+
+
+def test_library_certify_store_resumes(tmp_path, monkeypatch):
+    """certify(..., store=) keeps each finished batch: a rerun computes nothing, other settings
+    are refused, and the stored result equals a fresh one."""
+    import sys
+
+    cert_mod = sys.modules["robcurves.certificates"]
+    ds = robcurves.data.load("digits").subset(slice(0, 25))
+    net = _net(2)
+    first = robcurves.certify(net, ds.x, ds.y, "inf", "crown", batch_size=10, iters=6,
+                              store=tmp_path / "c")
+    monkeypatch.setattr(cert_mod, "certified_radius", None)  # any recomputation would fail
+    again = robcurves.certify(net, ds.x, ds.y, "inf", "crown", batch_size=10, iters=6,
+                              store=tmp_path / "c")
+    np.testing.assert_array_equal(first.distances, again.distances)
+    assert again.method == "crown" and again.n == 25
+    with pytest.raises(ValueError, match="other settings"):
+        robcurves.certify(net, ds.x, ds.y, "inf", "crown", batch_size=10, iters=7,
+                          store=tmp_path / "c")

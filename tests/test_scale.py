@@ -135,12 +135,11 @@ def test_bad_arguments_are_named() -> None:
 
 
 def test_real_mnist_subset_matches_brute_force() -> None:
-    from pathlib import Path
+    from conftest import shared_data
 
-    root = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "mnist"
-    if not root.exists():
-        pytest.skip("../shared/datasets/mnist not present")
     from robcurves.data import load
+
+    root = shared_data("mnist")
 
     d = load(root).subset(slice(0, 150))
     for p in NORMS:
@@ -193,13 +192,11 @@ def test_l1_pooled_fallback_matches_brute_force(dim: int, monkeypatch: pytest.Mo
 def test_real_gtsrb_subset_matches_brute_force(p: float) -> None:
     """Natural images (GTSRB, 3072 dims), where l_inf and l1 take the dense fallbacks: exact
     against a float64 brute force, row by row."""
-    from pathlib import Path
+    from conftest import shared_data
 
-    path = (Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "gtsrb"
-            / "gtsrb_test_32x32.npz")
-    if not path.exists():
-        pytest.skip("../shared/datasets/gtsrb not present")
     from robcurves.data import load
+
+    path = shared_data("gtsrb/gtsrb_test_32x32.npz")
 
     d = load(path).subset(slice(0, 240))
     x = d.x.reshape(len(d.x), -1)

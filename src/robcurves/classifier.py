@@ -252,3 +252,16 @@ def margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     other = logits.clone()
     other.scatter_(1, y[:, None], -torch.inf)
     return zy - other.amax(dim=1)
+
+
+def check_finite_logits(z: torch.Tensor, indices: np.ndarray | None = None) -> None:
+    """``ValueError`` naming the points (their ``indices``, default positions) where any of
+    the logits ``z`` (one row per point) is NaN or infinite: distances of such a model mean
+    nothing."""
+    bad = ~torch.isfinite(z).reshape(z.shape[0], -1).all(1)
+    if bool(bad.any()):
+        pos = bad.nonzero().squeeze(1).numpy()
+        idx = pos if indices is None else np.asarray(indices)[pos]
+        shown = ", ".join(str(int(i)) for i in idx[:10]) + (", ..." if idx.size > 10 else "")
+        raise ValueError(f"the model's logits are NaN or infinite on {idx.size} of {z.shape[0]} "
+                         f"points (indices {shown}); expected finite logits everywhere")

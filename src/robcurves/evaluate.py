@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import time
 import warnings
@@ -15,9 +14,10 @@ from torch import nn
 from ._norms import NormLike, lp_norm_np, norm_name, parse_norm
 from ._threads import using_threads
 from .attacks import ATTACKS, get_attack
-from .model import Bounds, Classifier, TorchClassifier, as_bounds, wrap
+from .classifier import check_finite_logits
+from .model import Bounds, Classifier, as_bounds, wrap
 from .results import Distances
-from .store import BatchStore, run_batches
+from .store import BatchStore, fingerprint_data, fingerprint_model, run_batches
 
 __all__ = ["distances", "verify_adversarials", "fingerprint_model", "fingerprint_data",
            "probe_model", "check_finite_logits", "check_attack_options"]
@@ -39,28 +39,6 @@ def _as_inputs(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor
         raise ValueError(f"x and y must have the same length; got x of shape {x.shape} and "
                          f"{y.shape[0]} labels")
     return x.astype(np.float32, copy=False), y.astype(np.int64, copy=False)
-
-
-def fingerprint_model(model: Classifier) -> str:
-    """A hash of a torch model's parameters and buffers (empty for other models)."""
-    if not isinstance(model, TorchClassifier):
-        return ""
-    h = hashlib.sha256()
-    for k, v in model.module.state_dict().items():
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    for t in (model.mean, model.std):
-        if t is not None:
-            h.update(t.detach().cpu().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
-def fingerprint_data(*arrays: np.ndarray) -> str:
-    """A hash of the arrays' bytes (identifies the points a stored run was computed on)."""
-    h = hashlib.sha256()
-    for a in arrays:
-        h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()[:16]
 
 
 def probe_model(model: Classifier, x: np.ndarray, name: str | None = None) -> int:
@@ -101,19 +79,6 @@ def probe_model(model: Classifier, x: np.ndarray, name: str | None = None) -> in
 def _has_preprocessing(model: Classifier) -> bool:
     """Whether a wrapped model normalises its inputs (``mean``/``std``) before the network."""
     return any(getattr(model, a, None) is not None for a in ("mean", "std", "pre"))
-
-
-def check_finite_logits(z: torch.Tensor, indices: np.ndarray | None = None) -> None:
-    """``ValueError`` naming the points (their ``indices``, default positions) where any of
-    the logits ``z`` (one row per point) is NaN or infinite: distances of such a model mean
-    nothing."""
-    bad = ~torch.isfinite(z).reshape(z.shape[0], -1).all(1)
-    if bool(bad.any()):
-        pos = bad.nonzero().squeeze(1).numpy()
-        idx = pos if indices is None else np.asarray(indices)[pos]
-        shown = ", ".join(str(int(i)) for i in idx[:10]) + (", ..." if idx.size > 10 else "")
-        raise ValueError(f"the model's logits are NaN or infinite on {idx.size} of {z.shape[0]} "
-                         f"points (indices {shown}); expected finite logits everywhere")
 
 
 def check_attack_options(attack: str, options: dict) -> None:

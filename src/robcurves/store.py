@@ -8,6 +8,7 @@ rather than mixed.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import warnings
@@ -16,9 +17,32 @@ from pathlib import Path
 
 import numpy as np
 
+from .model import TorchClassifier
 from .results import Distances
 
-__all__ = ["BatchStore", "run_batches"]
+__all__ = ["BatchStore", "fingerprint_data", "fingerprint_model", "run_batches"]
+
+
+def fingerprint_model(model: object) -> str:
+    """A hash of a torch model's parameters and buffers (empty for other models)."""
+    if not isinstance(model, TorchClassifier):
+        return ""
+    h = hashlib.sha256()
+    for k, v in model.module.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    for t in (model.mean, model.std):
+        if t is not None:
+            h.update(t.detach().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def fingerprint_data(*arrays: np.ndarray) -> str:
+    """A hash of the arrays' bytes (identifies the points a stored run was computed on)."""
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:16]
 
 
 class BatchStore:
@@ -63,13 +87,16 @@ class BatchStore:
         os.replace(tmp, path)
 
 
-def run_batches(n: int, batch_size: int, compute: Callable[[int, int], Distances],
-                store: BatchStore | None = None, progress: str | None = None) -> Distances:
+def run_batches(n: int, batch_size: int, compute: Callable[..., Distances],
+                store: BatchStore | None = None, progress: str | None = None,
+                ticks: bool = False) -> Distances:
     """Compute ``compute(start, stop)`` for consecutive batches of ``n`` points and join them.
 
     With a ``store``, finished batches are read back instead of recomputed and each new batch
     is saved as soon as it is done, so an interrupted run loses at most the batch in progress.
-    ``progress`` is the label of a progress bar (none if ``None``).
+    ``progress`` is the label of a progress bar (none if ``None``). With ``ticks=True``,
+    ``compute(start, stop, tick)`` gets a callback ``tick(fraction)`` that moves the bar by that
+    fraction of the batch's points while the batch runs.
     """
     spans = [(a, min(a + batch_size, n)) for a in range(0, n, batch_size)]
     done = {s: store.get(*s) for s in spans} if store is not None else {}
@@ -84,12 +111,22 @@ def run_batches(n: int, batch_size: int, compute: Callable[[int, int], Distances
     try:
         for start, stop in spans:
             part = done.get((start, stop))
+            shown = [0.0, 0]  # fraction of this batch done, points shown for it
+
+            def tick(fraction: float, start: int = start, stop: int = stop,
+                     shown: list = shown) -> None:
+                shown[0] += fraction
+                now = min(stop - start, int(shown[0] * (stop - start)))
+                if bar is not None and now > shown[1]:
+                    bar.update(now - shown[1])
+                    shown[1] = now
+
             if part is None:
-                part = compute(start, stop)
+                part = compute(start, stop, tick) if ticks else compute(start, stop)
                 if store is not None:
                     store.put(start, stop, part)
                 if bar is not None:
-                    bar.update(stop - start)
+                    bar.update(stop - start - shown[1])
             parts.append(part)
             if bar is not None:
                 d = np.concatenate([q.distances for q in parts])

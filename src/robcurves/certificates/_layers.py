@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Normalize", "Affine", "ReLU", "sequential_layers", "SUPPORTED_LAYERS"]
+__all__ = ["Normalize", "Affine", "ReLU", "sequential_layers", "forward",
+           "affine_blocks", "SUPPORTED_LAYERS"]
 
 SUPPORTED_LAYERS = ("Linear", "Conv2d", "ReLU", "Flatten", "BatchNorm1d", "BatchNorm2d",
                     "AvgPool2d", "Identity", "Dropout (eval mode)", "robcurves Normalize")
@@ -168,11 +169,6 @@ class _Conv(Affine):
         self.stride, self.padding = m.stride, m.padding
         self.dilation, self.groups = m.dilation, m.groups
         self.in_shape, self.out_shape, self.name = in_shape, out_shape, name
-        # output_padding that makes conv_transpose2d return exactly the input size
-        self.output_padding = tuple(
-            in_shape[1 + i] - ((out_shape[1 + i] - 1) * self.stride[i] - 2 * self.padding[i]
-                               + self.dilation[i] * (self.w.shape[2 + i] - 1) + 1)
-            for i in range(2))
 
     def _conv(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, w, None, self.stride, self.padding, self.dilation, self.groups)
@@ -184,8 +180,11 @@ class _Conv(Affine):
         return self._conv(x, self.w.abs())
 
     def transpose(self, a: torch.Tensor) -> torch.Tensor:
-        return F.conv_transpose2d(a, self.w, None, self.stride, self.padding,
-                                  self.output_padding, self.groups, self.dilation)
+        # the gradient of the convolution with respect to its input (a transposed
+        # convolution of exactly the input size), several times faster on CPU than
+        # conv_transpose2d
+        return torch.nn.grad.conv2d_input((a.shape[0],) + self.in_shape, self.w, a,
+                                          self.stride, self.padding, self.dilation, self.groups)
 
     def bias(self) -> torch.Tensor | None:
         return None if self.b is None else self.b.reshape(-1, 1, 1)
@@ -243,8 +242,6 @@ class _AvgPool(_Conv):
         self.b = None
         self.stride, self.padding, self.dilation, self.groups = s, p, (1, 1), c
         self.in_shape, self.out_shape, self.name = in_shape, out_shape, name
-        self.output_padding = tuple(
-            in_shape[1 + i] - ((out_shape[1 + i] - 1) * s[i] - 2 * p[i] + k[i]) for i in range(2))
 
 
 _SUPPORTED_TYPES = (nn.Linear, nn.Conv2d, nn.ReLU, nn.Flatten, nn.BatchNorm1d, nn.BatchNorm2d,
@@ -330,3 +327,31 @@ def sequential_layers(module: nn.Module, input_shape: Sequence[int],
         # nn.Identity and eval-mode nn.Dropout: nothing to do
         shape = out_shape
     return steps
+
+
+def forward(steps: Sequence[Step], x: torch.Tensor) -> torch.Tensor:
+    """The network's output on ``x``: every step applied in turn."""
+    for s in steps:
+        x = s.forward(x)
+    return x
+
+
+def affine_blocks(steps: Sequence[Step]) -> list:
+    """The composed affine maps ``(W, b)`` (scipy CSR, numpy) before each ReLU and after the
+    last one (one block for a network without ReLU)."""
+    import scipy.sparse as sp
+
+    n_in = math.prod(steps[0].in_shape)
+    cur_w, cur_b = sp.identity(n_in, format="csr"), np.zeros(n_in)
+    out = []
+    for s in steps:
+        if isinstance(s, ReLU):
+            out.append((cur_w, cur_b))
+            n = math.prod(s.out_shape)
+            cur_w, cur_b = sp.identity(n, format="csr"), np.zeros(n)
+        else:
+            assert isinstance(s, Affine)
+            w, b = s.sparse_matrix()
+            cur_w, cur_b = (w @ cur_w).tocsr(), w @ cur_b + b
+    out.append((cur_w, cur_b))
+    return out

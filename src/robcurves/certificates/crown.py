@@ -7,10 +7,12 @@ box) and l1 (a fractional knapsack, solved by sorting), and for l2 by a Lagrangi
 that is valid for every multiplier and maximised by bisection (never below the plain ball or box
 bounds).
 
-:func:`crown_margins` bounds the margins ``f_y(x') - f_k(x')`` for all ``k != y`` from below:
-every ReLU's input bounds are computed by a backward pass from that layer (intersected with IBP),
-unstable ReLUs use the triangle's upper line and the adaptive lower line (slope 1 if
-``u > -l`` else 0). :func:`certified_radius` bisects, per point, the largest eps at which all
+:func:`crown_margins` bounds the margins ``f_y(x') - f_k(x')`` for all ``k != y`` from below.
+ReLU input bounds are built layer by layer: interval arithmetic from the previous layer's bounds,
+then one backward pass for each (point, neuron) that the interval leaves unstable (the affine
+block just below the layer is kept as a dense matrix when small, so its rows are read, not
+recomputed); unstable ReLUs use the triangle's upper line and the adaptive lower line (slope 1
+if ``u > -l`` else 0). :func:`certified_radius` bisects, per point, the largest eps at which all
 margins are certified positive.
 """
 
@@ -22,13 +24,14 @@ from collections.abc import Callable
 import torch
 
 from .._box import max_radius
-from ._layers import Affine, ReLU, Step
+from ._layers import Affine, ReLU, Step, forward
 from .ibp import ibp_steps
 
 __all__ = ["concretize_lower", "crown_margins", "ibp_margins", "preactivation_bounds",
-           "certified_radius", "input_box"]
+           "certified_radius", "input_box", "relaxation"]
 
-_CHUNK_ELEMENTS = 2 ** 24  # largest (rows x input size) block of coefficients built at once
+_CHUNK_ELEMENTS = 2 ** 20  # largest (rows x input size) block of coefficients built at once
+_DENSE_BLOCK_ELEMENTS = 2 ** 24  # largest affine block kept as a dense matrix
 
 
 def input_box(x: torch.Tensor, eps: torch.Tensor, bounds: tuple[float, float]
@@ -56,6 +59,9 @@ def concretize_lower(a: torch.Tensor, x: torch.Tensor, eps: torch.Tensor, p: flo
     e = eps.reshape(n, 1)
     base = (a * xf).sum(-1)  # a . x
     dlo, dhi = bounds[0] - xf, bounds[1] - xf  # box on delta (<= 0 <= )
+    if p != math.inf:  # |delta_i| <= ||delta||_p <= eps: the same domain, and a finite box
+        el = e[:, :, None]
+        dlo, dhi = torch.maximum(dlo, -el), torch.minimum(dhi, el)
     if p == math.inf:
         el = e[:, :, None]
         lo_d, hi_d = torch.maximum(-el, dlo), torch.minimum(el, dhi)
@@ -100,33 +106,44 @@ def concretize_lower(a: torch.Tensor, x: torch.Tensor, eps: torch.Tensor, p: flo
     return base + best
 
 
-def _relax(a: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor
-           ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Replace ``a . relu(z)`` by a linear lower bound in ``z``: ``(a', const)``."""
-    n, k = a.shape[:2]
-    lo, hi = lo[:, None], hi[:, None]
+Relaxation = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def relaxation(lo: torch.Tensor, hi: torch.Tensor) -> Relaxation:
+    """Linear bounds ``low * z <= relu(z) <= up * z + up_const`` on ``[lo, hi]`` (elementwise).
+
+    Stable neurons are exact; unstable ones use the triangle's upper line and the adaptive lower
+    line (slope 1 if ``hi > -lo`` else 0). Returns ``(low, up, up_const)``.
+    """
     active, dead = lo >= 0, hi <= 0
     unstable = ~(active | dead)
-    denom = torch.where(unstable, hi - lo, torch.ones_like(hi))
-    up_slope = torch.where(active, torch.ones_like(hi),
-                           torch.where(unstable, hi / denom, torch.zeros_like(hi)))
-    up_const = torch.where(unstable, -up_slope * lo, torch.zeros_like(hi))
-    low_slope = torch.where(active | (unstable & (hi > -lo)), torch.ones_like(hi),
-                            torch.zeros_like(hi))
-    a_pos, a_neg = a.clamp_min(0), a.clamp_max(0)
+    one, zero = torch.ones_like(hi), torch.zeros_like(hi)
+    denom = torch.where(unstable, hi - lo, one)
+    up = torch.where(active, one, torch.where(unstable, hi / denom, zero))
+    up_const = torch.where(unstable, -up * lo, zero)
+    low = torch.where(active | (unstable & (hi > -lo)), one, zero)
+    return low, up, up_const
+
+
+def _relax(a: torch.Tensor, rel: Relaxation) -> tuple[torch.Tensor, torch.Tensor]:
+    """Replace ``a . relu(z)`` by a linear lower bound in ``z``: ``(a', const)``."""
+    n, k = a.shape[:2]
+    low, up, up_const = (t[:, None] for t in rel)
+    a_neg = a.clamp_max(0)
+    a_pos = a - a_neg
     const = (a_neg * up_const).reshape(n, k, -1).sum(-1)
-    return a_pos * low_slope + a_neg * up_slope, const
+    return a_pos * low + a_neg * up, const
 
 
-def _backward(steps: list[Step], upto: int, a: torch.Tensor,
-              pre: dict[int, tuple[torch.Tensor, torch.Tensor]]
-              ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Push coefficients ``a`` on the output of ``steps[:upto]`` back to the input."""
+def _backward(steps: list[Step], start: int, upto: int, a: torch.Tensor,
+              rel: dict[int, Relaxation]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Push coefficients ``a`` on the output of ``steps[:upto]`` back to the input of
+    ``steps[start]``; ``rel`` holds the relaxation of every ReLU step on the way."""
     const = a.new_zeros(a.shape[:2])
-    for i in reversed(range(upto)):
+    for i in reversed(range(start, upto)):
         s = steps[i]
         if isinstance(s, ReLU):
-            a, c = _relax(a, *pre[i])
+            a, c = _relax(a, rel[i])
         else:
             assert isinstance(s, Affine)
             a, c = s.backward(a)
@@ -134,42 +151,110 @@ def _backward(steps: list[Step], upto: int, a: torch.Tensor,
     return a, const
 
 
+def _block(steps: list[Step], start: int, upto: int, cache: dict | None
+           ) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The affine map of ``steps[start:upto]`` (no ReLU among them) as a dense matrix
+    ``(n_out, *in_shape)`` and bias ``(n_out,)``, computed once per ``cache``; ``None`` when it
+    would be too large (the rows are then pushed back through the steps each time)."""
+    key = (start, upto)
+    if cache is not None and key in cache:
+        return cache[key]
+    out_shape = steps[upto - 1].out_shape if upto > start else steps[start].in_shape
+    in_shape = steps[start].in_shape
+    m, width = math.prod(out_shape), math.prod(in_shape)
+    block = None
+    if m * width <= _DENSE_BLOCK_ELEMENTS:
+        like = _param_like(steps)
+        eye = torch.eye(m, dtype=like.dtype, device=like.device).reshape((1, m) + out_shape)
+        w, b = _backward(steps, start, upto, eye, {})
+        block = (w[0], b[0])
+    if cache is not None:
+        cache[key] = block
+    return block
+
+
+def _param_like(steps: list[Step]) -> torch.Tensor:
+    for s in steps:
+        for name in ("w", "scale"):
+            t = getattr(s, name, None)
+            if isinstance(t, torch.Tensor):
+                return t
+    return torch.zeros((), dtype=torch.float64)
+
+
+def _tighten(steps: list[Step], i: int, start: int, x: torch.Tensor, eps: torch.Tensor,
+             p: float, bounds: tuple[float, float], lo: torch.Tensor, hi: torch.Tensor,
+             rel: dict[int, Relaxation], cache: dict | None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """CROWN bounds on the input of ReLU step ``i`` (``steps[start:i]`` affine), intersected
+    with ``[lo, hi]``: one backward pass per (point, neuron) that ``[lo, hi]`` leaves unstable."""
+    n = x.shape[0]
+    shape = steps[i].in_shape
+    m = math.prod(shape)
+    lo_i, hi_i = lo.reshape(n, m).clone(), hi.reshape(n, m).clone()
+    pts, rows = ((lo_i < 0) & (hi_i > 0)).nonzero(as_tuple=True)
+    if pts.numel() == 0:
+        return lo, hi
+    block = _block(steps, start, i, cache)
+    width = max(math.prod(s.in_shape) for s in steps[: i + 1])
+    chunk = max(1, _CHUNK_ELEMENTS // (2 * width))
+    for c0 in range(0, pts.numel(), chunk):
+        pt, rw = pts[c0:c0 + chunk], rows[c0:c0 + chunk]
+        r = pt.numel()
+        if block is not None:
+            a, const = block[0][rw][:, None], block[1][rw][:, None]
+        else:
+            eye = torch.zeros((r, 1, m), dtype=x.dtype, device=x.device)
+            eye[torch.arange(r), 0, rw] = 1.0
+            a, const = _backward(steps, start, i, eye.reshape((r, 1) + shape), {})
+        # the affine part is linear: the upper bound's row is the lower bound's, negated
+        a, const = torch.cat([a, -a], 1), torch.cat([const, -const], 1)
+        rel_rows = {k: tuple(t[pt] for t in v) for k, v in rel.items() if k < start}
+        a_in, c_in = _backward(steps, 0, start, a, rel_rows)
+        val = concretize_lower(a_in, x[pt], eps[pt], p, bounds) + const + c_in
+        lo_i[pt, rw] = torch.maximum(lo_i[pt, rw], val[:, 0])
+        hi_i[pt, rw] = torch.minimum(hi_i[pt, rw], -val[:, 1])
+    hi_i = torch.maximum(hi_i, lo_i)
+    return lo_i.reshape((n,) + shape), hi_i.reshape((n,) + shape)
+
+
+def _layer_bounds(steps: list[Step], x: torch.Tensor, eps: torch.Tensor, p: float,
+                  bounds: tuple[float, float], method: str, cache: dict | None,
+                  prior: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None
+                  ) -> tuple[dict[int, tuple[torch.Tensor, torch.Tensor]],
+                             dict[int, Relaxation]]:
+    lo, hi = input_box(x, eps, bounds)
+    pre: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    rel: dict[int, Relaxation] = {}
+    start = 0
+    for i, s in enumerate(steps):
+        if not isinstance(s, ReLU):
+            continue
+        lo, hi, _ = ibp_steps(steps[start:i], lo, hi)
+        if prior is not None:  # bounds valid on a larger domain are valid here too
+            lo, hi = torch.maximum(lo, prior[i][0]), torch.minimum(hi, prior[i][1])
+            hi = torch.maximum(hi, lo)
+        if method == "crown":
+            lo, hi = _tighten(steps, i, start, x, eps, p, bounds, lo, hi, rel, cache)
+        pre[i] = (lo, hi)
+        rel[i] = relaxation(lo, hi)
+        lo, hi = torch.relu(lo), torch.relu(hi)
+        start = i + 1
+    return pre, rel
+
+
 def preactivation_bounds(steps: list[Step], x: torch.Tensor, eps: torch.Tensor, p: float,
-                         bounds: tuple[float, float], method: str = "crown"
+                         bounds: tuple[float, float], method: str = "crown",
+                         cache: dict | None = None
                          ) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
     """Bounds ``(lower, upper)`` on the input of every ReLU step ``i`` (keyed by ``i``).
 
-    ``method="ibp"`` uses interval arithmetic on the box hull of the domain; ``"crown"`` runs
-    a backward pass from each ReLU layer (in chunks of neurons) and intersects with IBP.
+    Layer by layer: interval arithmetic from the previous ReLU's bounds, then (``"crown"``) a
+    backward pass for each neuron of each point that the interval leaves unstable, intersected
+    with the interval. ``cache`` (any dict, reused across calls on the same ``steps``) keeps the
+    dense matrices of the affine blocks between ReLUs.
     """
-    lo_in, hi_in = input_box(x, eps, bounds)
-    _, _, ibp_pre = ibp_steps(steps, lo_in, hi_in, keep=True)
-    relu_idx = [i for i, s in enumerate(steps) if isinstance(s, ReLU)]
-    pre = dict(zip(relu_idx, ibp_pre, strict=True))
-    if method == "ibp":
-        return pre
-    n = x.shape[0]
-    for i in relu_idx:
-        shape = steps[i].in_shape
-        m = math.prod(shape)
-        lo_i, hi_i = (t.reshape(n, m).clone() for t in pre[i])
-        # only neurons that are unstable for some point need a backward pass
-        rows_all = ((lo_i < 0) & (hi_i > 0)).any(0).nonzero().reshape(-1)
-        width = max(math.prod(s.in_shape) for s in steps[: i + 1])
-        chunk = max(1, _CHUNK_ELEMENTS // max(1, n * width * 2))
-        for start in range(0, rows_all.numel(), chunk):
-            rows = rows_all[start:start + chunk]
-            r = rows.numel()
-            eye = torch.zeros((r, m), dtype=x.dtype, device=x.device)
-            eye[torch.arange(r), rows] = 1.0
-            a = torch.cat([eye, -eye]).reshape((1, 2 * r) + shape).expand((n, 2 * r) + shape)
-            a_in, const = _backward(steps, i, a, pre)
-            val = concretize_lower(a_in, x, eps, p, bounds) + const
-            lo_i[:, rows] = torch.maximum(lo_i[:, rows], val[:, :r])
-            hi_i[:, rows] = torch.minimum(hi_i[:, rows], -val[:, r:])
-        hi_i = torch.maximum(hi_i, lo_i)
-        pre[i] = (lo_i.reshape((n,) + shape), hi_i.reshape((n,) + shape))
-    return pre
+    return _layer_bounds(steps, x, eps, p, bounds, method, cache)[0]
 
 
 def _spec(y: torch.Tensor, k: int, dtype: torch.dtype) -> torch.Tensor:
@@ -184,16 +269,33 @@ def _spec(y: torch.Tensor, k: int, dtype: torch.dtype) -> torch.Tensor:
 
 
 def crown_margins(steps: list[Step], x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor,
-                  p: float, bounds: tuple[float, float]) -> torch.Tensor:
-    """Lower bounds ``(N, K-1)`` on ``f_y - f_k`` over each point's domain (CROWN)."""
-    pre = preactivation_bounds(steps, x, eps, p, bounds, "crown")
+                  p: float, bounds: tuple[float, float], cache: dict | None = None,
+                  prior: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None,
+                  keep: dict | None = None) -> torch.Tensor:
+    """Lower bounds ``(N, K-1)`` on ``f_y - f_k`` over each point's domain (CROWN).
+
+    ``prior``: ReLU input bounds known to hold on each point's domain (e.g. computed for a
+    larger radius), intersected with the intervals before the backward passes (fewer unstable
+    neurons, never looser). ``keep``: a dict that receives the ReLU input bounds computed here.
+    """
+    pre, rel = _layer_bounds(steps, x, eps, p, bounds, "crown", cache, prior)
+    if keep is not None:
+        keep.update(pre)
+    return _output_margins(steps, x, y, eps, p, bounds, rel)
+
+
+def _output_margins(steps: list[Step], x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor,
+                    p: float, bounds: tuple[float, float], rel: dict[int, Relaxation]
+                    ) -> torch.Tensor:
+    """The margins' backward pass with the given ReLU relaxations (valid on the domain)."""
     c = _spec(y, steps[-1].out_shape[0], x.dtype)
-    a_in, const = _backward(steps, len(steps), c, pre)
+    a_in, const = _backward(steps, 0, len(steps), c, rel)
     return concretize_lower(a_in, x, eps, p, bounds) + const
 
 
 def ibp_margins(steps: list[Step], x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor,
-                p: float, bounds: tuple[float, float]) -> torch.Tensor:
+                p: float, bounds: tuple[float, float], cache: dict | None = None
+                ) -> torch.Tensor:
     """Lower bounds ``(N, K-1)`` on ``f_y - f_k`` by IBP on the box hull of the domain.
 
     The margin matrix is folded into the affine steps after the last ReLU, so those steps are
@@ -203,7 +305,7 @@ def ibp_margins(steps: list[Step], x: torch.Tensor, y: torch.Tensor, eps: torch.
     lo_in, hi_in = input_box(x, eps, bounds)
     lo, hi, _ = ibp_steps(steps[:last], lo_in, hi_in)
     c = _spec(y, steps[-1].out_shape[0], x.dtype)
-    a, const = _backward(steps[last:], len(steps) - last, c, {})
+    a, const = _backward(steps, last, len(steps), c, {})
     n, k = a.shape[:2]
     mid = ((hi + lo) / 2).reshape(n, 1, -1)
     rad = ((hi - lo) / 2).reshape(n, 1, -1)
@@ -216,7 +318,8 @@ MARGINS: dict[str, Callable] = {"crown": crown_margins, "ibp": ibp_margins}
 
 def certified_radius(steps: list[Step], x: torch.Tensor, y: torch.Tensor, p: float,
                      bounds: tuple[float, float], method: str = "crown",
-                     upper: torch.Tensor | None = None, iters: int = 14) -> torch.Tensor:
+                     upper: torch.Tensor | None = None, iters: int = 14,
+                     on_step: Callable[[float], None] | None = None) -> torch.Tensor:
     """Per-point largest certified radius found by bisection (a lower bound on ``d*``).
 
     Args:
@@ -224,31 +327,98 @@ def certified_radius(steps: list[Step], x: torch.Tensor, y: torch.Tensor, p: flo
         x, y: points inside the box and their labels; points the network misclassifies get 0.
         upper: optional per-point upper brackets (e.g. attack distances; ``inf`` = none).
             Without one the bracket is the radius covering the whole box, and a point certified
-            on the whole box gets ``+inf`` (no adversarial exists inside the bounds).
+            on the whole box gets ``+inf`` (no adversarial exists inside the bounds). Unbounded
+            inputs (an infinite box) without a finite bracket start from radius 1, doubled while
+            it is certified.
         iters: bisection steps (the result is within ``bracket / 2**iters`` below the largest
             radius the method certifies).
+        on_step: called with the fraction of the work done by each bound evaluation.
     """
-    margins = MARGINS[method]
     n = x.shape[0]
     with torch.no_grad():
-        out = x
-        for s in steps:
-            out = s.forward(out)
-        correct = out.argmax(1) == y
+        correct = forward(steps, x).argmax(1) == y
+    if upper is not None:  # a point at distance 0 has nothing to certify
+        correct &= upper.to(x.device) != 0
+    radius = torch.zeros(n, dtype=x.dtype, device=x.device)
+    if correct.any():  # only the correctly classified points are searched
+        keep = correct.nonzero().reshape(-1)
+        radius[keep] = _bisect(steps, x[keep], y[keep], p, bounds, method,
+                               None if upper is None else upper[keep.to(upper.device)],
+                               iters, on_step)
+    elif on_step is not None:
+        on_step(1.0)
+    return radius
+
+
+def _bisect(steps: list[Step], x: torch.Tensor, y: torch.Tensor, p: float,
+            bounds: tuple[float, float], method: str, upper: torch.Tensor | None, iters: int,
+            on_step: Callable[[float], None] | None) -> torch.Tensor:
+    margins = MARGINS[method]
+    cache: dict = {}
+    # CROWN: the ReLU input bounds computed at each point's current upper end of the bracket
+    # hold for every radius probed later (all smaller), so each probe starts from them
+    prior: dict | None = None
+
+    def certified(eps: torch.Tensor) -> torch.Tensor:
+        nonlocal prior
+        if method != "crown":
+            ok = margins(steps, x, y, eps, p, bounds, cache=cache).amin(1) > 0
+        elif prior is None:
+            prior = {}
+            ok = margins(steps, x, y, eps, p, bounds, cache=cache, keep=prior).amin(1) > 0
+        else:
+            # first the relaxations of the bracket's upper end (valid here, as eps is smaller):
+            # only the output's backward pass; the points it certifies are certified
+            rel = {i: relaxation(*b) for i, b in prior.items()}
+            ok = _output_margins(steps, x, y, eps, p, bounds, rel).amin(1) > 0
+            todo = (~ok).nonzero().reshape(-1)
+            if todo.numel():  # the others get fresh bounds at eps
+                keep: dict = {}
+                sub = {i: (b[0][todo], b[1][todo]) for i, b in prior.items()}
+                ok_todo = margins(steps, x[todo], y[todo], eps[todo], p, bounds, cache=cache,
+                                  prior=sub, keep=keep).amin(1) > 0
+                ok[todo] = ok_todo
+                failed = todo[~ok_todo]  # failed probes become the new upper end
+                for i, (lo_i, hi_i) in prior.items():
+                    lo_i[failed] = keep[i][0][~ok_todo]
+                    hi_i[failed] = keep[i][1][~ok_todo]
+        if on_step is not None:
+            on_step(1.0 / (iters + 1))
+        return ok
+
+    n = x.shape[0]
+    with torch.no_grad():
         box = max_radius(x[0].numel(), p, bounds)
         hi = torch.full((n,), box, dtype=x.dtype, device=x.device)
         if upper is not None:
             u = upper.to(dtype=x.dtype, device=x.device)
             hi = torch.where(torch.isfinite(u), torch.minimum(u, hi), hi)
+        if not math.isfinite(box):
+            hi = _doubling_bracket(lambda e: margins(steps, x, y, e, p, bounds, cache=cache)
+                                   .amin(1) > 0, hi)
         hi0 = hi.clone()
-        cert_hi = margins(steps, x, y, hi, p, bounds).amin(1) > 0
+        cert_hi = certified(hi)
         lo = torch.zeros_like(hi)
         for _ in range(iters):
             mid = (lo + hi) / 2
-            ok = margins(steps, x, y, mid, p, bounds).amin(1) > 0
+            ok = certified(mid)
             lo = torch.where(ok, mid, lo)
             hi = torch.where(ok, hi, mid)
         radius = torch.where(cert_hi, hi0, lo)
         whole_box = cert_hi & (hi0 >= box)
-        radius = torch.where(whole_box, torch.full_like(radius, math.inf), radius)
-        return torch.where(correct, radius, torch.zeros_like(radius))
+        return torch.where(whole_box, torch.full_like(radius, math.inf), radius)
+
+
+def _doubling_bracket(certified: Callable[[torch.Tensor], torch.Tensor], hi: torch.Tensor,
+                      max_doublings: int = 60) -> torch.Tensor:
+    """Finite brackets for points whose ``hi`` is infinite: 1, 2, 4, ... up to the first radius
+    not certified (or ``2**max_doublings``)."""
+    need = ~torch.isfinite(hi)
+    hi = torch.where(need, torch.ones_like(hi), hi)
+    for _ in range(max_doublings):
+        if not need.any():
+            break
+        ok = certified(hi) & need
+        hi = torch.where(ok, 2 * hi, hi)
+        need = ok
+    return hi

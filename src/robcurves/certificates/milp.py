@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,7 +30,7 @@ import scipy.optimize
 import scipy.sparse as sp
 import torch
 
-from ._layers import Affine, ReLU, Step
+from ._layers import ReLU, Step, affine_blocks, forward
 from .crown import preactivation_bounds
 
 __all__ = ["MILPResult", "milp_distances"]
@@ -59,24 +60,6 @@ class MILPResult:
     @property
     def n_solved(self) -> int:
         return sum(s in ("optimal", "misclassified", "no-adversarial") for s in self.status)
-
-
-def _blocks(steps: list[Step]) -> list[tuple[sp.csr_matrix, np.ndarray]]:
-    """Composed affine maps before each ReLU and after the last one."""
-    n_in = math.prod(steps[0].in_shape)
-    cur_w, cur_b = sp.identity(n_in, format="csr"), np.zeros(n_in)
-    out = []
-    for s in steps:
-        if isinstance(s, ReLU):
-            out.append((cur_w, cur_b))
-            n = math.prod(s.out_shape)
-            cur_w, cur_b = sp.identity(n, format="csr"), np.zeros(n)
-        else:
-            assert isinstance(s, Affine)
-            w, b = s.sparse_matrix()
-            cur_w, cur_b = (w @ cur_w).tocsr(), w @ cur_b + b
-    out.append((cur_w, cur_b))
-    return out
 
 
 def _solve_point(blocks: list, pre: list[tuple[np.ndarray, np.ndarray]],
@@ -207,7 +190,8 @@ def _solve_point(blocks: list, pre: list[tuple[np.ndarray, np.ndarray]],
 def milp_distances(steps: list[Step], x: torch.Tensor, y: torch.Tensor, p: float,
                    bounds: tuple[float, float], upper: torch.Tensor | None = None,
                    time_limit: float = 10.0, bound_method: str = "crown",
-                   progress: bool = False) -> MILPResult:
+                   progress: bool = False, on_point: Callable[[], None] | None = None
+                   ) -> MILPResult:
     """Exact (when solved) minimal distances for each point; see the module docstring.
 
     Args:
@@ -219,6 +203,7 @@ def milp_distances(steps: list[Step], x: torch.Tensor, y: torch.Tensor, p: float
             the big-M bounds loose and the MILP much slower.
         time_limit: seconds per point.
         bound_method: ``"crown"`` or ``"ibp"`` for the big-M constants.
+        on_point: called after each point.
     """
     from tqdm.auto import tqdm
 
@@ -231,7 +216,7 @@ def milp_distances(steps: list[Step], x: torch.Tensor, y: torch.Tensor, p: float
     if upper is not None:
         u = upper.detach().cpu().double().numpy()
         radius = np.where(np.isfinite(u), np.minimum(u * (1 + 1e-3) + 1e-6, box), box)
-    blocks = _blocks(steps)
+    blocks = affine_blocks(steps)
     ext = steps + [ReLU(steps[-1].out_shape, "logits")]  # to bound the logits too
     relu_idx = [i for i, s in enumerate(steps) if isinstance(s, ReLU)]
     lower = np.zeros(n)
@@ -239,15 +224,14 @@ def milp_distances(steps: list[Step], x: torch.Tensor, y: torch.Tensor, p: float
     status: list[str] = []
     secs, nbin = np.zeros(n), np.zeros(n, dtype=np.int64)
     with torch.no_grad():
-        out = x
-        for s in steps:
-            out = s.forward(out)
-        pred = out.argmax(1)
+        pred = forward(steps, x).argmax(1)
     for j in tqdm(range(n), disable=not progress, desc="milp"):
         t0 = time.perf_counter()
         if int(pred[j]) != int(y[j]):
             status.append("misclassified")
             upp[j] = 0.0
+            if on_point is not None:
+                on_point()
             continue
         xr = x[j:j + 1]
         eps = torch.tensor([radius[j]], dtype=x.dtype)
@@ -264,5 +248,7 @@ def milp_distances(steps: list[Step], x: torch.Tensor, y: torch.Tensor, p: float
             lo_j = math.inf
         lower[j], upp[j], secs[j], nbin[j] = lo_j, up_j, time.perf_counter() - t0, nb
         status.append(st)
+        if on_point is not None:
+            on_point()
     return MILPResult(lower=lower, upper=upp, status=status, radius=radius, seconds=secs,
                       n_binary=nbin)

@@ -64,8 +64,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="evaluate even on points the model was trained on (refused by default); "
                         "every output then carries a warning")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.add_argument("--certify", default=None, choices=["crown", "ibp", "milp", "exact-linear"],
-                   help="also certify lower bounds with this method (saved as "
+    p.add_argument("--certify", default=None,
+                   choices=["auto", "crown", "ibp", "milp", "exact-linear"],
+                   help="also certify lower bounds with this method (auto: exact for "
+                        "affine models, else crown; saved as "
                         "certified-NORM.json) and plot the band between both curves")
     return p
 
@@ -298,23 +300,15 @@ def _certify_band(clf, x, y, p, d, curve, args, out: Path):
     from ..bands import band
     from ..certificates import METHODS, certify
     from ..curve import RobustnessCurve
-    from ..evaluate import fingerprint_data
-    from ..store import BatchStore, run_batches
 
     if p not in METHODS[args.certify]:
         print(f"note: --certify {args.certify} does not support {norm_name(p)}; skipped")
         return None
     # Certificates are the slow part: computed per batch and stored, so a rerun resumes.
-    bs = args.batch_size
-    store = BatchStore(out / "work" / f"certify-{args.certify}-{norm_name(p)}",
-                       {"method": args.certify, "norm": norm_name(p), "n": len(y),
-                        "batch_size": bs, "data": fingerprint_data(x, y, d.distances),
-                        "model": curve.metadata["model"]["fingerprint"]})
-    lo = run_batches(
-        len(y), bs,
-        lambda a, b: certify(clf, x[a:b], y[a:b], p, args.certify, upper=d.distances[a:b],
-                             indices=d.indices[a:b]),
-        store, progress=f"certify {args.certify} {norm_name(p)}" if not args.no_progress else None)
+    lo = certify(clf, x, y, p, args.certify, upper=d.distances, indices=d.indices,
+                 batch_size=args.batch_size,
+                 store=out / "work" / f"certify-{args.certify}-{norm_name(p)}",
+                 progress=not args.no_progress)
     cost = {k: v for k, v in lo.cost.items() if not k.startswith("seconds")}
     lcurve = RobustnessCurve.from_distances(
         lo, name=f"{curve.name} ({args.certify})",
