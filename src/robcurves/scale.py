@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ._interclass_engine import Engine
-from ._norms import norm_name, parse_norm
+from ._norms import NormLike, norm_name, parse_norm
 
 __all__ = ["InterclassDistances", "interclass_distances"]
 
@@ -162,7 +162,7 @@ class InterclassDistances:
 def interclass_distances(
     x: np.ndarray | torch.Tensor,
     y: np.ndarray | torch.Tensor,
-    norm: object,
+    norm: NormLike,
     *,
     same_class: bool = False,
     duplicate_tol: float = 0.0,

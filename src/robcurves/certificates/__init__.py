@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._norms import norm_name, parse_norm
+from .._norms import NormLike, norm_name, parse_norm
 from ..classifier import check_finite_logits
 from ..model import Classifier, TorchClassifier, wrap
 from ..results import Distances
@@ -68,7 +68,7 @@ def _as_numpy(a: object) -> np.ndarray:
 
 
 def certify(model: object, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor,
-            norm: object = "inf", method: str = "auto", *,
+            norm: NormLike = "linf", method: str = "auto", *,
             upper: Distances | np.ndarray | None = None,
             bounds: tuple[float, float] | None = None, batch_size: int = 32,
             iters: int = 14, time_limit: float = 10.0, indices: np.ndarray | None = None,

@@ -40,6 +40,8 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import minimize
 
+from .._norms import NormLike
+
 __all__ = [
     "ScalingFit", "fit", "predict", "compute_optimal", "compute_envelope", "as_table",
     "bootstrap", "held_out", "loss_to_accuracy", "count_macs", "training_flops",
@@ -446,7 +448,7 @@ def training_flops(macs: int, examples: int, epochs: int, attack_steps: int) -> 
     return 3.0 * 2.0 * float(macs) * (1 + int(attack_steps)) * int(examples) * int(epochs)
 
 
-def robust_loss(module: object, x: object, y: object, norm: object, eps: float, *,
+def robust_loss(module: object, x: object, y: object, norm: NormLike, eps: float, *,
                 steps: int = 20, step_size: float = 2.5, batch_size: int = 256,
                 seed: int = 0) -> dict:
     """The robust loss on PGD-CW examples: PGD (``steps`` steps from ``x``) ascending the
@@ -549,7 +551,7 @@ def _parse_list(text: object, kind: type, what: str) -> list:
     return vals
 
 
-def sweep(data: str, out: str | Path, *, method: str = "pgd-at", norm: object = "inf",
+def sweep(data: str, out: str | Path, *, method: str = "pgd-at", norm: NormLike = "linf",
           eps: float = 0.1, widths: object = (1, 2, 4, 8),
           train_sizes: object = (2500, 5000, 10000, 20000), label_noise: object = (0.0,),
           arch: str = "cnn-wide", quick: bool = False, settings: dict | None = None,
