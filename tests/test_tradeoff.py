@@ -1,0 +1,153 @@
+"""The Tsipras et al. distribution, its exact population curves and the tradeoff study."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import robcurves
+from robcurves import data as rdata
+from robcurves.data.synthetic import parse_spec, tsipras
+from robcurves.population import (
+    sup_gap,
+    tsipras_classifiers,
+    tsipras_linear_curve,
+    tsipras_theorem_bound,
+)
+
+NORMS = ["linf", "l2", "l1"]
+DUAL = {"linf": 1, "l2": 2, "l1": np.inf}
+
+
+# ---- the distribution
+
+def test_sample_matches_definition():
+    ds = tsipras(d=40, p=0.8, n=40000, seed=1)
+    assert ds.x.shape == (40000, 41) and ds.bounds == (-math.inf, math.inf)
+    y = ds.y * 2 - 1
+    assert abs(ds.y.mean() - 0.5) < 3 * 0.5 / math.sqrt(ds.n)
+    agree = (ds.x[:, 0] == y).mean()
+    assert set(np.unique(ds.x[:, 0])) == {-1.0, 1.0}
+    assert abs(agree - 0.8) < 3 * math.sqrt(0.8 * 0.2 / ds.n)
+    g = ds.x[:, 1:] * y[:, None]              # y x_j ~ N(eta, 1)
+    eta = 3 / math.sqrt(40)
+    assert abs(g.mean() - eta) < 3 / math.sqrt(g.size)
+    assert abs(g.std() - 1) < 0.01
+    again = rdata.load("tsipras:d=40,p=0.8,n=40000,seed=1")
+    np.testing.assert_array_equal(again.x, ds.x)
+    assert not np.array_equal(rdata.load("tsipras:d=40,p=0.8,n=100,seed=2").x, ds.x[:100])
+
+
+def test_spec_defaults_and_overrides():
+    assert parse_spec("tsipras") == {}
+    assert parse_spec("tsipras:d=5, p=0.9,eta=0.5") == {"d": 5, "p": 0.9, "eta": 0.5}
+    ds = rdata.load("tsipras:n=10")
+    assert ds.x.shape == (10, 1001)
+    assert ds.info["eta"] == pytest.approx(3 / math.sqrt(1000)) and ds.info["p"] == 0.95
+
+
+@pytest.mark.parametrize("spec, match", [
+    ("tsipras:eta=0", "eta must be"), ("tsipras:eta=-1", "eta must be"),
+    ("tsipras:p=0.5", "p must lie"), ("tsipras:p=1", "p must lie"), ("tsipras:p=0.2", "p must"),
+    ("tsipras:d=0", "d must be"), ("tsipras:n=0", "n must be"), ("tsipras:q=3", "unknown"),
+    ("tsipras:d=2.5", "integer"), ("tsipras:d=3,d=4", "twice"), ("tsipras:p", "needs a value"),
+])
+def test_bad_specs(spec, match):
+    with pytest.raises(ValueError, match=match):
+        rdata.load(spec)
+
+
+def test_bad_direct_arguments():
+    with pytest.raises(ValueError, match="eta"):
+        tsipras(d=3, eta=float("nan"))
+    with pytest.raises(ValueError, match="split"):
+        rdata.load("tsipras:n=5", split="test")
+    with pytest.raises(ValueError, match="must lie in"):
+        rdata.Dataset(x=np.full((2, 3), 2.0, np.float32), y=np.zeros(2, np.int64), name="x")
+    with pytest.raises(ValueError, match="p must"):
+        tsipras_theorem_bound(0.1, p=1.0)
+    with pytest.raises(ValueError, match="zero"):
+        tsipras_linear_curve(np.zeros(4), 0.0, "linf", p=0.9, eta=0.3)
+
+
+# ---- population curves
+
+def test_known_values_of_the_paper():
+    d, p = 1000, 0.95
+    eta = 3 / math.sqrt(d)
+    w = tsipras_classifiers(d, p)
+    avg = tsipras_linear_curve(w["averaging"], 0.0, "linf", p=p, eta=eta)
+    assert avg.robust_accuracy(0.0) == pytest.approx(0.99865, abs=1e-5)
+    assert avg.robust_accuracy(2 * eta) == pytest.approx(0.00135, abs=1e-5)
+    for nm in NORMS:
+        rob = tsipras_linear_curve(w["robust"], 0.0, nm, p=p, eta=eta)
+        np.testing.assert_allclose(rob.robust_accuracy([0, 0.5, 0.999999]), 0.95)
+        np.testing.assert_allclose(rob.robust_accuracy([1.0, 3.0]), 0.0)
+
+
+def _mc_error(x, y, w, b, eps, q):
+    """Fraction of points whose worst-case margin y (w.x + b) - eps ||w||_q is <= 0."""
+    m = y * (x.astype(np.float64) @ w + b)
+    return (m[None, :] <= np.asarray(eps)[:, None] * np.linalg.norm(w, ord=q)).mean(1)
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_monte_carlo_agrees_with_closed_form(norm):
+    d, p, n = 20, 0.85, 40000
+    eta = 3 / math.sqrt(d)
+    ds = tsipras(d=d, p=p, n=n, seed=7)
+    y = ds.y * 2.0 - 1
+    rng = np.random.default_rng(0)
+    ws = dict(tsipras_classifiers(d, p))
+    ws["random"] = rng.normal(size=d + 1) + 0.3
+    eps = np.array([0.0, 0.25 * eta, eta, 2 * eta, 0.5, 1.5])
+    for b in (0.0, 0.4):
+        for name, w in ws.items():
+            pop = tsipras_linear_curve(w, b, norm, p=p, eta=eta, name=name)
+            exact = np.asarray(pop.robust_error(eps))
+            mc = _mc_error(ds.x, y, w, b, eps, DUAL[norm])
+            se = np.sqrt(exact * (1 - exact) / n)
+            assert (np.abs(mc - exact) <= 3 * se + 1e-12).all(), (name, b, mc, exact)
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_exact_linear_certificates_equal_closed_form_margins(norm):
+    d, p = 30, 0.9
+    eta = 3 / math.sqrt(d)
+    ds = tsipras(d=d, p=p, n=3000, seed=2)
+    torch.manual_seed(0)
+    lin = nn.Linear(d + 1, 2).double()
+    clf = robcurves.wrap(lin, bounds=None)
+    dist = robcurves.certify(clf, ds.x, ds.y, norm, method="exact-linear")
+    wt = lin.weight.detach().numpy()
+    bt = lin.bias.detach().numpy()
+    w, b = wt[1] - wt[0], float(bt[1] - bt[0])
+    y = ds.y * 2.0 - 1
+    margin = np.maximum(y * (ds.x.astype(np.float64) @ w + b), 0) / np.linalg.norm(w, DUAL[norm])
+    np.testing.assert_allclose(dist.distances, margin, rtol=1e-6, atol=1e-9)
+    curve = robcurves.RobustnessCurve.from_distances(dist, name="lin")
+    pop = tsipras_linear_curve(w, b, norm, p=p, eta=eta)
+    gap, dkw = sup_gap(curve, pop, level=0.999)
+    assert gap <= dkw
+    # the same check fails against another distribution's curve (the test can fail)
+    wrong = tsipras_linear_curve(w, b, norm, p=0.6, eta=eta)
+    assert sup_gap(curve, wrong, level=0.999)[0] > dkw
+
+
+def test_plot_curves_together(tmp_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    from robcurves.population import plot_curves
+
+    d, p = 10, 0.9
+    eta = 3 / math.sqrt(d)
+    pop = tsipras_linear_curve(tsipras_classifiers(d, p)["robust"], 0, "linf", p=p, eta=eta)
+    emp = robcurves.RobustnessCurve(distances=np.array([0.0, 1.0, 1.0]), norm=math.inf)
+    ax = plot_curves([emp, pop])
+    assert len(ax.get_lines()) == 2
+    with pytest.raises(ValueError, match="one norm"):
+        plot_curves([emp, tsipras_linear_curve(np.ones(11), 0, "l2", p=p, eta=eta)])
