@@ -34,7 +34,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="model passes per point for the attack (if the attack takes a budget)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--bounds", default="0,1", help="input bounds low,high (default 0,1)")
+    p.add_argument("--bounds", default=None,
+                   help="input bounds low,high; 'none' for unbounded inputs (default: the data "
+                        "set's, 0,1 for data on disk, unbounded for tsipras:...)")
     p.add_argument("--mean", default=None, help="preprocessing mean, comma-separated per channel")
     p.add_argument("--std", default=None, help="preprocessing std, comma-separated per channel")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cpu)")
@@ -63,9 +65,13 @@ def run(args: argparse.Namespace) -> int:
     from ..model import wrap
 
     norms = parse_norms(args.norms)
-    bounds = tuple(_floats(args.bounds) or ())
-    if len(bounds) != 2:
-        raise ValueError(f"--bounds must be two numbers low,high; got {args.bounds!r}")
+    if args.bounds is not None and args.bounds.strip().lower() == "none":
+        bounds: tuple = (-math.inf, math.inf)
+    elif args.bounds is not None:
+        bounds = tuple(_floats(args.bounds) or ())
+        if len(bounds) != 2:
+            raise ValueError(f"--bounds must be two numbers low,high or 'none'; got "
+                             f"{args.bounds!r}")
     if args.n is not None and args.n < 1:
         raise ValueError(f"--n must be >= 1; got {args.n}")
     module = load_model_spec(args.model)
@@ -73,10 +79,12 @@ def run(args: argparse.Namespace) -> int:
     if args.mean is not None or args.std is not None:
         pre = {"mean": _floats(args.mean) or [0.0], "std": _floats(args.std) or [1.0]}
     options = {"channels_last": True} if args.channels_last else {}
-    clf = wrap(module, bounds=bounds, preprocessing=pre, device=args.device,
-               batch_size=args.batch_size, **options)
     kwargs = {"split": args.split} if args.split else {}
     ds = rdata.load(args.data, **kwargs)
+    if args.bounds is None:
+        bounds = tuple(ds.bounds)
+    clf = wrap(module, bounds=bounds, preprocessing=pre, device=args.device,
+               batch_size=args.batch_size, **options)
     n = min(args.n, ds.n)
     x, y = ds.x[:n], ds.y[:n]
     out = Path(args.out)
