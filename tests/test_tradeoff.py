@@ -151,3 +151,49 @@ def test_plot_curves_together(tmp_path):
     assert len(ax.get_lines()) == 2
     with pytest.raises(ValueError, match="one norm"):
         plot_curves([emp, tsipras_linear_curve(np.ones(11), 0, "l2", p=p, eta=eta)])
+
+
+# ---- the study: Theorem 2.1 on every classifier it trains
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_theorem_2_1_holds_for_trained_models(seed):
+    from robcurves.attacks import pgd
+    from robcurves.studies.tradeoff import linear_weights, theorem_check, train_model
+
+    d, p, n = 60, 0.9, 600
+    eta = 3 / math.sqrt(d)
+    train = tsipras(d=d, p=p, n=n, seed=100 + seed)
+    test = tsipras(d=d, p=p, n=1500, seed=200 + seed)
+    informative = 0
+    for arch in ("logreg", "mlp"):
+        for frac in (0.0, 2.0):
+            m = train_model(train.x, train.y, arch, frac * eta, epochs=4, batch_size=64,
+                            pgd_steps=3, hidden=16, seed=seed)
+            if arch == "logreg":   # exactly, on the population
+                w, b = linear_weights(m)
+                pop = tsipras_linear_curve(w, b, "linf", p=p, eta=eta)
+                bound = tsipras_theorem_bound(pop.clean_error, p)
+                assert pop.robust_accuracy(2 * eta) <= bound + 1e-12
+                informative += bound < 1
+            clf = robcurves.wrap(m, bounds=None)
+            xt, yt = torch.as_tensor(test.x), torch.as_tensor(test.y)
+            with torch.no_grad():
+                wrong = (m(xt).argmax(1) != yt).numpy()
+            xa = pgd(clf, xt, yt, norm="inf", eps=2 * eta, steps=10, random_init=False)
+            with torch.no_grad():
+                robust = (m(xa).argmax(1) == yt).numpy()
+            assert not (robust & wrong).any()     # pgd starts at x: errors stay errors
+            assert theorem_check(robust, wrong, p)[3]
+    assert informative >= 1   # the standard linear model is accurate enough for a real bound
+
+
+def test_theorem_check_flags_a_violation():
+    from robcurves.studies.tradeoff import theorem_check
+
+    wrong = np.zeros(1000, bool)
+    wrong[:10] = True                         # 1% error: bound 9 * 0.01 = 0.09 for p = 0.9
+    robust = ~wrong                           # 99% robust accuracy: impossible
+    bound, slack, se, ok = theorem_check(robust, wrong, 0.9)
+    assert bound == pytest.approx(0.09) and slack == pytest.approx(0.09 - 0.99) and not ok
+    robust[100:] = False                      # 9% robust accuracy: allowed
+    assert theorem_check(robust, wrong, 0.9)[3]
