@@ -197,3 +197,43 @@ def test_theorem_check_flags_a_violation():
     assert bound == pytest.approx(0.09) and slack == pytest.approx(0.09 - 0.99) and not ok
     robust[100:] = False                      # 9% robust accuracy: allowed
     assert theorem_check(robust, wrong, 0.9)[3]
+
+
+def test_study_runs_and_resumes(tmp_path):
+    from robcurves.studies.tradeoff import TradeoffConfig, run
+
+    cfg = TradeoffConfig(dims=(40,), n_train=200, n_test=200, n_attack=30, epochs=1,
+                         eps_fractions=(0.0, 2.0), norms=("linf",), hidden=8, pgd_steps=2)
+    res = run(tmp_path, cfg, threads=1, progress=False)
+    assert len(res["models"]) == 4 and (tmp_path / "tradeoff.html").exists()
+    assert (tmp_path / "tradeoff.md").read_text().startswith("# Accuracy vs robustness")
+    assert {c["arch"] for c in res["crossings"]} == {"logreg", "mlp"}
+    for m in res["models"]:           # the sample check agrees with its own numbers
+        assert m["slack"] == pytest.approx(m["bound_2eta"] - m["robust_acc_2eta"])
+    stamps = {f: f.stat().st_mtime_ns for f in (tmp_path / "models").glob("*.pt")}
+    again = run(tmp_path, cfg, threads=1, progress=False)
+    assert {f: f.stat().st_mtime_ns for f in (tmp_path / "models").glob("*.pt")} == stamps
+    assert again["models"] == res["models"]
+    with pytest.raises(ValueError, match="another configuration"):
+        run(tmp_path, TradeoffConfig(dims=(41,), n_train=200), progress=False)
+
+
+def test_cli_curve_on_tsipras_uses_unbounded_inputs(tmp_path, monkeypatch):
+    import json
+
+    from robcurves.cli import main
+
+    (tmp_path / "tsip_model.py").write_text(
+        "import torch\n"
+        "def make():\n"
+        "    torch.manual_seed(0)\n"
+        "    return torch.nn.Sequential(torch.nn.Linear(11, 2))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "out"
+    rc = main(["curve", "--model", "tsip_model:make", "--data", "tsipras:d=10,n=40",
+               "--norms", "linf", "--out", str(out), "--attack", "deepfool",
+               "--certify", "exact-linear", "--no-progress"])
+    assert rc == 0
+    meta = json.loads((out / "curve-linf.json").read_text())["metadata"]
+    assert meta["model"]["bounds"] == [None, None]
+    assert main(["study", "tradeoff", "--out", str(tmp_path / "s"), "--dims", "3,x"]) == 2

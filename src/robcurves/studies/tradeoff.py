@@ -123,9 +123,11 @@ def _module(arch: str, dim: int, hidden: int) -> nn.Module:
 
 def train_model(x: np.ndarray, y: np.ndarray, arch: str, eps: float, *, epochs: int = 10,
                 batch_size: int = 128, lr: float = 3e-3, pgd_steps: int = 5, hidden: int = 64,
-                seed: int = 0) -> nn.Module:
-    """Train ``arch`` (``logreg`` or ``mlp``) on unbounded inputs: cross-entropy with Adam,
-    on PGD l_inf adversarial examples of radius ``eps`` (standard training for eps 0).
+                warmup: float = 0.5, seed: int = 0) -> nn.Module:
+    """Train ``arch`` (``logreg`` or ``mlp``) on unbounded inputs: cross-entropy with Adam
+    (cosine learning rate), on PGD l_inf adversarial examples of radius ``eps`` (standard
+    training for eps 0). The radius grows linearly from 0 to ``eps`` over the first ``warmup``
+    fraction of the steps: without it the MLP collapses to chance at eps >= 1.5 eta.
 
     ``robcurves.train.fit`` assumes inputs in [0, 1]; this loop is the unbounded counterpart
     for the study's vector data, with :func:`robcurves.attacks.pgd` as the training attack.
@@ -135,6 +137,8 @@ def train_model(x: np.ndarray, y: np.ndarray, arch: str, eps: float, *, epochs: 
 
     if eps < 0 or not math.isfinite(eps):
         raise ValueError(f"eps must be a finite number >= 0; got {eps!r}")
+    if not 0 <= warmup <= 1:
+        raise ValueError(f"warmup must be a fraction in [0, 1]; got {warmup!r}")
     torch.manual_seed(seed)
     module = _module(arch, x.shape[1], hidden)
     opt = torch.optim.Adam(module.parameters(), lr=lr)
@@ -144,15 +148,18 @@ def train_model(x: np.ndarray, y: np.ndarray, arch: str, eps: float, *, epochs: 
     n = len(yt)
     steps_total = epochs * math.ceil(n / batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps_total)
+    step = 0
     for _ in range(epochs):
         order = torch.randperm(n, generator=gen)
         for s in range(0, n, batch_size):
             idx = order[s:s + batch_size]
             xb, yb = xt[idx], yt[idx]
+            ramp = min(1.0, (step + 1) / (warmup * steps_total)) if warmup > 0 else 1.0
+            step += 1
             if eps > 0:
                 module.eval()
-                xb = pgd(clf, xb, yb, norm="inf", eps=eps, steps=pgd_steps, step_size=2.5,
-                         random_init=True, generator=gen)
+                xb = pgd(clf, xb, yb, norm="inf", eps=eps * ramp, steps=pgd_steps,
+                         step_size=2.5, random_init=True, generator=gen)
             module.train()
             loss = nn.functional.cross_entropy(module(xb), yb)
             opt.zero_grad()
