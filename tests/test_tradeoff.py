@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -203,7 +205,8 @@ def test_study_runs_and_resumes(tmp_path):
     from robcurves.studies.tradeoff import TradeoffConfig, run
 
     cfg = TradeoffConfig(dims=(40,), n_train=200, n_test=200, n_attack=30, epochs=1,
-                         eps_fractions=(0.0, 2.0), norms=("linf",), hidden=8, pgd_steps=2)
+                         eps_fractions=(0.0, 2.0), norms=("linf",), hidden=8, pgd_steps=2,
+                         vision=None)
     res = run(tmp_path, cfg, threads=1, progress=False)
     assert len(res["models"]) == 4 and (tmp_path / "tradeoff.html").exists()
     assert (tmp_path / "tradeoff.md").read_text().startswith("# Accuracy vs robustness")
@@ -219,8 +222,6 @@ def test_study_runs_and_resumes(tmp_path):
 
 
 def test_cli_curve_on_tsipras_uses_unbounded_inputs(tmp_path, monkeypatch):
-    import json
-
     from robcurves.cli import main
 
     (tmp_path / "tsip_model.py").write_text(
@@ -237,3 +238,30 @@ def test_cli_curve_on_tsipras_uses_unbounded_inputs(tmp_path, monkeypatch):
     meta = json.loads((out / "curve-linf.json").read_text())["metadata"]
     assert meta["model"]["bounds"] == [None, None]
     assert main(["study", "tradeoff", "--out", str(tmp_path / "s"), "--dims", "3,x"]) == 2
+
+
+def test_class_mean_alignment():
+    from robcurves.studies._tradeoff_vision import class_mean_alignment
+
+    means = np.array([[0.0, 0, 0], [1.0, 2, 0], [0.0, 0, 5]])
+    delta = np.array([[2.0, 4, 0], [0.0, 0, 1], [-1.0, -2, 0], [0.0, 0, 0]])
+    cos = class_mean_alignment(delta, np.array([0, 0, 0, 0]), np.array([1, 1, 1, 2]), means)
+    np.testing.assert_allclose(cos[:3], [1.0, 0.0, -1.0], atol=1e-12)
+    assert np.isnan(cos[3])
+
+
+@pytest.mark.skipif(not (Path(__file__).parents[1] / "../shared/datasets/mnist").exists(),
+                    reason="needs ../shared/datasets/mnist")
+def test_vision_part_on_mnist(tmp_path, monkeypatch):
+    from robcurves.studies._tradeoff_vision import VisionConfig, run_vision
+
+    monkeypatch.setenv("ROBCURVES_DATA", str(Path(__file__).parents[1] / "../shared/datasets"))
+    cfg = VisionConfig(n_train=300, n_eval=40, epochs=1, train_steps=2, target_steps=5,
+                       width=32, n_show=3)
+    res = run_vision(tmp_path, cfg)
+    assert set(res["models"]) == {"standard", "robust"}
+    for m in res["models"].values():
+        assert -1 <= m["cos_mean"] <= 1 and 0 <= m["clean_acc"] <= 1
+    assert (tmp_path / "figures" / "saliency.png").exists()
+    assert (tmp_path / "figures" / "interpolations.png").exists()
+    assert run_vision(tmp_path, cfg) == json.loads((tmp_path / "vision.json").read_text())

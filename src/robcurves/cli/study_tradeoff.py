@@ -22,9 +22,15 @@ def add_parser(sub) -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="output folder (tradeoff.html, tradeoff.md, "
                                                  "figures/, results.json, models/, curves/)")
     t.add_argument("--quick", action="store_true",
-                   help="small run: d in 100,400, 3000 training points, 12 epochs, l_inf only")
+                   help="small run: d in 100,400, 3000 training points, 12 epochs, l_inf "
+                        "only; images: 3000 training images, 2 epochs")
     t.add_argument("--dims", default=None,
                    help="comma-separated d values (default 100,400,1000; quick 100,400)")
+    t.add_argument("--vision-data", default="mnist",
+                   help="image data set for 'what robust models see' (default mnist; found "
+                        "via $ROBCURVES_DATA, or a path)")
+    t.add_argument("--no-vision", action="store_true",
+                   help="leave out the image part (saliency maps, class interpolations)")
     t.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     t.add_argument("--no-progress", action="store_true", help="print nothing per model")
     return p
@@ -46,6 +52,10 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--dims must be comma-separated integers; got "
                              f"{args.dims!r}") from None
         cfg = replace(cfg, dims=dims)
+    if args.no_vision:
+        cfg = replace(cfg, vision=None)
+    elif cfg.vision is not None:
+        cfg = replace(cfg, vision=replace(cfg.vision, data=args.vision_data))
     t0 = time.perf_counter()
     res = run_study(args.out, cfg, threads=args.threads, progress=not args.no_progress)
     print(f"Theorem 2.1 holds on every model: {res['theorem_all_ok']}")

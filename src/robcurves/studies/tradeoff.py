@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from ..data.synthetic import TsiprasParams, tsipras
+from ._tradeoff_vision import VisionConfig
 
 __all__ = ["TradeoffConfig", "ModelResult", "train_model", "theorem_check", "run"]
 
@@ -55,6 +56,8 @@ class TradeoffConfig:
         norms: norms of the curves (l_inf always; the theorem's norm).
         attack: minimal-norm attack for the MLP curves.
         seed: seeds initialisation, shuffling and PGD.
+        vision: the "what robust models see" part on images (:mod:`._tradeoff_vision`);
+            ``None`` leaves it out.
     """
 
     dims: tuple[int, ...] = (100, 400, 1000)
@@ -71,11 +74,12 @@ class TradeoffConfig:
     norms: tuple[str, ...] = ("linf", "l2")
     attack: str = "fmn"
     seed: int = 0
+    vision: VisionConfig | None = field(default_factory=VisionConfig)
 
     @classmethod
     def quick(cls) -> TradeoffConfig:
         return cls(dims=(100, 400), n_train=3000, n_test=2000, n_attack=300, epochs=12,
-                   norms=("linf",), pgd_steps=5)
+                   norms=("linf",), pgd_steps=5, vision=VisionConfig.quick())
 
     def __post_init__(self) -> None:
         if not self.dims or any(int(d) < 1 for d in self.dims):
@@ -297,6 +301,10 @@ def run(out: str | Path, config: TradeoffConfig | None = None, *, threads: int |
                           f"{res.robust_acc_2eta:.4f}  bound {res.bound_2eta:.4f}  "
                           f"({res.seconds:.0f}s)", flush=True)
     summary = _summarise(results, cfg, out)
+    if cfg.vision is not None:
+        from ._tradeoff_vision import run_vision
+
+        summary["vision"] = run_vision(out, cfg.vision)
     summary["seconds"] = time.perf_counter() - t_start
     from ._tradeoff_page import write_page
 
