@@ -208,7 +208,10 @@ def test_study_runs_and_resumes(tmp_path):
                          eps_fractions=(0.0, 2.0), norms=("linf",), hidden=8, pgd_steps=2,
                          vision=None)
     res = run(tmp_path, cfg, threads=1, progress=False)
-    assert len(res["models"]) == 4 and (tmp_path / "tradeoff.html").exists()
+    assert len(res["models"]) == 4
+    html = (tmp_path / "tradeoff.html").read_text()
+    assert "<title>robcurves study: accuracy vs robustness (Tsipras et al.)</title>" in html
+    assert html.count("<h2>") == 4 and "What robust models see" not in html
     assert (tmp_path / "tradeoff.md").read_text().startswith("# Accuracy vs robustness")
     assert {c["arch"] for c in res["crossings"]} == {"logreg", "mlp"}
     for m in res["models"]:           # the sample check agrees with its own numbers
@@ -265,3 +268,23 @@ def test_vision_part_on_mnist(tmp_path, monkeypatch):
     assert (tmp_path / "figures" / "saliency.png").exists()
     assert (tmp_path / "figures" / "interpolations.png").exists()
     assert run_vision(tmp_path, cfg) == json.loads((tmp_path / "vision.json").read_text())
+
+
+def test_page_vision_section_renders_once():
+    from robcurves.report.render import render
+    from robcurves.studies._tradeoff_vision import VisionConfig
+    from robcurves.studies.tradeoff import TradeoffConfig
+
+    vision = {"data": "mnist-test", "config": VisionConfig().__dict__, "models": {
+        "standard": {"clean_acc": 0.9, "target_hit_rate": 0.8, "cos_mean": 0.5, "cos_se": 0.01},
+        "robust": {"clean_acc": 0.8, "target_hit_rate": 0.7, "cos_mean": 0.7, "cos_se": 0.01}}}
+    ctx = {"cfg": TradeoffConfig(), "results": [], "figures": [], "ratio": 19.0,
+           "summary": {"seconds": 1.0, "theorem_all_ok": True, "crossings": [],
+                       "population": [], "vision": vision}}
+    html = render("tradeoff.html.j2", **ctx)
+    assert "<title>robcurves study: accuracy vs robustness (Tsipras et al.)</title>" in html
+    assert html.count("What robust models see") == 1 and "0.700 &plusmn; 0.010" in html
+    md = render("tradeoff.md.j2", **ctx)
+    assert md.count("## What robust models see") == 1 and "| robust | 0.800 |" in md
+    skipped = {**ctx["summary"], "vision": {"skipped": "MNIST not found"}}
+    assert "Left out: MNIST not found" in render("tradeoff.html.j2", **{**ctx, "summary": skipped})

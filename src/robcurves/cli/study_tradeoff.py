@@ -23,7 +23,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                                  "figures/, results.json, models/, curves/)")
     t.add_argument("--quick", action="store_true",
                    help="small run: d in 100,400, 3000 training points, 12 epochs, l_inf "
-                        "only; images: 3000 training images, 2 epochs")
+                        "only; images: as without --quick but 300 evaluated images")
     t.add_argument("--dims", default=None,
                    help="comma-separated d values (default 100,400,1000; quick 100,400)")
     t.add_argument("--vision-data", default="mnist",

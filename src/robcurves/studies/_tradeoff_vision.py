@@ -39,7 +39,9 @@ class VisionConfig:
 
     @classmethod
     def quick(cls) -> VisionConfig:
-        return cls(n_train=3000, n_eval=200, epochs=2, train_steps=5, target_steps=25)
+        # 2 epochs on 3000 images left the robust MLP at 54% clean accuracy and no difference
+        # in alignment; the full training takes about 80 s on one busy core.
+        return cls(n_eval=300)
 
 
 def class_mean_alignment(delta: np.ndarray, source: np.ndarray, target: np.ndarray,
