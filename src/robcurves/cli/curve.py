@@ -47,7 +47,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    "sweep=false (repeatable)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--bounds", default="0,1", help="input bounds low,high (default 0,1)")
+    p.add_argument("--bounds", default=None,
+                   help="input bounds low,high; 'none' for unbounded inputs (default: the data "
+                        "set's, 0,1 for data on disk, unbounded for tsipras:...)")
     p.add_argument("--mean", default=None, help="preprocessing mean, comma-separated per channel")
     p.add_argument("--std", default=None, help="preprocessing std, comma-separated per channel")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cpu)")
@@ -87,10 +89,14 @@ def _check_args(args: argparse.Namespace) -> dict:
     from ..evaluate import check_attack_options
 
     norms = parse_norms(args.norms)
-    bounds = tuple(parse_floats(args.bounds, "--bounds"))
-    if len(bounds) != 2 or not bounds[0] < bounds[1]:
-        raise ValueError(f"--bounds must be two numbers low,high with low < high; got "
-                         f"{args.bounds!r}")
+    bounds = None  # the data set's (0, 1 for data on disk, unbounded for tsipras:...)
+    if args.bounds is not None and args.bounds.strip().lower() == "none":
+        bounds = (-math.inf, math.inf)
+    elif args.bounds is not None:
+        bounds = tuple(parse_floats(args.bounds, "--bounds"))
+        if len(bounds) != 2 or not bounds[0] < bounds[1]:
+            raise ValueError(f"--bounds must be two numbers low,high with low < high, or "
+                             f"'none'; got {args.bounds!r}")
     if args.n is not None and args.n < 1:
         raise ValueError(f"--n must be >= 1; got {args.n}")
     positive(args.batch_size, "--batch-size")
@@ -172,6 +178,8 @@ def run(args: argparse.Namespace) -> int:
     ds, data_meta, warning = _evaluation_data(args, module)
     pre = _check_preprocessing(checked["mean"], checked["std"], tuple(ds.input_shape))
     options = {"channels_last": True} if args.channels_last else {}
+    if bounds is None:
+        bounds = tuple(ds.bounds)
     clf = wrap(module, bounds=bounds, preprocessing=pre, device=args.device,
                batch_size=args.batch_size, **options)
     n = data_meta["n"]

@@ -75,7 +75,13 @@ def _run_scaling(args: argparse.Namespace) -> int:
 
 
 #: study name -> function adding its subparser
-STUDIES = {"scaling": _add_scaling}
+def _add_tradeoff(sub) -> argparse.ArgumentParser:
+    from .study_tradeoff import add_study
+
+    return add_study(sub)
+
+
+STUDIES = {"scaling": _add_scaling, "tradeoff": _add_tradeoff}
 
 
 def add_parser(sub) -> argparse.ArgumentParser:

@@ -21,6 +21,8 @@ class Dataset:
         source: where the data came from (path or registered name).
         info: free-form facts about the data (for example ``{"bit_depth": 8}`` for images
             stored as bytes, which reports use to print eps as x/255).
+        bounds: ``(low, high)`` of valid inputs, ``(0, 1)`` for every loaded format;
+            synthetic sets may be unbounded (``(-inf, inf)``, see :mod:`.synthetic`).
     """
 
     x: np.ndarray
@@ -29,9 +31,10 @@ class Dataset:
     classes: tuple[str, ...] | None = None
     source: str = ""
     info: dict = field(default_factory=dict)
+    bounds: tuple[float, float] = (0.0, 1.0)
 
     def __post_init__(self) -> None:
-        check_dataset(self.x, self.y)
+        check_dataset(self.x, self.y, self.bounds)
 
     @property
     def n(self) -> int:
@@ -51,12 +54,14 @@ class Dataset:
         """The points at ``indices`` (keeps name, classes and info)."""
         return Dataset(
             x=self.x[indices], y=self.y[indices], name=self.name, classes=self.classes,
-            source=self.source, info=dict(self.info),
+            source=self.source, info=dict(self.info), bounds=self.bounds,
         )
 
 
-def check_dataset(x: np.ndarray, y: np.ndarray) -> None:
-    """Raise ``ValueError`` naming the problem if ``x``/``y`` are not a valid data set."""
+def check_dataset(x: np.ndarray, y: np.ndarray,
+                  bounds: tuple[float, float] = (0.0, 1.0)) -> None:
+    """Raise ``ValueError`` naming the problem if ``x``/``y`` are not a valid data set with
+    inputs inside ``bounds``."""
     if not isinstance(x, np.ndarray) or x.dtype != np.float32:
         raise ValueError(f"x must be a float32 numpy array; got {type(x).__name__} "
                          f"of dtype {getattr(x, 'dtype', None)}")
@@ -74,7 +79,8 @@ def check_dataset(x: np.ndarray, y: np.ndarray) -> None:
         if not np.isfinite(x).all():
             raise ValueError(f"x contains {int((~np.isfinite(x)).sum())} non-finite values")
         lo, hi = float(x.min()), float(x.max())
-        if lo < 0.0 or hi > 1.0:
-            raise ValueError(f"x must lie in [0, 1]; found min {lo}, max {hi}")
+        if lo < bounds[0] or hi > bounds[1]:
+            raise ValueError(f"x must lie in [{bounds[0]}, {bounds[1]}]; found min {lo}, "
+                             f"max {hi}")
     if y.size and int(y.min()) < 0:
         raise ValueError(f"labels must be non-negative class indices; found min {int(y.min())}")

@@ -81,6 +81,16 @@ register("fashion-mnist", _named_idx("fashion-mnist", "Fashion-MNIST"))
 register("fmnist", _named_idx("fashion-mnist", "Fashion-MNIST"))
 
 
+def _tsipras(**params) -> Dataset:
+    from .synthetic import load_spec
+
+    spec = "tsipras:" + ",".join(f"{k}={v}" for k, v in params.items() if k != "split")
+    return load_spec(spec, **({"split": params["split"]} if "split" in params else {}))
+
+
+register("tsipras", _tsipras)  # "tsipras:d=1000,p=0.95": see robcurves.data.synthetic
+
+
 def _value(text: str) -> object:
     low = text.strip().lower()
     if low in ("true", "false"):
@@ -93,18 +103,28 @@ def _value(text: str) -> object:
     return text.strip()
 
 
-def _parse_spec(spec: str) -> tuple[str, dict]:
-    """``"name:k=v,k2=v2"`` -> ``("name", {"k": v, "k2": v2})``; a plain name has no params."""
+def split_spec(spec: str) -> tuple[str, dict]:
+    """``"name:k=v,k2=v2"`` -> ``("name", {"k": v, "k2": v2})`` for a registered name (values
+    read as int, float, true/false or text); a plain name or path has no parameters.
+
+    Raises:
+        ValueError: a parameter without a value or one given twice, naming it.
+    """
     name, sep, rest = spec.partition(":")
     name = name.strip().lower()
     params: dict = {}
     if sep and name in _REGISTRY:
-        for item in rest.split(","):
-            k, eq, v = item.partition("=")
-            if not eq or not k.strip():
-                raise ValueError(f"data set parameters must be KEY=VALUE pairs separated by "
-                                 f"commas, as in 'digits:split=test'; got {item!r} in {spec!r}")
-            params[k.strip()] = _value(v)
+        for item in (i.strip() for i in rest.split(",")):
+            if not item:
+                continue
+            k, eq, v = (t.strip() for t in item.partition("="))
+            if not eq or not k:
+                raise ValueError(f"data set parameter {item!r} in {spec!r} needs a value: "
+                                 "parameters are KEY=VALUE pairs separated by commas, as in "
+                                 "'digits:split=test'")
+            if k in params:
+                raise ValueError(f"data set parameter {k!r} given twice in {spec!r}")
+            params[k] = _value(v)
     return name, params
 
 
@@ -121,7 +141,7 @@ def load(source: str | Path, **kwargs) -> Dataset:
         ValueError: the format is not recognised or the contents are invalid.
     """
     if not Path(str(source)).expanduser().exists():
-        name, params = _parse_spec(str(source))
+        name, params = split_spec(str(source))
         if name in _REGISTRY:
             return _REGISTRY[name](**{**params, **kwargs})
     path = Path(source).expanduser()
