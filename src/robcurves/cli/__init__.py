@@ -7,7 +7,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ["demo", "curve", "plot", "compare", "scale", "train", "zoo"]
+COMMANDS = ["demo", "curve", "plot", "compare", "scale", "train", "zoo", "gallery"]
 
 
 def build_parser() -> argparse.ArgumentParser:
