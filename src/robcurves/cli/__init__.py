@@ -7,7 +7,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ["demo", "curve", "plot", "compare", "scale", "train", "zoo", "gallery"]
+COMMANDS = ["demo", "curve", "plot", "compare", "scale", "train", "zoo", "gallery", "label"]
 
 
 def build_parser() -> argparse.ArgumentParser:
