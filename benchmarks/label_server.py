@@ -37,20 +37,14 @@ PER_ANNOTATOR = 200
 
 
 def make_session(folder: Path):
-    import torch
     from sklearn.linear_model import LogisticRegression
 
-    from robcurves import RobustnessCurve, distances
+    from robcurves import RobustnessCurve, distances, wrap
     from robcurves import data as rdata
     from robcurves.labels import prepare_session
 
     ds = rdata.load("digits")
-    lr = LogisticRegression(max_iter=300).fit(ds.x[200:].reshape(-1, 64), ds.y[200:])
-    lin = torch.nn.Linear(64, 10)
-    with torch.no_grad():
-        lin.weight.copy_(torch.tensor(lr.coef_, dtype=torch.float32))
-        lin.bias.copy_(torch.tensor(lr.intercept_, dtype=torch.float32))
-    model = torch.nn.Sequential(torch.nn.Flatten(), lin).eval()
+    model = wrap(LogisticRegression(max_iter=300).fit(ds.x[200:].reshape(-1, 64), ds.y[200:]))
     curve = RobustnessCurve.from_distances(distances(model, ds.x[:70], ds.y[:70], "inf"),
                                            name="logistic")
     return prepare_session(folder, curve, model, ds, eps=(0.1, 0.2))

@@ -2,31 +2,29 @@
 
 from __future__ import annotations
 
+import pickle
+
 import matplotlib
 
 matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-import torch  # noqa: E402
 
 from robcurves import data as rdata  # noqa: E402
-from robcurves import distances  # noqa: E402
+from robcurves import distances, wrap  # noqa: E402
 from robcurves.cli import main  # noqa: E402
 from robcurves.report.gallery import gallery, pick_points, to_image  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def model():
+    """Logistic regression on digits 200.. and the estimator itself (for a model file)."""
     from sklearn.linear_model import LogisticRegression
 
     ds = rdata.load("digits")
     lr = LogisticRegression(max_iter=300).fit(ds.x[200:].reshape(-1, 64), ds.y[200:])
-    lin = torch.nn.Linear(64, 10)
-    with torch.no_grad():
-        lin.weight.copy_(torch.tensor(lr.coef_, dtype=torch.float32))
-        lin.bias.copy_(torch.tensor(lr.intercept_, dtype=torch.float32))
-    return torch.nn.Sequential(torch.nn.Flatten(), lin).eval(), ds
+    return wrap(lr), ds, lr
 
 
 def test_pick_points_evenly_spaced_ranks():
@@ -49,7 +47,7 @@ def test_to_image_refuses_vectors():
 
 
 def test_gallery_shows_the_minimal_distances(model):
-    net, ds = model
+    net, ds, _ = model
     x, y = ds.x[:24], ds.y[:24]
     fig = gallery(net, x, y, "inf", n=5)
     d = distances(net, x, y, "inf")
@@ -63,9 +61,10 @@ def test_gallery_shows_the_minimal_distances(model):
 
 
 def test_gallery_command(model, tmp_path):
-    net, _ = model
-    path = tmp_path / "m.pt"
-    torch.jit.save(torch.jit.script(net), str(path))
+    _, _, lr = model
+    path = tmp_path / "m.pkl"
+    with open(path, "wb") as f:
+        pickle.dump(lr, f)
     out = tmp_path / "g.png"
     assert main(["gallery", "--model", str(path), "--data", "digits", "--norm", "2", "--n", "3",
                  "--pool", "12", "--out", str(out)]) == 0

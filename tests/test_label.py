@@ -21,13 +21,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("flask", reason="the labelling page needs flask (pip install robcurves[label])")
 pytest.importorskip("waitress", reason="the labelling page needs waitress")
 requests = pytest.importorskip("requests")
 
-from robcurves import RobustnessCurve, distances  # noqa: E402
+from robcurves import RobustnessCurve, distances, wrap  # noqa: E402
 from robcurves import data as rdata  # noqa: E402
 from robcurves.labels import CANNOT_TELL, LabelStore, prepare_session, read_labels  # noqa: E402,I001
 from robcurves.labels.app import MAX_BODY_BYTES, create_app  # noqa: E402
@@ -38,15 +37,11 @@ NASTY = "Robert'); DROP TABLE labels;-- <script>alert(\"x\")</script> &amp; é"
 
 @pytest.fixture(scope="module")
 def digits_model():
+    """Logistic regression on digits 200.., wrapped exactly (robcurves.bridges.sklearn)."""
     from sklearn.linear_model import LogisticRegression
 
     ds = rdata.load("digits")
-    lr = LogisticRegression(max_iter=300).fit(ds.x[200:].reshape(-1, 64), ds.y[200:])
-    lin = torch.nn.Linear(64, 10)
-    with torch.no_grad():
-        lin.weight.copy_(torch.tensor(lr.coef_, dtype=torch.float32))
-        lin.bias.copy_(torch.tensor(lr.intercept_, dtype=torch.float32))
-    return torch.nn.Sequential(torch.nn.Flatten(), lin).eval(), ds
+    return wrap(LogisticRegression(max_iter=300).fit(ds.x[200:].reshape(-1, 64), ds.y[200:])), ds
 
 
 @pytest.fixture(scope="module")
