@@ -141,7 +141,7 @@ def _export(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"no label database {args.db}")
     store = LabelStore(args.db)
     n = store.export_csv(args.out)
-    print(f"wrote {n} labels to {args.out}")
+    print(f"wrote {n} label{'' if n == 1 else 's'} to {args.out}")
     return 0
 
 
