@@ -28,7 +28,7 @@ requests = pytest.importorskip("requests")
 
 from robcurves import RobustnessCurve, distances, wrap  # noqa: E402
 from robcurves import data as rdata  # noqa: E402
-from robcurves.labels import CANNOT_TELL, LabelStore, prepare_session, read_labels  # noqa: E402,I001
+from robcurves.labels import CANNOT_TELL, LabelStore, Session, prepare_session, read_labels  # noqa: E402,I001
 from robcurves.labels.app import MAX_BODY_BYTES, create_app  # noqa: E402
 from robcurves.studies.human import human_study  # noqa: E402
 
@@ -41,12 +41,13 @@ def digits_model():
     from sklearn.linear_model import LogisticRegression
 
     ds = rdata.load("digits")
-    return wrap(LogisticRegression(max_iter=300).fit(ds.x[200:].reshape(-1, 64), ds.y[200:])), ds
+    lr = LogisticRegression(max_iter=300).fit(ds.x[200:].reshape(-1, 64), ds.y[200:])
+    return wrap(lr), ds, lr
 
 
 @pytest.fixture(scope="module")
 def session(digits_model, tmp_path_factory):
-    model, ds = digits_model
+    model, ds, _ = digits_model
     d = distances(model, ds.x[:70], ds.y[:70], "inf")
     curve = RobustnessCurve.from_distances(d, name="linear")
     s = prepare_session(tmp_path_factory.mktemp("session"), curve, model, ds, eps=(0.1, 0.2))
@@ -99,7 +100,7 @@ def _post(c: requests.Session, url: str, image: str, answer: int, ms: int = 100)
 def test_session_images_are_the_adversarials(session, digits_model):
     from PIL import Image
 
-    model, ds = digits_model
+    model, ds, _ = digits_model
     kinds = {k: [i for i in session.items.values() if i["kind"] == k]
              for k in ("clean", "minimal", "eps")}
     assert len(kinds["clean"]) == 70
@@ -230,6 +231,46 @@ def test_restart_after_a_crash_keeps_every_label(session, tmp_path):
     assert read_labels(out) == read_labels(db) == store.rows()
     with pytest.raises(ValueError, match="belongs to session"):
         LabelStore(db, "another-session")
+
+
+# ------------------------------------------------------------------------------ commands
+def test_label_commands(digits_model, session, tmp_path, capsys):
+    import pickle
+
+    from robcurves.cli import main
+
+    model, ds, lr = digits_model
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    curve = RobustnessCurve.from_distances(distances(model, ds.x[:10], ds.y[:10], 2), name="lr")
+    curve.save(runs / "curve-l2.json")
+    with open(tmp_path / "lr.pkl", "wb") as f:
+        pickle.dump(lr, f)
+    args = ["label", "prepare", "--curves", str(runs), "--data", "digits", "--model",
+            str(tmp_path / "lr.pkl"), "--eps", "1.5", "--n", "10"]
+    assert main(args) == 0
+    made = Session.load(runs / "label-l2")
+    assert made.norm == 2.0 and made.eps == (1.5,)
+    assert sum(i["kind"] == "clean" for i in made.items.values()) == 10
+    assert main(args) == 2  # an existing session is not overwritten
+    assert "already holds a labelling session" in capsys.readouterr().err
+    assert main(["label", "serve", "--db", str(tmp_path / "x.sqlite")]) == 2
+    assert "give --session" in capsys.readouterr().err
+    store = LabelStore(tmp_path / "labels.sqlite", session.id)
+    ids = sorted(session.items)[:5]
+    for i in ids:
+        store.add("a,b \"quoted\"", i, 2, 10)
+    out = tmp_path / "labels.csv"
+    assert main(["label", "export", "--db", str(tmp_path / "labels.sqlite"), "--out",
+                 str(out)]) == 0
+    assert [(r["annotator"], r["image"]) for r in read_labels(out)] == \
+        [("a,b \"quoted\"", i) for i in ids]
+    assert main(["label", "study", "--session", str(session.path), "--labels", str(out),
+                 "--out", str(tmp_path / "human")]) == 0
+    assert (tmp_path / "human" / "human.html").is_file()
+    assert main(["label", "study", "--session", str(runs / "label-l2"), "--labels", str(out),
+                 "--out", str(tmp_path / "h2")]) == 2  # labels of another session
+    assert "unknown image" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------ the study
