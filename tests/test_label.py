@@ -256,6 +256,10 @@ def test_label_commands(digits_model, session, tmp_path, capsys):
     assert "already holds a labelling session" in capsys.readouterr().err
     assert main(["label", "serve", "--db", str(tmp_path / "x.sqlite")]) == 2
     assert "give --session" in capsys.readouterr().err
+    assert main(["label", "serve", *args[2:-4], "--eps", "0.5", "--n", "10"]) == 2  # not the
+    # prepared session: refused before serving
+    assert "prepared with eps [1.5] and 10 points, not eps [0.5] and 10" in \
+        capsys.readouterr().err
     store = LabelStore(tmp_path / "labels.sqlite", session.id)
     ids = sorted(session.items)[:5]
     for i in ids:

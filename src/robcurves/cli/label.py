@@ -101,13 +101,18 @@ def _prepare(args: argparse.Namespace, *, reuse: bool = False) -> int:
     if curve_file is None:
         Session.load(session_dir)
         return 0
+    eps = parse_eps_list(args.eps) if args.eps else []
     if reuse and (session_dir / "manifest.json").exists():
         s = Session.load(session_dir)
+        n = min(args.n, len(RobustnessCurve.load(curve_file).distances))
+        if list(s.eps) != eps or s.settings["n"] != n:
+            raise ValueError(f"the session in {session_dir} was prepared with eps {list(s.eps)} "
+                             f"and {s.settings['n']} points, not eps {eps} and {n} points; "
+                             "remove it, or serve it with --session")
         print(f"using the session in {session_dir} ({len(s.items)} images)")
         return 0
     if args.data is None or args.model is None:
         raise ValueError("--curves needs --data and --model (the curves' own)")
-    eps = parse_eps_list(args.eps) if args.eps else []
     curve = RobustnessCurve.load(curve_file)
     s = prepare_session(session_dir, curve, load_model_spec(args.model), rdata.load(args.data),
                         eps=eps, n=args.n, attack=args.attack, seed=args.seed,
