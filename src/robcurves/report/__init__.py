@@ -8,7 +8,10 @@ Where the parts are: :mod:`.build` (the :class:`Report` and how it is computed),
 (matplotlib figures), :mod:`.text` (eps formatting, tables as text, the summary sentences),
 :mod:`.render` (the Jinja2 environment every robcurves page is rendered with) and
 ``templates/`` (``base.html.j2``, the page skeleton and style that other pages extend;
-``report.html.j2`` and ``report.md.j2``).
+``report.html.j2`` and ``report.md.j2``; ``human.html.j2``, the human-validation page of
+:mod:`robcurves.studies.human`; ``label.html.j2``, the labelling page of
+:mod:`robcurves.labels`). :mod:`.gallery` draws minimal adversarial examples (``robcurves
+gallery``).
 """
 
 from .build import Report, build_report, write_report
