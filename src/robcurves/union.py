@@ -11,6 +11,10 @@ curve (from lower bounds: a lower bound on ``u``) with an attack one (from upper
 
 :func:`union_surface` gives the robust error on a grid of two radii ``(eps_a, eps_b)``: a point
 is broken when ``d_a <= eps_a`` or ``d_b <= eps_b``.
+
+:func:`spatial_distances` measures the rotation-translation threat of the same paper
+(:func:`robcurves.attacks.spatial`) as :class:`Distances` with the label
+``"spatial(deg:30,px:3)"`` in place of a norm.
 """
 
 from __future__ import annotations
@@ -19,12 +23,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
-from ._norms import NormLike, norm_name, parse_norm, union_label
+from ._norms import NormLike, norm_name, parse_norm, spatial_label, union_label
+from .classifier import Bounds, Classifier
 from .curve import RobustnessCurve
 from .results import Distances
 
-__all__ = ["union", "union_surface", "UnionSurface"]
+__all__ = ["union", "union_surface", "UnionSurface", "spatial_distances"]
 
 
 def _as_curve(value: object, key: str) -> RobustnessCurve:
@@ -221,3 +227,72 @@ def union_surface(a: Distances | RobustnessCurve, b: Distances | RobustnessCurve
     err = (broken_a.sum(0)[:, None] + broken_b.sum(0)[None, :] - both) / ca.n
     return UnionSurface(norm_a=ca.norm, norm_b=cb.norm, eps_a=ea, eps_b=eb,
                         robust_error=err, kind=kind, n=ca.n)
+
+
+def spatial_distances(model: object, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor,
+                      *, bounds: Bounds = (0.0, 1.0), max_degrees: float = 30.0,
+                      max_pixels: float = 3.0, mode: str = "grid", rotations: int = 31,
+                      translations: int = 5, samples: int = 10, seed: int = 0,
+                      indices: np.ndarray | None = None,
+                      return_adversarials: bool = False) -> Distances:
+    """Per-point spatial distance: the smallest rotation-translation size ``r`` that fools the
+    model (:func:`robcurves.attacks.spatial`; ``r = 1`` is ``max_degrees`` or ``max_pixels``).
+
+    Every adversarial is re-checked in a separate pass; one that no longer fools the model
+    counts as unbroken (``inf``), with a warning. The result's ``norm`` is the threat label
+    ``"spatial(deg:30,px:3)"``, so its curve is compared only with spatial curves of the same
+    unit. ``kind="upper"``: on the grid the distance is exact *for the grid*, and an upper
+    bound on the smallest ``r`` over all rotations and translations.
+
+    Args:
+        model: an ``nn.Module`` (wrapped with ``bounds``) or a :class:`Classifier`.
+        x, y: images ``(N, C, H, W)`` and labels ``(N,)``.
+        indices: positions of the points in their data set (default ``0..N-1``).
+        return_adversarials: keep the transformed images (the clean image for misclassified
+            points, NaN where unbroken).
+        Other options: see :func:`robcurves.attacks.spatial`.
+    """
+    import time
+    import warnings
+
+    from .attacks import spatial
+    from .model import wrap
+
+    label = spatial_label(max_degrees, max_pixels)
+    clf = model if isinstance(model, Classifier) else wrap(model, bounds=bounds)
+    xt = torch.as_tensor(x)
+    yt = torch.as_tensor(y).long()
+    n = int(xt.shape[0]) if xt.ndim else 0
+    idx = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64)
+    if idx.shape != (n,):
+        raise ValueError(f"indices must have shape ({n},); got {idx.shape}")
+    t0 = time.perf_counter()
+    f0 = clf.n_forward
+    adv, r = spatial(clf, xt, yt, max_degrees=max_degrees, max_pixels=max_pixels, mode=mode,
+                     rotations=rotations, translations=translations, samples=samples, seed=seed)
+    pred = clf.predict(xt).numpy()
+    d = r.numpy().copy()
+    moved = np.isfinite(d) & (d > 0)
+    if moved.any():
+        still = clf.predict(adv[torch.as_tensor(moved)]).numpy() != yt.numpy()[moved]
+        rejected = int((~still).sum())
+        if rejected:
+            warnings.warn(f"{rejected} spatial adversarials did not fool the model when "
+                          "re-checked; counted as unbroken", stacklevel=2)
+            d[np.flatnonzero(moved)[~still]] = np.inf
+    else:
+        rejected = 0
+    out = None
+    if return_adversarials:
+        out = adv.detach().cpu().float().numpy().copy()
+        out[np.isinf(d)] = np.nan
+    settings = {"max_degrees": float(max_degrees), "max_pixels": float(max_pixels),
+                "mode": mode, "seed": seed}
+    settings.update({"rotations": rotations, "translations": translations} if mode == "grid"
+                    else {"samples": samples})
+    return Distances(distances=d, labels=yt.numpy(), predictions=pred, indices=idx, norm=label,
+                     method=f"spatial-{mode}", kind="upper", settings=settings,
+                     cost={"forward_per_point": (clf.n_forward - f0) / max(n, 1),
+                           "backward_per_point": 0.0, "seconds": time.perf_counter() - t0,
+                           "rejected": rejected},
+                     adversarials=out)

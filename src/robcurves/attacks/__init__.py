@@ -8,6 +8,9 @@ both a module and a function; import attacks from this package.
 ``ATTACKS`` maps a name to ``(function, supported norms)``; ``"auto"`` is the default pipeline
 (:func:`robcurves.attacks._ensemble.auto`: FMN aimed at the nearest linearised classes, then
 untargeted, best-of under a budget).
+
+:func:`spatial` (rotations and translations) measures no l_p norm: it takes no ``norm`` and is
+not in ``ATTACKS``; :func:`robcurves.spatial_distances` runs it and verifies its adversarials.
 """
 
 from __future__ import annotations
@@ -27,10 +30,11 @@ from ._fmn import fmn
 from ._hsja import hsja
 from ._pgd import pgd
 from ._search import apgd_search, pgd_search
+from ._spatial import spatial, spatial_grid, spatial_transform
 
 __all__ = ["ATTACKS", "get_attack", "pgd", "deepfool", "pgd_search", "fmn", "ddn", "auto",
            "ensemble", "linear_targets", "hsja", "boundary", "fab", "apgd", "apgd_search",
-           "cw", "ead"]
+           "cw", "ead", "spatial", "spatial_grid", "spatial_transform"]
 
 ALL_NORMS = (math.inf, 2.0, 1.0)
 
