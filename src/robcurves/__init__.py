@@ -17,7 +17,8 @@ tables are ``"linf"``, ``"l2"``, ``"l1"``. Input bounds are a pair ``(low, high)
 
 No public name is both a module and a function: :func:`compare`, :func:`band`, :func:`certify`
 and :func:`robcurves.train.fit` live in :mod:`robcurves.comparison`, :mod:`robcurves.bands`,
-:mod:`robcurves.certificates` and :mod:`robcurves.train.loop`; each attack in a private module
+:mod:`robcurves.certificates` and :mod:`robcurves.train.loop`, :func:`union` in
+:mod:`robcurves.unions`; each attack in a private module
 of :mod:`robcurves.attacks`.
 """
 
@@ -37,7 +38,7 @@ from .report import build_report, write_report
 from .results import Distances
 from .scale import InterclassDistances, interclass_distances
 from .train import load_model
-from .union import spatial_distances, union, union_surface
+from .unions import spatial_distances, union, union_surface
 
 __version__ = "0.1.0"
 
