@@ -133,3 +133,18 @@ def test_union_pairs_points_by_index(linear):
     b = union({"linf": exact["linf"], "l2": shuffled}, scale={"linf": 0.008, "l2": 0.024})
     np.testing.assert_array_equal(a.distances, b.distances)
     np.testing.assert_array_equal(a.indices, b.indices)
+
+
+def test_cli_plots_and_compares_union_curves_beside_plain_ones(linear, tmp_path) -> None:
+    from robcurves.cli import main
+
+    lin, x, y, exact = linear
+    a = union(exact, scale=SCALE, name="a")
+    b = RobustnessCurve(distances=a.distances * 1.2, norm=a.norm, name="b", kind=a.kind,
+                        indices=a.indices)
+    files = [c.save(tmp_path / f"{n}.json") for n, c in
+             (("a", a), ("b", b), ("l2", RobustnessCurve.from_distances(exact["l2"])))]
+    main(["plot", *map(str, files), "--out", str(tmp_path / "p.png")])
+    assert (tmp_path / "p.png").stat().st_size > 0
+    main(["compare", str(files[0]), str(files[1]), "--out", str(tmp_path / "rep")])
+    assert a.norm in (tmp_path / "rep" / "report.md").read_text()

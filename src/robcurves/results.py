@@ -79,7 +79,8 @@ class Distances(PerPoint):
         labels: int64 ``(n,)`` true labels.
         predictions: int64 ``(n,)`` the model's clean predictions.
         indices: int64 ``(n,)`` positions of the points in the data set they came from.
-        norm: ``math.inf``, ``2.0`` or ``1.0``.
+        norm: ``math.inf``, ``2.0`` or ``1.0`` (or a threat label such as
+            ``"spatial(deg:30,px:3)"``, see :func:`robcurves._norms.parse_threat`).
         method: name of the attack or certificate (``"pgd-bisect"``, ``"crown"``...).
         kind: ``"upper"``, ``"lower"`` or ``"exact"`` bound on the true minimal distance.
         settings: the method's parameters (JSON-serialisable).
@@ -95,7 +96,7 @@ class Distances(PerPoint):
     labels: np.ndarray
     predictions: np.ndarray
     indices: np.ndarray
-    norm: float
+    norm: float | str
     method: str
     kind: Kind = "upper"
     settings: dict = field(default_factory=dict)
