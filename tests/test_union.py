@@ -148,3 +148,17 @@ def test_cli_plots_and_compares_union_curves_beside_plain_ones(linear, tmp_path)
     assert (tmp_path / "p.png").stat().st_size > 0
     main(["compare", str(files[0]), str(files[1]), "--out", str(tmp_path / "rep")])
     assert a.norm in (tmp_path / "rep" / "report.md").read_text()
+
+
+def test_threat_labels_are_canonical_and_never_an_lp_norm() -> None:
+    from robcurves._norms import parse_norm, parse_threat
+
+    assert parse_threat("UNION(l1: 8.0, inf:0.10)") == "union(linf:0.1,l1:8)"
+    assert parse_threat("spatial(px:3,deg:30.0)") == "spatial(deg:30,px:3)"
+    assert parse_threat("l2") == 2.0
+    with pytest.raises(ValueError, match="unknown norm 'union"):
+        parse_norm("union(linf:0.1,l1:8)")  # an attack never takes a label for a norm
+    with pytest.raises(ValueError, match="spatial needs exactly deg"):
+        parse_threat("spatial(deg:30)")
+    with pytest.raises(ValueError, match="scale of l1 must be positive"):
+        RobustnessCurve(distances=[0.1], norm="union(l1:0)")
