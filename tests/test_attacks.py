@@ -305,8 +305,10 @@ _PUBLIC = {
     "pgd_search": {"steps": 3, "search_steps": 1}, "apgd_search": {"steps": 3, "search_steps": 1},
     "hsja": {"budget": 400}, "boundary": {"steps": 3, "budget": 900},
     "ensemble": {"attacks": []}, "linear_targets": {"candidates": 2},
+    "slide": {"eps": 1.0, "steps": 3}, "slide_search": {"steps": 3, "search_steps": 1},
 }
-_ONE_NORM = {"ddn": 2.0, "cw": 2.0, "ead": 1.0, "hsja": 2.0, "boundary": 2.0}
+_ONE_NORM = {"ddn": 2.0, "cw": 2.0, "ead": 1.0, "hsja": 2.0, "boundary": 2.0, "slide": 1.0,
+             "slide_search": 1.0}
 
 
 def test_every_attack_is_registered_or_listed_here() -> None:

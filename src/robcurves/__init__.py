@@ -7,7 +7,8 @@ for the data's scale (:class:`InterclassDistances`), :func:`build_report` /
 :func:`write_report` for the pages, :func:`load_model` for models trained by
 ``robcurves train`` (:mod:`robcurves.train` holds ``fit`` and the rest of training) and
 :mod:`robcurves.data` for data sets, :func:`set_threads` for torch's CPU thread count (one
-thread is the safe choice on a busy machine).
+thread is the safe choice on a busy machine), :func:`union` / :func:`union_surface` for several
+threat models at once and :func:`spatial_distances` for rotations and translations.
 
 Norms are accepted in any :data:`NormLike` spelling (``"linf"``, ``math.inf``, ``"l2"``, ``2``,
 ``"l1"``, ``1``...) and held as the float p by every ``.norm`` attribute; names in files and
@@ -16,7 +17,8 @@ tables are ``"linf"``, ``"l2"``, ``"l1"``. Input bounds are a pair ``(low, high)
 
 No public name is both a module and a function: :func:`compare`, :func:`band`, :func:`certify`
 and :func:`robcurves.train.fit` live in :mod:`robcurves.comparison`, :mod:`robcurves.bands`,
-:mod:`robcurves.certificates` and :mod:`robcurves.train.loop`; each attack in a private module
+:mod:`robcurves.certificates` and :mod:`robcurves.train.loop`, :func:`union` in
+:mod:`robcurves.unions`; each attack in a private module
 of :mod:`robcurves.attacks`.
 """
 
@@ -36,10 +38,12 @@ from .report import build_report, write_report
 from .results import Distances
 from .scale import InterclassDistances, interclass_distances
 from .train import load_model
+from .unions import spatial_distances, union, union_surface
 
 __version__ = "0.1.0"
 
 __all__ = ["data", "train", "Band", "Bounds", "Classifier", "Comparison", "Distances",
            "InterclassDistances", "NormLike", "RobustnessCurve", "band", "build_report",
            "certify", "compare", "distances", "interclass_distances", "load_model", "norm_name",
-           "parse_norm", "set_threads", "wrap", "write_report", "__version__"]
+           "parse_norm", "set_threads", "spatial_distances", "union", "union_surface", "wrap",
+           "write_report", "__version__"]

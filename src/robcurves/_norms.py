@@ -6,16 +6,24 @@ every ``.norm`` attribute (:class:`~robcurves.Distances`, :class:`~robcurves.Rob
 :class:`~robcurves.diagnostics.Kink`...). Every function taking a norm accepts any
 :data:`NormLike` spelling and turns it into that float with :func:`parse_norm`. Names in files,
 folders, tables and reprs are spelled ``"linf"``, ``"l2"``, ``"l1"`` (:func:`norm_name`).
+
+Per-point results of a threat model that is not one l_p ball (a union of scaled balls, the
+spatial rotation-translation grid) carry a *threat label* in place of the float: a canonical
+string such as ``"union(linf:1,l2:0.5)"`` or ``"spatial(deg:30,px:3)"`` (:func:`parse_threat`,
+:func:`union_label`, :func:`spatial_label`). Two curves are comparable exactly when their
+labels are equal; a label is never accepted where an attack needs an l_p norm.
 """
 
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import torch
 
-__all__ = ["NormLike", "parse_norm", "norm_name", "dual_norm", "lp_norm", "lp_norm_np"]
+__all__ = ["NormLike", "parse_norm", "norm_name", "dual_norm", "lp_norm", "lp_norm_np",
+           "parse_threat", "union_label", "spatial_label", "is_threat_label", "file_stem"]
 
 #: Any accepted spelling of a norm: ``math.inf``/``"inf"``/``"linf"``, ``2``/``"l2"``,
 #: ``1``/``"l1"`` (strings case-insensitive). Attributes hold the parsed float.
@@ -46,7 +54,10 @@ def parse_norm(value: NormLike) -> float:
 
 
 def norm_name(p: NormLike) -> str:
-    """``"linf"``, ``"l2"`` or ``"l1"`` for any spelling of a norm."""
+    """``"linf"``, ``"l2"`` or ``"l1"`` for any spelling of a norm; a threat label (see
+    :func:`parse_threat`) is returned in its canonical form."""
+    if is_threat_label(p):
+        return parse_threat(p)
     return {math.inf: "linf", 2.0: "l2", 1.0: "l1"}[parse_norm(p)]
 
 
@@ -70,3 +81,80 @@ def lp_norm_np(delta: np.ndarray, p: float) -> np.ndarray:
     if p == math.inf:
         return np.abs(flat).max(axis=1) if flat.shape[1] else np.zeros(flat.shape[0])
     return np.linalg.norm(flat, ord=p, axis=1)
+
+
+# ---------------------------------------------------------------------------- threat labels
+_LABEL = re.compile(r"^\s*(union|spatial)\((.*)\)\s*$", re.IGNORECASE)
+
+
+def _num(v: float) -> str:
+    return f"{float(v):.12g}"
+
+
+def union_label(scale: dict[float, float]) -> str:
+    """Canonical label of the union of the balls of radius ``t * scale[p]``: norms in the order
+    linf, l2, l1, e.g. ``"union(linf:1,l2:0.5)"``. Scales must be positive and finite."""
+    if not scale:
+        raise ValueError("a union needs at least one norm in its scale; got none")
+    parsed: dict[float, float] = {}
+    for k, v in scale.items():
+        p = parse_norm(k)
+        if p in parsed:
+            raise ValueError(f"norm {norm_name(p)} appears twice in the scale")
+        try:
+            s = float(v)
+        except (TypeError, ValueError):
+            raise ValueError(f"the scale of {norm_name(p)} must be a number; got {v!r}") from None
+        if not (s > 0 and math.isfinite(s)):
+            raise ValueError(f"the scale of {norm_name(p)} must be positive and finite; got {v!r}")
+        parsed[p] = s
+    parts = [f"{norm_name(p)}:{_num(parsed[p])}" for p in (math.inf, 2.0, 1.0) if p in parsed]
+    return f"union({','.join(parts)})"
+
+
+def spatial_label(max_degrees: float, max_pixels: float) -> str:
+    """Canonical label of the spatial threat with rotations up to ``max_degrees`` and
+    translations up to ``max_pixels`` (the units of the distance r = 1)."""
+    for name, v in (("max_degrees", max_degrees), ("max_pixels", max_pixels)):
+        if not (isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+                and math.isfinite(v)):
+            raise ValueError(f"{name} must be a positive finite number; got {v!r}")
+    return f"spatial(deg:{_num(max_degrees)},px:{_num(max_pixels)})"
+
+
+def is_threat_label(value: object) -> bool:
+    """``value`` is a string of the form ``union(...)`` or ``spatial(...)``."""
+    return isinstance(value, str) and _LABEL.match(value) is not None
+
+
+def parse_threat(value: NormLike) -> float | str:
+    """An l_p norm (any :data:`NormLike` spelling) as its float, or a threat label in its
+    canonical form (``"union(linf:1,l2:0.5)"``, ``"spatial(deg:30,px:3)"``)."""
+    m = _LABEL.match(value) if isinstance(value, str) else None
+    if m is None:
+        return parse_norm(value)
+    kind, body = m.group(1).lower(), m.group(2)
+    items: dict[str, str] = {}
+    for part in filter(None, (x.strip() for x in body.split(","))):
+        key, sep, v = part.partition(":")
+        if not sep:
+            raise ValueError(f"threat label {value!r}: expected key:value items; got {part!r}")
+        items[key.strip().lower()] = v.strip()
+
+    def number(v: str) -> float:
+        try:
+            return float(v)
+        except ValueError:
+            raise ValueError(f"threat label {value!r}: {v!r} is not a number") from None
+
+    if kind == "union":
+        return union_label({k: number(v) for k, v in items.items()})
+    if set(items) != {"deg", "px"}:
+        raise ValueError(f"threat label {value!r}: spatial needs exactly deg:... and px:...")
+    return spatial_label(number(items["deg"]), number(items["px"]))
+
+
+def file_stem(name: str) -> str:
+    """A norm name or threat label as a safe file-name part: ``"linf"`` stays ``"linf"``,
+    ``"union(linf:1,l2:0.5)"`` becomes ``"union_linf_1_l2_0.5"``."""
+    return re.sub(r"[^A-Za-z0-9.]+", "_", name).strip("_")

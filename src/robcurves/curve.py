@@ -51,7 +51,9 @@ class RobustnessCurve(PerPoint):
     Attributes:
         distances: float64 per-point distances in raw input space, in point order (``+inf``
             for points no attack broke; 0 for misclassified points).
-        norm: ``math.inf``, ``2.0`` or ``1.0``.
+        norm: ``math.inf``, ``2.0`` or ``1.0``; or a threat label for curves of another
+            threat (``"union(linf:0.1,l2:1)"`` from :func:`robcurves.union`,
+            ``"spatial(deg:30,px:3)"``), saved as such and compared only with equal labels.
         name: label of the model in plots and reports.
         kind: ``"upper"`` when the distances are attack results (the curve lies *below* the
             true one), ``"lower"`` for certified radii (it lies *above*), ``"exact"``.
@@ -61,7 +63,7 @@ class RobustnessCurve(PerPoint):
     """
 
     distances: np.ndarray
-    norm: float
+    norm: float | str
     name: str = "model"
     kind: str = "upper"
     indices: np.ndarray | None = None

@@ -8,6 +8,8 @@
   norms are the same up to the factor ``||w||_q1 / ||w||_q2`` on the eps axis; for other models
   the fitted factor and the misfit say how far that picture holds. Rankings of models on one norm
   may or may not hold on another.
+* :func:`gradient_masking`: a gradient attack against decision-based attacks on the same
+  points; distances the label-only attacks find much smaller betray masked gradients.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from scipy import stats
 
 from ._norms import norm_name, parse_norm
 from .curve import RobustnessCurve
+from .results import Distances
 
 __all__ = ["Kink", "detect_kink", "ScaleFit", "fit_scale", "RankAgreement", "rank_agreement",
-           "train_eps_of"]
+           "train_eps_of", "GradientMasking", "gradient_masking"]
 
 
 def train_eps_of(curve: RobustnessCurve) -> float | None:
@@ -317,3 +320,125 @@ def rank_agreement(curves: Sequence[RobustnessCurve], by: str = "auc") -> list[R
         out.append(RankAgreement(norm_a=na, norm_b=nb, by=by, ranking_a=ra, ranking_b=rb,
                                  kendall_tau=tau, flipped=flips))
     return out
+
+
+# ---------------------------------------------------------------------------- gradient masking
+#: decision-based (label-only) attacks the masking check can run, with the norms they support
+_DECISION_ATTACKS = ("hsja", "boundary")
+
+
+@dataclass(frozen=True)
+class GradientMasking:
+    """The result of :func:`gradient_masking`: gradient attack against decision-based attacks.
+
+    Attributes:
+        norm: the norm (float p).
+        n: points checked.
+        gradient_attack: the gradient attack's name (``"auto"``).
+        decision_attacks: the decision-based attacks run (per point, the best of them counts).
+        n_smaller, fraction_smaller: points (and their fraction of ``n``) where the
+            decision-based distance is below ``ratio`` times the gradient distance (an unbroken
+            point the decision attacks break counts).
+        median_ratio: median of decision / gradient distance over the points both broke with
+            a positive distance (``nan`` if none).
+        p_value: bootstrap p-value that the two curves are the same (:func:`robcurves.compare`).
+        significant: the decision-based curve has a significantly *higher* robust error on some
+            eps interval (the gradient attack's distances are significantly too large there).
+        flagged: ``fraction_smaller > fraction`` or ``significant``: suspect gradient masking.
+        reasons: the conditions that raised the flag, in words.
+        gradient, decision: the per-point :class:`~robcurves.Distances` (decision: the per-point
+            minimum over ``decision_attacks``).
+    """
+
+    norm: float
+    n: int
+    gradient_attack: str
+    decision_attacks: tuple[str, ...]
+    n_smaller: int
+    fraction_smaller: float
+    median_ratio: float
+    p_value: float
+    significant: bool
+    flagged: bool
+    reasons: tuple[str, ...]
+    gradient: Distances
+    decision: Distances
+
+    @property
+    def norm_name(self) -> str:
+        return norm_name(self.norm)
+
+
+def gradient_masking(model: object, x: np.ndarray, y: np.ndarray, norm: object = "inf", *,
+                     ratio: float = 0.9, fraction: float = 0.05, level: float = 0.95,
+                     n_boot: int = 500, seed: int = 0,
+                     options: dict[str, dict] | None = None) -> GradientMasking:
+    """Does a gradient attack overestimate the distances? A sign of gradient masking.
+
+    Runs the default gradient attack (:func:`robcurves.distances`, ``attack="auto"``) and the
+    decision-based attacks that support ``norm`` (``hsja`` for l_inf and l2, ``boundary`` for
+    l2), which use only labels and so cannot be fooled by useless gradients, and compares them
+    point by point. The model is flagged when a decision-based attack finds a distance more than
+    ``1 - ratio`` (10%) smaller on more than ``fraction`` (5%) of the points, or when the
+    decision-based curve lies significantly above the gradient one on some eps interval
+    (:func:`robcurves.compare` at ``level``).
+
+    Args:
+        model: an ``nn.Module`` (inputs in ``[0, 1]``) or a wrapped classifier.
+        x, y: inputs and labels (a few dozen points are enough; decision-based attacks cost
+            thousands of queries per point).
+        options: extra options per attack name, e.g. ``{"hsja": {"budget": 2000}}``.
+
+    Raises:
+        ValueError: a norm no decision-based attack supports (l1), ``ratio`` outside (0, 1],
+            ``fraction`` outside [0, 1), options for an attack that is not run.
+    """
+    from .attacks import ATTACKS
+    from .comparison import compare
+    from .evaluate import distances
+
+    p = parse_norm(norm)
+    names = tuple(a for a in _DECISION_ATTACKS if p in ATTACKS[a][1])
+    if not names:
+        raise ValueError(f"no decision-based attack supports {norm_name(p)} (hsja: linf, l2; "
+                         "boundary: l2); check gradient masking in linf or l2")
+    if not 0.0 < ratio <= 1.0:
+        raise ValueError(f"ratio must lie in (0, 1]; got {ratio!r}")
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"fraction must lie in [0, 1); got {fraction!r}")
+    options = dict(options or {})
+    unknown = sorted(set(options) - {"auto", *names})
+    if unknown:
+        raise ValueError(f"options for attacks that are not run: {unknown}; the check runs "
+                         f"{['auto', *names]}")
+    grad = distances(model, x, y, p, attack="auto", seed=seed, **options.get("auto", {}))
+    runs = [distances(model, x, y, p, attack=a, seed=seed, **options.get(a, {})) for a in names]
+    best = np.minimum.reduce([r.distances for r in runs])
+    dec = Distances(distances=best, labels=grad.labels, predictions=grad.predictions,
+                    indices=grad.indices, norm=p, method="+".join(names), kind="upper",
+                    settings={a: r.settings for a, r in zip(names, runs, strict=True)},
+                    cost={"seconds": sum(r.cost.get("seconds", 0.0) for r in runs)})
+    g = grad.distances
+    with np.errstate(invalid="ignore"):
+        smaller = best < ratio * g  # inf * ratio = inf: an unbroken point broken counts
+        both = np.isfinite(best) & np.isfinite(g) & (g > 0)
+    n_smaller = int(smaller.sum())
+    frac = n_smaller / grad.n if grad.n else 0.0
+    median = float(np.median(best[both] / g[both])) if both.any() else math.nan
+    a = RobustnessCurve.from_distances(grad, name="gradient (auto)")
+    b = RobustnessCurve.from_distances(dec, name="decision-based")
+    cmp = compare([a, b], level=level, n_boot=n_boot, seed=seed)
+    pair = cmp.pairs[0]
+    significant = any(iv.significant and iv.winner == a.name for iv in pair.intervals)
+    reasons = []
+    if frac > fraction:
+        reasons.append(f"decision-based attacks found distances more than {1 - ratio:.0%} "
+                       f"smaller on {frac:.1%} of the points (threshold {fraction:.0%})")
+    if significant:
+        reasons.append(f"the decision-based curve has a significantly higher robust error on "
+                       f"some eps interval (level {level})")
+    return GradientMasking(norm=p, n=grad.n, gradient_attack="auto", decision_attacks=names,
+                           n_smaller=n_smaller, fraction_smaller=frac, median_ratio=median,
+                           p_value=pair.p_value, significant=significant,
+                           flagged=bool(reasons), reasons=tuple(reasons), gradient=grad,
+                           decision=dec)

@@ -9,7 +9,7 @@ from typing import Literal
 
 import numpy as np
 
-from ._norms import norm_name, parse_norm
+from ._norms import norm_name, parse_threat
 
 __all__ = ["Distances", "PerPoint", "Kind"]
 
@@ -19,17 +19,18 @@ _KINDS = ("upper", "lower", "exact")
 
 class PerPoint:
     """What :class:`Distances` and :class:`~robcurves.curve.RobustnessCurve` share: per-point
-    ``distances`` in one ``norm`` (a float, see :mod:`robcurves._norms`) of one ``kind``, their
-    validation, and the counts and names derived from them."""
+    ``distances`` in one ``norm`` (a float, see :mod:`robcurves._norms`; or a threat label
+    such as ``"union(linf:1,l2:0.5)"`` for threats that are not one l_p ball) of one ``kind``,
+    their validation, and the counts and names derived from them."""
 
     distances: np.ndarray
-    norm: float
+    norm: float | str
     kind: str
 
     def _validate(self, copy: bool) -> np.ndarray:
         """Parse ``norm``, check ``kind`` and the distances (one-dimensional, no NaN, >= 0) and
         store them as float64 (a private copy with ``copy``); returns them."""
-        object.__setattr__(self, "norm", parse_norm(self.norm))
+        object.__setattr__(self, "norm", parse_threat(self.norm))
         d = (np.array if copy else np.asarray)(self.distances, dtype=np.float64)
         if d.ndim != 1:
             raise ValueError(f"distances must be one-dimensional; got shape {d.shape}")
@@ -49,7 +50,7 @@ class PerPoint:
 
     @property
     def norm_name(self) -> str:
-        """``"linf"``, ``"l2"`` or ``"l1"``."""
+        """``"linf"``, ``"l2"``, ``"l1"``, or the threat label."""
         return norm_name(self.norm)
 
     @property
@@ -78,7 +79,8 @@ class Distances(PerPoint):
         labels: int64 ``(n,)`` true labels.
         predictions: int64 ``(n,)`` the model's clean predictions.
         indices: int64 ``(n,)`` positions of the points in the data set they came from.
-        norm: ``math.inf``, ``2.0`` or ``1.0``.
+        norm: ``math.inf``, ``2.0`` or ``1.0`` (or a threat label such as
+            ``"spatial(deg:30,px:3)"``, see :func:`robcurves._norms.parse_threat`).
         method: name of the attack or certificate (``"pgd-bisect"``, ``"crown"``...).
         kind: ``"upper"``, ``"lower"`` or ``"exact"`` bound on the true minimal distance.
         settings: the method's parameters (JSON-serialisable).
@@ -94,7 +96,7 @@ class Distances(PerPoint):
     labels: np.ndarray
     predictions: np.ndarray
     indices: np.ndarray
-    norm: float
+    norm: float | str
     method: str
     kind: Kind = "upper"
     settings: dict = field(default_factory=dict)

@@ -35,6 +35,11 @@ both a module and a function; import attacks from this package.
 (:func:`robcurves.attacks._ensemble.auto`: FMN aimed at the nearest linearised classes, then
 untargeted, best-of under a budget). ``linear_targets`` (the linearised class ranking ``auto``
 uses) is called the same way.
+
+:func:`spatial` (rotations and translations) measures no l_p norm: it takes no ``norm`` and is
+not in ``ATTACKS``; :func:`robcurves.spatial_distances` runs it and verifies its adversarials.
+``"slide"`` in ``ATTACKS`` is :func:`slide_search`, the minimal-l1 search around the
+fixed-eps :func:`slide`.
 """
 
 from __future__ import annotations
@@ -54,10 +59,13 @@ from ._fmn import fmn
 from ._hsja import hsja
 from ._pgd import pgd
 from ._search import apgd_search, pgd_search
+from ._slide import slide, slide_direction, slide_search
+from ._spatial import spatial, spatial_grid, spatial_transform
 
 __all__ = ["ATTACKS", "get_attack", "pgd", "deepfool", "pgd_search", "fmn", "ddn", "auto",
            "ensemble", "linear_targets", "hsja", "boundary", "fab", "apgd", "apgd_search",
-           "cw", "ead"]
+           "cw", "ead", "spatial", "spatial_grid", "spatial_transform", "slide", "slide_search",
+           "slide_direction"]
 
 ALL_NORMS = (math.inf, 2.0, 1.0)
 
@@ -74,6 +82,7 @@ ATTACKS: dict[str, tuple[Callable, tuple[float, ...]]] = {
     "deepfool": (deepfool, ALL_NORMS),
     "hsja": (hsja, (math.inf, 2.0)),  # decision-based (labels only): black-box distances
     "boundary": (boundary, (2.0,)),  # decision-based l2 refinement of hsja: black-box
+    "slide": (slide_search, (1.0,)),  # SLIDE (Tramèr & Boneh) in a per-point eps bisection
 }
 
 

@@ -31,7 +31,9 @@ def run(args: argparse.Namespace) -> int:
     if Path(args.out).suffix.lower() not in (".png", ".svg", ".pdf"):
         raise ValueError(f"--out {args.out!r} must end in .png, .svg or .pdf")
     curves = load_curves(args.curves)
-    norms = sorted({c.norm for c in curves}, reverse=True)
+    # linf, l2, l1, then threat labels (union, spatial curves)
+    norms = sorted({c.norm for c in curves},
+                   key=lambda p: (isinstance(p, str), -p if isinstance(p, float) else 0, str(p)))
     fig, axes = plt.subplots(1, len(norms), figsize=(5 * len(norms), 3.8), squeeze=False)
     for ax, p in zip(axes[0], norms, strict=True):
         group = [c for c in curves if c.norm == p]

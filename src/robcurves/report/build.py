@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._norms import norm_name, parse_norm
+from .._norms import file_stem, norm_name, parse_norm
 from ..comparison import Comparison, PointwiseTable, compare
 from ..curve import RobustnessCurve
 from ..diagnostics import (
@@ -85,8 +85,8 @@ class Report:
         return f"{a}{sep}{b}"
 
     def norms(self) -> list[str]:
-        """The norms of the report, in page order (l_inf, l2, l1)."""
-        return [n for n in NORM_ORDER if n in self.curves]
+        """The norms of the report, in page order (l_inf, l2, l1, then threat labels)."""
+        return _page_order(self.curves)
 
     # ------------------------------------------------------------------ figures
     def figures(self) -> dict[str, object]:
@@ -119,8 +119,9 @@ class Report:
     def to_markdown(self) -> str:
         """The report as markdown; figures referenced as ``figures/<stem>.png``."""
         return render("report.md.j2", summary=self.summary, sections=self.sections(),
-                      diff_norms=list(self.comparisons), transfer=bool(self.scale_fits),
-                      norm_txt=NORM_TXT)
+                      diff_norms=list(self.comparisons),
+                      stems={nm: file_stem(nm) for nm in self.comparisons},
+                      transfer=bool(self.scale_fits), norm_txt=NORM_TXT)
 
     def to_html(self, png: Mapping[str, bytes] | None = None) -> str:
         """The report as one self-contained HTML page (figures embedded as base64 PNG)."""
@@ -181,6 +182,12 @@ def _resolve_eps(eps, norms: Sequence[str], curves: Mapping[str, Sequence[Robust
 
 
 
+def _page_order(by_norm: Mapping[str, object]) -> list[str]:
+    """l_inf, l2, l1, then threat labels (union, spatial curves) in sorted order."""
+    return ([n for n in NORM_ORDER if n in by_norm]
+            + sorted(n for n in by_norm if n not in NORM_ORDER))
+
+
 def build_report(curves: Sequence[RobustnessCurve], *,
                  eps: Sequence[float] | Mapping[str, Sequence[float]] | None = None,
                  level: float = 0.95, n_boot: int = 1000, seed: int = 0,
@@ -204,7 +211,7 @@ def build_report(curves: Sequence[RobustnessCurve], *,
         if not isinstance(c, RobustnessCurve):
             raise TypeError(f"expected RobustnessCurve objects; got {type(c).__name__}")
         by_norm.setdefault(c.norm_name, []).append(c)
-    norms = [n for n in NORM_ORDER if n in by_norm]
+    norms = _page_order(by_norm)
     eps_by = _resolve_eps(eps, norms, by_norm)
     comparisons: dict[str, Comparison] = {}
     tables: dict[str, PointwiseTable] = {}
@@ -219,7 +226,8 @@ def build_report(curves: Sequence[RobustnessCurve], *,
     kinks = tuple(detect_kink(c) for nm in norms for c in by_norm[nm]
                   if train_eps_of(c) is not None)
     fits = []
-    for na, nb in itertools.combinations(norms, 2):
+    lp = [nm for nm in norms if nm in NORM_ORDER]  # cross-norm diagnostics: l_p curves only
+    for na, nb in itertools.combinations(lp, 2):
         other = {c.name: c for c in by_norm[nb]}
         for c in by_norm[na]:
             if c.name in other:
@@ -228,9 +236,9 @@ def build_report(curves: Sequence[RobustnessCurve], *,
                 except ValueError:
                     continue  # no finite positive quantile in common: nothing to fit
     ranks: tuple[RankAgreement, ...] = ()
-    names_per_norm = [{c.name for c in by_norm[nm]} for nm in norms]
-    if len(norms) >= 2 and len(set.intersection(*names_per_norm)) >= 2:
-        ranks = tuple(rank_agreement(curves))
+    names_per_norm = [{c.name for c in by_norm[nm]} for nm in lp]
+    if len(lp) >= 2 and len(set.intersection(*names_per_norm)) >= 2:
+        ranks = tuple(rank_agreement([c for c in curves if c.norm_name in NORM_ORDER]))
     frozen = {nm: tuple(comparisons[nm].curves if nm in comparisons else by_norm[nm])
               for nm in norms}
 

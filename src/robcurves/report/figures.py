@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .._norms import file_stem
 from ..comparison import Comparison
 from ..curve import RobustnessCurve
 
@@ -30,7 +31,7 @@ def figures(report: Report) -> dict[str, object]:
     (differences of each pair with the simultaneous band), ``transfer`` (cross-norm)."""
     figs = {"curves": _curves_figure(report)}
     for nm, cmp in report.comparisons.items():
-        figs[f"diff_{nm}"] = _diff_figure(report, nm, cmp)
+        figs[f"diff_{file_stem(nm)}"] = _diff_figure(report, nm, cmp)
     if report.scale_fits:
         figs["transfer"] = _transfer_figure(report)
     return figs
@@ -66,6 +67,8 @@ def _axis(report: Report, nm: str) -> tuple[float, str]:
     """Scale applied to eps on the x axis and its label."""
     if report.per255(nm):
         return 255.0, f"perturbation size ε ({_NORM_TEX[nm]}, in units of 1/255)"
+    if nm not in _NORM_TEX:  # a threat label: t is a multiple of the threat's radii
+        return 1.0, f"threat size t ({nm})"
     return 1.0, f"perturbation size ε ({_NORM_TEX[nm]} distance in input space)"
 
 
@@ -131,7 +134,7 @@ def _curves_figure(report: Report):
         ax.set_xlabel(xlabel)
         ax.set_ylabel("robust error  (1 − robust accuracy)")
         lvl = f"{100 * report.level:g}%"
-        ax.set_title(f"{_NORM_TEX[nm]} robustness curves" +
+        ax.set_title(f"{_NORM_TEX.get(nm, nm)} robustness curves" +
                      (f" (bands: {lvl} DKW)" if h is not None else ""), fontsize=10)
         ax.grid(alpha=0.3, lw=0.5)
         ax.legend(fontsize=8, loc="best", framealpha=0.9)

@@ -19,7 +19,14 @@ if TYPE_CHECKING:
     from .build import Report
 
 NORM_ORDER = ("linf", "l2", "l1")
-NORM_TXT = {"linf": "l∞", "l2": "l2", "l1": "l1"}
+class _NormText(dict):
+    """Display names of norms; a threat label (``union(...)``, ``spatial(...)``) shows as itself."""
+
+    def __missing__(self, key: str) -> str:
+        return key
+
+
+NORM_TXT = _NormText({"linf": "l∞", "l2": "l2", "l1": "l1"})
 
 
 def is_8bit(curves: Sequence[RobustnessCurve]) -> bool:
