@@ -7,7 +7,8 @@ both a module and a function; import attacks from this package.
 
 ``ATTACKS`` maps a name to ``(function, supported norms)``; ``"auto"`` is the default pipeline
 (:func:`robcurves.attacks._ensemble.auto`: FMN aimed at the nearest linearised classes, then
-untargeted, best-of under a budget).
+untargeted, best-of under a budget). Fixed-eps attacks (:func:`pgd`, :func:`apgd`, :func:`square`)
+are not in ``ATTACKS``: they take ``eps`` and find any adversarial inside that ball.
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ from ._fmn import fmn
 from ._hsja import hsja
 from ._pgd import pgd
 from ._search import apgd_search, pgd_search
+from ._square import square
 
 __all__ = ["ATTACKS", "get_attack", "pgd", "deepfool", "pgd_search", "fmn", "ddn", "auto",
            "ensemble", "linear_targets", "hsja", "boundary", "fab", "apgd", "apgd_search",
-           "cw", "ead"]
+           "cw", "ead", "square"]
 
 ALL_NORMS = (math.inf, 2.0, 1.0)
 
