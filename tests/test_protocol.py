@@ -4,6 +4,7 @@ protocol never above any single attack or the clean accuracy, and bad input."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -191,3 +192,60 @@ def test_apgd_targeted_dlr_moves_towards_the_target() -> None:
     assert float(lp_norm(adv - x, math.inf).max()) <= 0.3 + 1e-6
     with pytest.raises(ValueError, match="targets go with loss='dlr-targeted'"):
         apgd(clf, x, y, math.inf, 0.1, loss="dlr-targeted")
+
+
+# -- robcurves eval --------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def digits_model(tmp_path_factory):
+    ds = robcurves.data.load("digits").subset(slice(800, 1400))  # not the points evaluated
+    torch.manual_seed(0)
+    net = robcurves.train.fit(ds, arch="mlp", epochs=3, batch_size=32, eval_points=8,
+                              eval_steps=1, progress=False)
+    path = tmp_path_factory.mktemp("m") / "mlp.rcm"
+    robcurves.train.io.save_model(net, path, getattr(net, "robcurves_meta", None))
+    return path
+
+
+def test_eval_prints_protocol_and_flags_a_curve_above_it(digits_model, tmp_path, capsys):
+    from robcurves.cli import main
+
+    base = ["eval", "--model", str(digits_model), "--data", "digits", "--norm", "linf",
+            "--eps", "0.3", "--n", "20", "--n-queries", "100"]
+    assert main(base + ["--out", str(tmp_path / "r.json")]) == 0
+    out = capsys.readouterr().out
+    assert "robust accuracy" in out and "apgd-ce:" in out and "square:" in out
+    res = json.loads((tmp_path / "r.json").read_text())
+    ds = robcurves.data.load("digits")
+    net = robcurves.load_model(digits_model)
+    lib = robcurves.robust_accuracy(net, ds.x[:20], ds.y[:20], "linf", 0.3, n_queries=100)
+    assert res["accuracy"] == lib.accuracy and res["counts"] == lib.counts
+    # a curve that places every point beyond eps (robust accuracy 1) must be flagged
+    far = robcurves.RobustnessCurve(np.full(20, 1.0), math.inf, metadata={
+        "data": {"name": res["data"]["name"], "n": 20}})
+    far.save(tmp_path / "far.json")
+    assert main(base + ["--curve", str(tmp_path / "far.json")]) == 0
+    out = capsys.readouterr().out
+    flagged = lib.accuracy < 1.0
+    assert ("HIGHER than the protocol's" in out) == flagged
+    # one that breaks every point at tiny distances is not
+    near = robcurves.RobustnessCurve(np.full(20, 1e-4), math.inf, metadata={
+        "data": {"name": res["data"]["name"], "n": 20}})
+    near.save(tmp_path / "near.json")
+    assert main(base + ["--curve", str(tmp_path / "near.json")]) == 0
+    assert "HIGHER" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--eps", "0"], "--eps must be > 0"),
+    (["--eps", "8/255", "--norm", "l1"], "--norm must be linf or l2"),
+    (["--eps", "8/255", "--protocol", "nope"], "unknown --protocol 'nope'"),
+    (["--eps", "8/255", "--curve", "missing.json"], "missing.json"),
+])
+def test_eval_bad_arguments_fail_before_work(capsys, extra, message):
+    from robcurves.cli import main
+
+    argv = ["eval", "--model", "no_such_mod:make", "--data", "digits", "--norm", "linf"]
+    argv = argv + extra if "--norm" not in extra else argv[:-2] + extra
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err

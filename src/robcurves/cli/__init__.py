@@ -12,7 +12,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ["demo", "curve", "plot", "compare", "scale", "train", "zoo"]
+COMMANDS = ["demo", "curve", "eval", "plot", "compare", "scale", "train", "zoo"]
 
 #: What each command keeps when interrupted (printed on Ctrl-C).
 _ON_INTERRUPT = {
