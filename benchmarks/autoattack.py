@@ -1,0 +1,131 @@
+"""robcurves' AutoAttack protocol (:func:`robcurves.robust_accuracy`) against torchattacks'
+``AutoAttack`` (version "standard": APGD-CE, APGD-T, FAB-T, Square 5000), same model, same
+points, same eps: robust accuracy and wall time side by side.
+
+torchattacks is a benchmark-only peer, installed into a private folder and put on
+``sys.path`` here only:
+
+    /work/main/.venv/bin/pip install --no-deps --target /tmp/square-pkgs torchattacks
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/autoattack.py [--n 200] [--models mlp]
+
+torchattacks 3.5.1 imports no torchvision on this code path (nothing to stub). Models: an MLP
+(and with ``--models mlp,cnn`` a cnn-small) trained briefly on the first 20,000 Fashion-MNIST
+training images by :func:`robcurves.train.fit` (seeded), evaluated on the first ``--n``
+test images. Every adversarial torchattacks returns is checked here too (inside the eps ball
+and the box; its accuracy counts the points its adversarials do not misclassify). Results go
+between the ``autoattack`` markers of ``benchmarks/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+DATA = HERE.parent.parent / "shared" / "datasets"
+PEER = Path("/tmp/square-pkgs")
+
+from _results import machine, write_section  # noqa: E402
+
+import robcurves  # noqa: E402
+from robcurves.data import load  # noqa: E402
+
+MODELS = {"mlp": ("mlp", 2), "cnn": ("cnn-small", 1)}  # arch, epochs
+EPS = {"linf": 0.03, "l2": 0.5}
+
+
+def get_model(name: str, cache: Path):
+    from robcurves.train import fit, load_model, save_model
+
+    path = cache / f"fmnist-{name}.rcm"
+    if path.exists():
+        return load_model(path), f"cached {path}"
+    arch, epochs = MODELS[name]
+    train = load(DATA / "fashion-mnist", split="train").subset(slice(0, 20000))
+    t0 = time.perf_counter()
+    net = fit(train, arch=arch, epochs=epochs, seed=0, progress=False, eval_data=None)
+    cache.mkdir(parents=True, exist_ok=True)
+    save_model(net, path)
+    return net, f"trained here in {time.perf_counter() - t0:.0f} s ({epochs} epochs)"
+
+
+def peer_autoattack(net, x: torch.Tensor, y: torch.Tensor, norm: str, eps: float,
+                    classes: int) -> tuple[float, float, int]:
+    """torchattacks' AutoAttack: (robust accuracy, seconds, adversarials outside the ball)."""
+    sys.path.insert(0, str(PEER))
+    import torchattacks
+
+    atk = torchattacks.AutoAttack(net, norm={"linf": "Linf", "l2": "L2"}[norm], eps=eps,
+                                  version="standard", n_classes=classes, seed=0)
+    t0 = time.perf_counter()
+    adv = atk(x, y)
+    seconds = time.perf_counter() - t0
+    p = math.inf if norm == "linf" else 2.0
+    d = torch.linalg.vector_norm((adv - x).flatten(1).double(), ord=p, dim=1)
+    outside = int(((d > eps * (1 + 1e-5)) | (adv < 0).flatten(1).any(1)
+                   | (adv > 1).flatten(1).any(1)).sum())
+    with torch.no_grad():
+        still = net(adv).argmax(1) == y
+    return float(still.float().mean()), seconds, outside
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=200)
+    ap.add_argument("--models", default="mlp")
+    ap.add_argument("--norms", default="linf,l2")
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/robcurves-bench-autoattack"))
+    ap.add_argument("--no-write", action="store_true")
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    test = load(DATA / "fashion-mnist", split="test")
+    x = torch.from_numpy(test.x[:a.n]).float()
+    y = torch.from_numpy(test.y[:a.n]).long()
+    rows = []
+    notes = []
+    for name in a.models.split(","):
+        net, src = get_model(name, a.cache)
+        net.eval()
+        notes.append(f"- fmnist-{name}: {src}")
+        for norm in a.norms.split(","):
+            eps = EPS[norm]
+            r = robcurves.robust_accuracy(net, x, y, norm, eps, seed=0)
+            acc, sec, outside = peer_autoattack(net, x, y, norm, eps, 10)
+            breakdown = ", ".join(f"{k} {v}" for k, v in r.counts.items())
+            rows.append(f"| fmnist-{name} | {norm} | {eps:g} | {r.clean_accuracy:.3f} | "
+                        f"{r.accuracy:.3f} | {acc:.3f} | {100 * (r.accuracy - acc):+.1f} | "
+                        f"{r.seconds:.0f} | {sec:.0f} | {r.seconds / sec:.2f} | {breakdown} | "
+                        f"{outside} |")
+            print(rows[-1], flush=True)
+    body = "\n".join([
+        "## AutoAttack protocol: robcurves.robust_accuracy vs torchattacks.AutoAttack",
+        "",
+        f"{_dt.date.today()}; {machine()}. `OMP_NUM_THREADS=1 python benchmarks/autoattack.py "
+        f"--n {a.n} --models {a.models} --norms {a.norms}`: the first {a.n} Fashion-MNIST "
+        "test images, both protocols in the same process, version \"standard\" (APGD-CE, "
+        "APGD-T 9 targets, FAB-T 9 targets, Square 5000 queries), seed 0. Accuracy "
+        "difference in points (ours minus torchattacks; positive: ours finds fewer "
+        "adversarials). `outside`: torchattacks adversarials outside the eps ball or the box "
+        "(counted as it reports them).",
+        "",
+        "| model | norm | eps | clean | robcurves | torchattacks | diff (pts) | ours s | "
+        "theirs s | time ratio | ours: broken by | outside |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+        *notes,
+    ])
+    print(body)
+    if not a.no_write:
+        write_section("autoattack", body)
+
+
+if __name__ == "__main__":
+    main()
