@@ -306,6 +306,7 @@ _PUBLIC = {
     "hsja": {"budget": 400}, "boundary": {"steps": 3, "budget": 900},
     "ensemble": {"attacks": []}, "linear_targets": {"candidates": 2},
     "slide": {"eps": 1.0, "steps": 3}, "slide_search": {"steps": 3, "search_steps": 1},
+    "square": {"eps": 0.1, "n_queries": 5},
 }
 _ONE_NORM = {"ddn": 2.0, "cw": 2.0, "ead": 1.0, "hsja": 2.0, "boundary": 2.0, "slide": 1.0,
              "slide_search": 1.0}

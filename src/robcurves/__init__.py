@@ -8,7 +8,9 @@ for the data's scale (:class:`InterclassDistances`), :func:`build_report` /
 ``robcurves train`` (:mod:`robcurves.train` holds ``fit`` and the rest of training) and
 :mod:`robcurves.data` for data sets, :func:`set_threads` for torch's CPU thread count (one
 thread is the safe choice on a busy machine), :func:`union` / :func:`union_surface` for several
-threat models at once and :func:`spatial_distances` for rotations and translations.
+threat models at once, :func:`spatial_distances` for rotations and translations, and
+:func:`robust_accuracy` for the robust accuracy at one eps under the AutoAttack protocol
+papers report (a :class:`RobustAccuracy`).
 
 Norms are accepted in any :data:`NormLike` spelling (``"linf"``, ``math.inf``, ``"l2"``, ``2``,
 ``"l1"``, ``1``...) and held as the float p by every ``.norm`` attribute; names in files and
@@ -34,6 +36,7 @@ from .comparison import Comparison, compare
 from .curve import RobustnessCurve
 from .evaluate import distances
 from .model import wrap
+from .protocol import RobustAccuracy, robust_accuracy
 from .report import build_report, write_report
 from .results import Distances
 from .scale import InterclassDistances, interclass_distances
@@ -43,7 +46,8 @@ from .unions import spatial_distances, union, union_surface
 __version__ = "0.1.0"
 
 __all__ = ["data", "train", "Band", "Bounds", "Classifier", "Comparison", "Distances",
-           "InterclassDistances", "NormLike", "RobustnessCurve", "band", "build_report",
+           "InterclassDistances", "NormLike", "RobustAccuracy", "RobustnessCurve", "band",
+           "build_report",
            "certify", "compare", "distances", "interclass_distances", "load_model", "norm_name",
-           "parse_norm", "set_threads", "spatial_distances", "union", "union_surface", "wrap",
-           "write_report", "__version__"]
+           "parse_norm", "robust_accuracy", "set_threads", "spatial_distances", "union",
+           "union_surface", "wrap", "write_report", "__version__"]

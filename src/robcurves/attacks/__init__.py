@@ -34,7 +34,9 @@ both a module and a function; import attacks from this package.
 ``ATTACKS`` maps a name to ``(function, supported norms)``; ``"auto"`` is the default pipeline
 (:func:`robcurves.attacks._ensemble.auto`: FMN aimed at the nearest linearised classes, then
 untargeted, best-of under a budget). ``linear_targets`` (the linearised class ranking ``auto``
-uses) is called the same way.
+uses) is called the same way. Fixed-eps attacks (:func:`pgd`, :func:`apgd`, :func:`square`,
+:func:`slide`) are not in ``ATTACKS``: they take ``eps`` and find any adversarial inside that
+ball.
 
 :func:`spatial` (rotations and translations) measures no l_p norm: it takes no ``norm`` and is
 not in ``ATTACKS``; :func:`robcurves.spatial_distances` runs it and verifies its adversarials.
@@ -61,11 +63,12 @@ from ._pgd import pgd
 from ._search import apgd_search, pgd_search
 from ._slide import slide, slide_direction, slide_search
 from ._spatial import spatial, spatial_grid, spatial_transform
+from ._square import square
 
 __all__ = ["ATTACKS", "get_attack", "pgd", "deepfool", "pgd_search", "fmn", "ddn", "auto",
            "ensemble", "linear_targets", "hsja", "boundary", "fab", "apgd", "apgd_search",
            "cw", "ead", "spatial", "spatial_grid", "spatial_transform", "slide", "slide_search",
-           "slide_direction"]
+           "slide_direction", "square"]
 
 ALL_NORMS = (math.inf, 2.0, 1.0)
 

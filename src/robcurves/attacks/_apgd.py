@@ -12,7 +12,8 @@ ball inside the box (:func:`robcurves.attacks._core.project`, exact for l_inf an
 
 Losses: cross-entropy, the margin ``max_k z_k - z_y`` and the difference-of-logits ratio
 ``(max_{k != y} z_k - z_y) / (z_pi1 - z_pi3)`` (DLR, invariant to shifting and scaling the
-logits; needs 3 classes or more).
+logits; needs 3 classes or more) and its targeted form for APGD-T,
+``(z_t - z_y) / (z_pi1 - (z_pi3 + z_pi4) / 2)`` towards a given class ``t`` (4 classes or more).
 
 Differences from the published algorithm:
 
@@ -49,7 +50,7 @@ from ._core import (
     steepest_step,
 )
 
-__all__ = ["apgd", "dlr_loss", "checkpoints"]
+__all__ = ["apgd", "dlr_loss", "dlr_targeted_loss", "checkpoints"]
 
 
 def dlr_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -61,8 +62,21 @@ def dlr_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return margin_loss(logits, y) / (top[:, 0] - top[:, 2] + 1e-12)
 
 
+def dlr_targeted_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Targeted DLR ``(z_t - z_y) / (z_pi1 - (z_pi3 + z_pi4) / 2 + 1e-12)`` (to ascend);
+    ``labels`` is ``(N, 2)``: the true class and the target per point. Needs 4 classes or
+    more."""
+    if logits.shape[1] < 4:
+        raise ValueError(f"the targeted dlr loss needs at least 4 classes; the model has "
+                         f"{logits.shape[1]}")
+    top = logits.sort(dim=1, descending=True).values
+    zy = logits.gather(1, labels[:, :1]).squeeze(1)
+    zt = logits.gather(1, labels[:, 1:]).squeeze(1)
+    return (zt - zy) / (top[:, 0] - (top[:, 2] + top[:, 3]) / 2 + 1e-12)
+
+
 _LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "ce": ce_loss, "margin": margin_loss, "dlr": dlr_loss,
+    "ce": ce_loss, "margin": margin_loss, "dlr": dlr_loss, "dlr-targeted": dlr_targeted_loss,
 }
 
 
@@ -83,7 +97,8 @@ def apgd(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
          eps: torch.Tensor | float, steps: int = 100, loss: str = "ce",
          x_init: torch.Tensor | None = None, random_init: bool = True, early_stop: bool = True,
          alpha: float = 0.75, rho: float = 0.75, sparsity: float = 0.99,
-         seed: int | torch.Generator = 0, tracker: BestAdversarial | None = None) -> torch.Tensor:
+         seed: int | torch.Generator = 0, targets: torch.Tensor | None = None,
+         tracker: BestAdversarial | None = None) -> torch.Tensor:
     """APGD inside ``{x' : ||x' - x||_p <= eps, x' in model.bounds}``.
 
     Args:
@@ -91,7 +106,8 @@ def apgd(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
         eps: radius per point, an ``(N,)`` tensor (or a float for all points), in input units.
         steps: iterations at most (one forward and one backward pass per active point each,
             plus one forward at the end for the last iterate of the points still active).
-        loss: ``"ce"`` (cross-entropy), ``"margin"`` (``max_k z_k - z_y``) or ``"dlr"``.
+        loss: ``"ce"`` (cross-entropy), ``"margin"`` (``max_k z_k - z_y``), ``"dlr"`` or
+            ``"dlr-targeted"`` (APGD-T; needs ``targets``).
         x_init: starting points (projected into the ball); else a random point of the ball
             (``random_init``, seeded by ``seed``) or ``x`` itself.
         early_stop: freeze a point at its first adversarial iterate.
@@ -100,6 +116,8 @@ def apgd(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
         rho: checkpoint condition (1): halve if the loss increased in fewer than this fraction
             of the steps since the previous checkpoint.
         sparsity: l1 only: the step moves the top ``1 - sparsity`` fraction of coordinates.
+        targets: per-point target class ``(N,)`` for ``loss="dlr-targeted"`` (any
+            misclassification still counts as adversarial).
 
     Returns:
         Per point an adversarial inside the ball where one was found (the closest one queried;
@@ -113,7 +131,17 @@ def apgd(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
         raise ValueError(f"alpha must lie in (0, 1]; got {alpha}")
     if not 0.0 <= rho <= 1.0:
         raise ValueError(f"rho must lie in [0, 1]; got {rho}")
+    if (loss == "dlr-targeted") != (targets is not None):
+        raise ValueError(f"targets go with loss='dlr-targeted' (and it needs them); got loss "
+                         f"{loss!r} and targets {'given' if targets is not None else 'None'}")
     n = x.shape[0]
+    labels = y  # what the loss sees: the label, or (label, target) pairs for APGD-T
+    if targets is not None:
+        targets = torch.as_tensor(targets).to(model.device)
+        if targets.shape != (n,) or bool((targets == y).any()):
+            raise ValueError(f"targets must have shape ({n},) and differ from the labels; got "
+                             f"shape {tuple(targets.shape)}")
+        labels = torch.stack([y, targets], 1)
     eps_t = per_point_eps(eps, x)
     loss_fn = _LOSSES[loss]
     bounds = model.bounds
@@ -152,7 +180,7 @@ def apgd(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
         if rows.numel() == 0:
             break
         xa = xc[rows]
-        z, f, g = model.value_and_grad(xa, y[rows], loss_fn)
+        z, f, g = model.value_and_grad(xa, labels[rows], loss_fn)
         better = record(rows, xa, z, f)
         g_best[rows[better]] = g[better]
         if k > 0:
@@ -190,5 +218,5 @@ def apgd(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
     if rows.numel():  # the last iterates have not been queried yet
         with torch.no_grad():
             z = model.logits(xc[rows])
-        record(rows, xc[rows], z, loss_fn(z, y[rows]))
+        record(rows, xc[rows], z, loss_fn(z, labels[rows]))
     return torch.where(expand(own.found, x), own.best, x_best).detach()

@@ -12,8 +12,8 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ["demo", "curve", "plot", "compare", "scale", "train", "zoo", "study", "gallery",
-            "label"]
+COMMANDS = ["demo", "curve", "eval", "plot", "compare", "scale", "train", "zoo", "study",
+            "gallery", "label"]
 
 #: What each command keeps when interrupted (printed on Ctrl-C).
 _ON_INTERRUPT = {
