@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from . import data, train
 from ._norms import NormLike, norm_name, parse_norm
+from ._ray import ModelSpec
 from ._threads import set_threads
 from .bands import Band, band
 from .certificates import certify
@@ -40,6 +41,7 @@ from .train import load_model
 __version__ = "0.1.0"
 
 __all__ = ["data", "train", "Band", "Bounds", "Classifier", "Comparison", "Distances",
-           "InterclassDistances", "NormLike", "RobustnessCurve", "band", "build_report",
-           "certify", "compare", "distances", "interclass_distances", "load_model", "norm_name",
-           "parse_norm", "set_threads", "wrap", "write_report", "__version__"]
+           "InterclassDistances", "ModelSpec", "NormLike", "RobustnessCurve", "band",
+           "build_report", "certify", "compare", "distances", "interclass_distances",
+           "load_model", "norm_name", "parse_norm", "set_threads", "wrap", "write_report",
+           "__version__"]

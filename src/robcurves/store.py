@@ -18,7 +18,7 @@ import numpy as np
 
 from .results import Distances
 
-__all__ = ["BatchStore", "run_batches"]
+__all__ = ["BatchStore", "run_batches", "batch_spans"]
 
 
 class BatchStore:
@@ -63,6 +63,12 @@ class BatchStore:
         os.replace(tmp, path)
 
 
+def batch_spans(n: int, batch_size: int) -> list[tuple[int, int]]:
+    """The batches ``(start, stop)`` of ``n`` points: consecutive, ``batch_size`` each (the
+    last one shorter). Every backend cuts a run this way, so their stores are the same."""
+    return [(a, min(a + batch_size, n)) for a in range(0, n, batch_size)]
+
+
 def run_batches(n: int, batch_size: int, compute: Callable[[int, int], Distances],
                 store: BatchStore | None = None, progress: str | None = None) -> Distances:
     """Compute ``compute(start, stop)`` for consecutive batches of ``n`` points and join them.
@@ -71,7 +77,7 @@ def run_batches(n: int, batch_size: int, compute: Callable[[int, int], Distances
     is saved as soon as it is done, so an interrupted run loses at most the batch in progress.
     ``progress`` is the label of a progress bar (none if ``None``).
     """
-    spans = [(a, min(a + batch_size, n)) for a in range(0, n, batch_size)]
+    spans = batch_spans(n, batch_size)
     done = {s: store.get(*s) for s in spans} if store is not None else {}
     done = {s: part for s, part in done.items() if part is not None}
     bar = None
