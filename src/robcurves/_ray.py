@@ -52,15 +52,16 @@ class ModelSpec:
     spec: str
     wrap: dict = field(default_factory=dict)
 
-    def load(self):
-        """The wrapped :class:`~robcurves.model.Classifier` (loaded once per process: a copy
-        sent to a worker is loaded again there)."""
+    def load(self, module: Any = None):
+        """The wrapped :class:`~robcurves.model.Classifier`, loaded once per process (a copy
+        sent to a worker loads it again there); ``module``: the model this process already
+        loaded from ``spec``, wrapped instead of reading it again."""
         loaded = self.__dict__.get("_loaded")
         if loaded is None:
             from .cli._common import load_model_spec
             from .model import wrap
 
-            loaded = wrap(load_model_spec(self.spec), **self.wrap)
+            loaded = wrap(load_model_spec(self.spec) if module is None else module, **self.wrap)
             object.__setattr__(self, "_loaded", loaded)
         return loaded
 
@@ -109,8 +110,8 @@ def import_ray():
     try:
         import ray
     except ImportError:
-        raise ImportError(f"backend='ray' needs Ray, which is not installed; install it with: "
-                          f"{INSTALL}") from None
+        raise ModuleNotFoundError(f"backend='ray' needs Ray, which is not installed; install "
+                                  f"it with: {INSTALL}", name="ray") from None
     return ray
 
 
@@ -118,8 +119,6 @@ def connect(address: str | None):
     """Connect to Ray (see :class:`RayOptions`); fails within :data:`CONNECT_TIMEOUT_S`
     naming the address when nothing answers there."""
     ray = import_ray()
-    if ray.is_initialized():
-        return ray
     if address not in (None, "auto"):
         host, port = _host_port(address)
         try:  # Ray itself retries an unreachable address for minutes
@@ -128,6 +127,12 @@ def connect(address: str | None):
             raise ConnectionError(f"no Ray cluster reachable at {address} ({exc}); start one "
                                   "with `ray start --head` there, or check the address"
                                   ) from None
+    if ray.is_initialized():
+        current = ray.get_runtime_context().gcs_address
+        if address not in (None, "auto") and _host_port(current) != _host_port(address):
+            raise ConnectionError(f"this process is connected to Ray at {current}, not "
+                                  f"{address}; call ray.shutdown() first or pass that address")
+        return ray
     box: dict[str, Any] = {}
 
     def init() -> None:
@@ -162,10 +167,18 @@ def _worker_class(ray):
             set_threads(threads)
             self.model = self.compute = None
 
-        def load(self, model: Any, compute: Callable | None) -> bool:
+        def load(self, model: Any, compute: Callable | None, fingerprint: str = "") -> bool:
             self.model = self.compute = None  # free the previous run's model first
             if compute is not None:
+                from .evaluate import fingerprint_model
+
                 self.model = model.load() if isinstance(model, ModelSpec) else model
+                mine = fingerprint_model(self.model)
+                if fingerprint and mine != fingerprint:
+                    raise ValueError(f"the model this worker loaded (fingerprint {mine}) is "
+                                     f"not the driver's ({fingerprint}): a file differs on "
+                                     "this machine, or a factory returns other weights "
+                                     "each call")
                 self.compute = compute
             return True
 
@@ -183,12 +196,15 @@ _POOL: dict[tuple, list] = {}
 def run_batches_ray(n: int, batch_size: int, compute: Callable[[Any, int, int], Distances],
                     model: Any, store: BatchStore | None, options: RayOptions, threads: int,
                     progress: str | None = None,
-                    on_batch: Callable[[int, int], None] | None = None) -> Distances:
+                    on_batch: Callable[[int, int], None] | None = None,
+                    fingerprint: str = "") -> Distances:
     """:func:`robcurves.store.run_batches` on Ray actors.
 
     ``compute(model, start, stop)`` computes one batch with the worker's own ``model`` (a
     :class:`ModelSpec` each worker loads, or a picklable model); ``threads`` is the torch
-    thread count every worker sets. ``on_batch(start, stop)`` is called in the driver after
+    thread count every worker sets; ``fingerprint`` (see
+    :func:`robcurves.evaluate.fingerprint_model`) that of the driver's model, which each
+    worker's copy must have. ``on_batch(start, stop)`` is called in the driver after
     each newly computed batch is stored. Returns the batches joined in order.
     """
     ray = connect(options.address)
@@ -204,7 +220,8 @@ def run_batches_ray(n: int, batch_size: int, compute: Callable[[Any, int, int], 
         bar = tqdm(total=n, initial=sum(b - a for a, b in done), desc=progress, unit="pt")
     try:
         if todo:
-            _run_todo(ray, todo, compute, model, store, options, threads, done, bar, on_batch)
+            _run_todo(ray, todo, compute, model, store, options, threads, done, bar, on_batch,
+                      fingerprint)
     finally:
         if bar is not None:
             bar.close()
@@ -229,7 +246,8 @@ def _capacity(ray, options: RayOptions, threads: int) -> int:
     return int(res.get("CPU", 0) // threads)
 
 
-def _run_todo(ray, todo, compute, model, store, options, threads, done, bar, on_batch) -> None:
+def _run_todo(ray, todo, compute, model, store, options, threads, done, bar, on_batch,
+              fingerprint) -> None:
     from ray.exceptions import RayActorError, RayTaskError
 
     cpus = 1 if options.gpus_per_worker > 0 else threads
@@ -256,7 +274,7 @@ def _run_todo(ray, todo, compute, model, store, options, threads, done, bar, on_
 
     def start_worker() -> None:
         actor = pool.pop() if pool else Worker.remote(threads)
-        loading[actor.load.remote(model_ref, compute_ref)] = actor
+        loading[actor.load.remote(model_ref, compute_ref, fingerprint)] = actor
 
     def lost(exc: BaseException, span: tuple[int, int] | None) -> None:
         nonlocal replacements

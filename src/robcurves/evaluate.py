@@ -304,7 +304,8 @@ def _distances(model, x, y, norm, attack, bounds, batch_size, seed, indices,
         result = run_batches(n, bs, functools.partial(compute, clf), bstore, progress=label)
     else:
         result = run_batches_ray(n, bs, compute, clf if shipped is model else shipped, bstore,
-                                 ray_options, torch.get_num_threads(), progress=label)
+                                 ray_options, torch.get_num_threads(), progress=label,
+                                 fingerprint=fingerprint_model(clf))
     rejected = int(result.cost.get("rejected", 0))
     if rejected:
         warnings.warn(f"{rejected} inputs returned by attack {attack!r} failed the re-check "
