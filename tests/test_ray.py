@@ -93,18 +93,22 @@ def test_ray_distances_are_byte_identical_to_local(tmp_path):
 
 
 def test_curve_files_from_the_cli_are_byte_identical(tmp_path):
+    from robcurves.train.archs import build
+    from robcurves.train.io import save_model
+
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10)).eval()
-    path = tmp_path / "net.pt"
-    torch.jit.save(torch.jit.script(net), str(path))
+    path = save_model(build("cnn-small", (1, 8, 8), 10).eval(), tmp_path / "net.rcm",
+                      meta={"arch": "cnn-small", "input_shape": [1, 8, 8], "num_classes": 10})
     common = ["curve", "--model", str(path), "--data", "digits", "--n", "24", "--norms", "l2",
               "--attack", "fmn", "--attack-opt", "steps=10", "--batch-size", "6",
-              "--no-progress"]
+              "--certify", "crown", "--no-progress"]
     assert main([*common, "--out", str(tmp_path / "local")]) == 0
     assert main([*common, "--out", str(tmp_path / "ray"), "--backend", "ray",
                  "--workers", "2"]) == 0
-    a = (tmp_path / "local" / "curve-l2.json").read_bytes()
-    assert a == (tmp_path / "ray" / "curve-l2.json").read_bytes()
+    for name in ("curve-l2.json", "certified-l2.json"):  # attacks and certificates
+        a = (tmp_path / "local" / name).read_bytes()
+        assert a == (tmp_path / "ray" / name).read_bytes()
+    assert len(list((tmp_path / "ray" / "work" / "certify-crown-l2").glob("batch-*"))) == 4
 
 
 def test_killing_a_worker_recomputes_only_its_batch(tmp_path, monkeypatch):
@@ -136,7 +140,7 @@ def test_killing_a_worker_recomputes_only_its_batch(tmp_path, monkeypatch):
     assert np.array_equal(got.distances, expected.distances)
 
 
-def test_a_killed_driver_resumes_with_only_the_missing_batches(tmp_path, monkeypatch):
+def test_a_killed_driver_resumes_with_only_the_missing_batches(tmp_path, monkeypatch, capsys):
     net, x, y = _problem(n=48)
     x[30, 0] = 0.123  # the point that trips the worker (batch 30..35)
     trip = tmp_path / "trip"
@@ -150,8 +154,12 @@ def test_a_killed_driver_resumes_with_only_the_missing_batches(tmp_path, monkeyp
     assert 0 < len(before) < 8 and "batch-000000030-000000036.npz" not in before
     trip.unlink()
     puts = _count_puts(monkeypatch)
+    capsys.readouterr()
     got = distances(model, x, y, "l2", batch_size=6, backend="ray", workers=2, store=store,
-                    **ATTACK)
+                    progress=True, **ATTACK)
+    bar = capsys.readouterr().err  # the bar starts at the stored points, ends at all of them
+    assert f"{6 * len(before)}/48" in bar
+    assert "48/48" in bar
     missing = [s for s in batch_spans(48, 6)
                if f"batch-{s[0]:09d}-{s[1]:09d}.npz" not in before]
     assert sorted(puts) == missing  # the stored batches were read back, not recomputed

@@ -189,7 +189,8 @@ def _worker_class(ray):
 
 
 #: Idle workers kept between runs of this process (starting one takes seconds: a new Python
-#: process importing torch), by (CPUs, GPUs, threads); each loads the next run's model.
+#: process importing torch), by (Ray job, CPUs, GPUs, threads); each loads the next run's
+#: model. A run with other resources or threads ends the workers of the others.
 _POOL: dict[tuple, list] = {}
 
 
@@ -258,7 +259,10 @@ def _run_todo(ray, todo, compute, model, store, options, threads, done, bar, on_
         raise RuntimeError(f"the Ray cluster has no room for one worker ({need} each; cluster: "
                            f"{ray.cluster_resources()})")
     n_workers = min(options.workers or fit, len(todo))
-    key = (cpus, options.gpus_per_worker, threads)
+    key = (ray.get_runtime_context().get_job_id(), cpus, options.gpus_per_worker, threads)
+    for other in [k for k in _POOL if k != key]:  # free what workers of other shapes hold
+        for actor in _POOL.pop(other):
+            ray.kill(actor)
     Worker = _worker_class(ray).options(num_cpus=cpus, num_gpus=options.gpus_per_worker)
     model_ref = _model_ref(ray, model)
     compute_ref = ray.put(compute)

@@ -244,7 +244,8 @@ def run(args: argparse.Namespace) -> int:
         curve.save(out / f"curve-{norm_name(p)}.json")
         curves.append(curve)
         if args.certify:
-            bands[curve.norm_name] = _certify_band(clf, x, y, p, d, curve, args, out)
+            bands[curve.norm_name] = _certify_band(clf, x, y, p, d, curve, args, out,
+                                                   model_arg, ray_options)
 
     new = [f"curve-{c.norm_name}.json" for c in curves]
     curves, bands, timing, commands = _folder_summary(out, curves, bands, timing, args)
@@ -334,8 +335,9 @@ def _evaluation_data(args: argparse.Namespace, module) -> tuple:
     return ds, meta, warning
 
 
-def _certify_band(clf, x, y, p, d, curve, args, out: Path):
-    """Certified lower bounds for one norm, saved next to the attack curve; their band."""
+def _certify_band(clf, x, y, p, d, curve, args, out: Path, model_arg=None, ray_options=None):
+    """Certified lower bounds for one norm, saved next to the attack curve; their band (the
+    batches on Ray workers with ``ray_options``, each loading ``model_arg``)."""
     from ..bands import band
     from ..certificates import METHODS, certify
     from ..curve import RobustnessCurve
@@ -351,11 +353,24 @@ def _certify_band(clf, x, y, p, d, curve, args, out: Path):
                        {"method": args.certify, "norm": norm_name(p), "n": len(y),
                         "batch_size": bs, "data": fingerprint_data(x, y, d.distances),
                         "model": curve.metadata["model"]["fingerprint"]})
-    lo = run_batches(
-        len(y), bs,
-        lambda a, b: certify(clf, x[a:b], y[a:b], p, args.certify, upper=d.distances[a:b],
-                             indices=d.indices[a:b]),
-        store, progress=f"certify {args.certify} {norm_name(p)}" if not args.no_progress else None)
+    method, upper, indices = args.certify, d.distances, d.indices
+
+    def compute(model, a: int, b: int):
+        return certify(model, x[a:b], y[a:b], p, method, upper=upper[a:b],
+                       indices=indices[a:b])
+
+    label = f"certify {args.certify} {norm_name(p)}" if not args.no_progress else None
+    if ray_options is None:
+        lo = run_batches(len(y), bs, lambda a, b: compute(clf, a, b), store, progress=label)
+    else:
+        import torch
+
+        from .._ray import run_batches_ray
+        from ..evaluate import fingerprint_model
+
+        lo = run_batches_ray(len(y), bs, compute, model_arg, store, ray_options,
+                             torch.get_num_threads(), progress=label,
+                             fingerprint=fingerprint_model(clf))
     cost = {k: v for k, v in lo.cost.items() if not k.startswith("seconds")}
     lcurve = RobustnessCurve.from_distances(
         lo, name=f"{curve.name} ({args.certify})",
