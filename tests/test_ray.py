@@ -97,8 +97,9 @@ def test_curve_files_from_the_cli_are_byte_identical(tmp_path):
     from robcurves.train.io import save_model
 
     torch.manual_seed(0)
-    path = save_model(build("cnn-small", (1, 8, 8), 10).eval(), tmp_path / "net.rcm",
-                      meta={"arch": "cnn-small", "input_shape": [1, 8, 8], "num_classes": 10})
+    path = save_model(build("mlp", (1, 8, 8), 10, width=32).eval(), tmp_path / "net.rcm",
+                      meta={"arch": "mlp", "arch_kwargs": {"width": 32},
+                            "input_shape": [1, 8, 8], "num_classes": 10})
     common = ["curve", "--model", str(path), "--data", "digits", "--n", "24", "--norms", "l2",
               "--attack", "fmn", "--attack-opt", "steps=10", "--batch-size", "6",
               "--certify", "crown", "--no-progress"]
