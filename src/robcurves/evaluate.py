@@ -180,7 +180,7 @@ def verify_adversarials(model: Classifier, x: torch.Tensor, y: torch.Tensor,
     return d, out, rejected
 
 
-def distances(model: nn.Module | Classifier, x: np.ndarray | torch.Tensor,
+def distances(model: nn.Module | Classifier | ModelSpec, x: np.ndarray | torch.Tensor,
               y: np.ndarray | torch.Tensor, norm: NormLike = "inf", *, attack: str = "auto",
               bounds: Bounds = None, batch_size: int | None = None,
               seed: int = 0, indices: np.ndarray | None = None,
