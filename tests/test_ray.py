@@ -216,3 +216,13 @@ def test_bad_backend_options_are_refused_before_work():
     with pytest.raises(ValueError, match="'HOST:PORT'; got 'nowhere'"):
         distances(net, x, y, "l2", backend="ray", ray_address="nowhere")
 
+
+
+def test_a_local_start_runs_in_the_calling_thread(monkeypatch):
+    # Ray's processes die with the thread that started them (Linux parent-death signal): a
+    # local start from a helper thread killed the new cluster a minute later
+    threads = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kw: threads.append(threading.current_thread()))
+    rray.connect(None)
+    assert threads == [threading.main_thread()]

@@ -141,13 +141,19 @@ def connect(address: str | None):
         except Exception as exc:  # noqa: BLE001 - reported below with the address
             box["error"] = exc
 
-    t = threading.Thread(target=init, daemon=True)
-    t.start()
-    t.join(CONNECT_TIMEOUT_S)
     where = "a new local Ray instance" if address is None else f"Ray at {address}"
-    if t.is_alive():
-        raise ConnectionError(f"could not connect to {where} within {CONNECT_TIMEOUT_S:.0f} s "
-                              "(something answers there, but not a Ray cluster?)")
+    if address in (None, "auto"):
+        # a local start spawns Ray's processes, which die with the thread that started them
+        # (Linux parent-death signal), so it runs here; it and "auto" fail fast by themselves
+        init()
+    else:  # joining a running cluster starts no process: a thread bounds the wait
+        t = threading.Thread(target=init, daemon=True)
+        t.start()
+        t.join(CONNECT_TIMEOUT_S)
+        if t.is_alive():
+            raise ConnectionError(f"could not connect to {where} within "
+                                  f"{CONNECT_TIMEOUT_S:.0f} s (something answers there, but "
+                                  "not a Ray cluster?)")
     if "error" in box:
         exc = box["error"]
         raise ConnectionError(f"could not connect to {where}: {type(exc).__name__}: "
