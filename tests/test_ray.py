@@ -174,13 +174,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_an_unreachable_address_fails_fast_naming_it():
+def test_an_unreachable_address_fails_fast_naming_it(tmp_path, capsys):
     net, x, y = _problem(n=4)
     address = f"127.0.0.1:{_free_port()}"  # nothing listens there
     t0 = time.monotonic()
     with pytest.raises(ConnectionError, match=address):
-        distances(net, x, y, "l2", backend="ray", ray_address=address, **ATTACK)
+        distances(net, x, y, "l2", backend="ray", ray_address=address, store=tmp_path / "s",
+                  **ATTACK)
     assert time.monotonic() - t0 < 30
+    assert not (tmp_path / "s").exists()  # before any work
+    out = tmp_path / "o"
+    assert main(["curve", "--model", "m.pt", "--data", "digits", "--out", str(out),
+                 "--backend", "ray", "--address", address]) == 2
+    assert address in capsys.readouterr().err and not out.exists()
 
 
 def test_a_missing_extra_names_the_install_command(monkeypatch, tmp_path, capsys):

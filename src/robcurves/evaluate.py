@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ._norms import NormLike, lp_norm_np, norm_name, parse_norm
-from ._ray import ModelSpec, RayOptions, import_ray, run_batches_ray
+from ._ray import ModelSpec, RayOptions, connect, run_batches_ray
 from ._threads import using_threads
 from .attacks import ATTACKS, get_attack
 from .model import Bounds, Classifier, TorchClassifier, as_bounds, wrap
@@ -240,7 +240,7 @@ def distances(model: nn.Module | Classifier | ModelSpec, x: np.ndarray | torch.T
     ray_options = None
     if backend == "ray":
         ray_options = RayOptions(ray_address, workers, gpus_per_worker)
-        import_ray()  # a missing extra fails before any work
+        connect(ray_address)  # a missing extra or a wrong address fails before any work
     with using_threads(threads):
         return _distances(model, x, y, norm, attack, bounds, batch_size, seed, indices,
                           return_adversarials, store, progress, attack_kwargs, ray_options)

@@ -126,7 +126,7 @@ def _check_args(args: argparse.Namespace) -> dict:
 
 def _check_backend(args: argparse.Namespace):
     """``--backend`` and its options: a :class:`~robcurves._ray.RayOptions` for ``ray`` (Ray
-    installed, options valid), ``None`` for ``local``."""
+    installed, options valid, connected to the cluster), ``None`` for ``local``."""
     if args.backend != "ray":
         for flag, value, default in (("--address", args.address, None),
                                      ("--workers", args.workers, None),
@@ -135,10 +135,10 @@ def _check_backend(args: argparse.Namespace):
                 raise ValueError(f"{flag} applies to --backend ray only; got --backend "
                                  f"{args.backend}")
         return None
-    from .._ray import RayOptions, import_ray
+    from .._ray import RayOptions, connect
 
     options = RayOptions(args.address, args.workers, args.gpus_per_worker)
-    import_ray()
+    connect(options.address)  # Ray installed and the cluster reachable, before any work
     return options
 
 
