@@ -202,17 +202,14 @@ _POOL: dict[tuple, list] = {}
 
 def run_batches_ray(n: int, batch_size: int, compute: Callable[[Any, int, int], Distances],
                     model: Any, store: BatchStore | None, options: RayOptions, threads: int,
-                    progress: str | None = None,
-                    on_batch: Callable[[int, int], None] | None = None,
-                    fingerprint: str = "") -> Distances:
+                    progress: str | None = None, fingerprint: str = "") -> Distances:
     """:func:`robcurves.store.run_batches` on Ray actors.
 
     ``compute(model, start, stop)`` computes one batch with the worker's own ``model`` (a
     :class:`ModelSpec` each worker loads, or a picklable model); ``threads`` is the torch
     thread count every worker sets; ``fingerprint`` (see
     :func:`robcurves.evaluate.fingerprint_model`) that of the driver's model, which each
-    worker's copy must have. ``on_batch(start, stop)`` is called in the driver after
-    each newly computed batch is stored. Returns the batches joined in order.
+    worker's copy must have. Returns the batches joined in order.
     """
     ray = connect(options.address)
     spans = batch_spans(n, batch_size)
@@ -227,8 +224,7 @@ def run_batches_ray(n: int, batch_size: int, compute: Callable[[Any, int, int], 
         bar = tqdm(total=n, initial=sum(b - a for a, b in done), desc=progress, unit="pt")
     try:
         if todo:
-            _run_todo(ray, todo, compute, model, store, options, threads, done, bar, on_batch,
-                      fingerprint)
+            _run_todo(ray, todo, compute, model, store, options, threads, done, bar, fingerprint)
     finally:
         if bar is not None:
             bar.close()
@@ -253,7 +249,7 @@ def _capacity(ray, options: RayOptions, threads: int) -> int:
     return int(res.get("CPU", 0) // threads)
 
 
-def _run_todo(ray, todo, compute, model, store, options, threads, done, bar, on_batch,
+def _run_todo(ray, todo, compute, model, store, options, threads, done, bar,
               fingerprint) -> None:
     from ray.exceptions import RayActorError, RayTaskError
 
@@ -327,8 +323,6 @@ def _run_todo(ray, todo, compute, model, store, options, threads, done, bar, on_
                 if store is not None:
                     store.put(*span, part)
                 done[span] = part
-                if on_batch is not None:
-                    on_batch(*span)
                 if bar is not None:
                     bar.update(span[1] - span[0])
                 idle.append(actor)
