@@ -47,6 +47,9 @@ SKIP = {
                                   "format from files in the official layout",
     "~/data/GTSRB ": "no GTSRB Final_Test folder here; test_data.py covers the layout",
     "~/data/UCI_HAR_Dataset": "no UCI HAR here; test_data.py covers the format",
+    "ray start": "starts a Ray cluster node; tests/test_ray.py runs a local cluster",
+    "--backend ray": "needs a running Ray cluster (--address auto); tests/test_ray.py runs the "
+                     "same command on a local one",
 }
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from . import data, train
 from ._norms import NormLike, norm_name, parse_norm
+from ._ray import ModelSpec
 from ._threads import set_threads
 from .bands import Band, band
 from .certificates import certify
@@ -46,8 +47,8 @@ from .unions import spatial_distances, union, union_surface
 __version__ = "0.1.0"
 
 __all__ = ["data", "train", "Band", "Bounds", "Classifier", "Comparison", "Distances",
-           "InterclassDistances", "NormLike", "RobustAccuracy", "RobustnessCurve", "band",
-           "build_report",
+           "InterclassDistances", "ModelSpec", "NormLike", "RobustAccuracy", "RobustnessCurve",
+           "band", "build_report",
            "certify", "compare", "distances", "interclass_distances", "load_model", "norm_name",
            "parse_norm", "robust_accuracy", "set_threads", "spatial_distances", "union",
            "union_surface", "wrap", "write_report", "__version__"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import time
 import warnings
@@ -12,6 +13,7 @@ import torch
 from torch import nn
 
 from ._norms import NormLike, lp_norm_np, norm_name, parse_norm
+from ._ray import ModelSpec, RayOptions, connect, run_batches_ray
 from ._threads import using_threads
 from .attacks import ATTACKS, get_attack
 from .classifier import check_finite_logits
@@ -143,18 +145,20 @@ def verify_adversarials(model: Classifier, x: torch.Tensor, y: torch.Tensor,
     return d, out, rejected
 
 
-def distances(model: nn.Module | Classifier, x: np.ndarray | torch.Tensor,
+def distances(model: nn.Module | Classifier | ModelSpec, x: np.ndarray | torch.Tensor,
               y: np.ndarray | torch.Tensor, norm: NormLike = "inf", *, attack: str = "auto",
               bounds: Bounds = None, batch_size: int | None = None,
               seed: int = 0, indices: np.ndarray | None = None,
               return_adversarials: bool = False, store: str | Path | None = None,
-              progress: bool = False, threads: int | None = None,
-              **attack_kwargs) -> Distances:
+              progress: bool = False, threads: int | None = None, backend: str = "local",
+              ray_address: str | None = None, workers: int | None = None,
+              gpus_per_worker: float = 0.0, **attack_kwargs) -> Distances:
     """Smallest adversarial perturbation found per point (an upper bound on the true minimum).
 
     Args:
-        model: a wrapped :class:`~robcurves.model.Classifier` or a ``torch.nn.Module``
-            (wrapped with ``bounds``).
+        model: a wrapped :class:`~robcurves.model.Classifier`, a ``torch.nn.Module``
+            (wrapped with ``bounds``), or a :class:`~robcurves.ModelSpec` (a model file or
+            ``module:factory`` that each Ray worker loads itself).
         bounds: input bounds for an unwrapped module (default ``(0, 1)``; ``(None, None)``
             or ``(-inf, inf)`` for unbounded inputs); a wrapped classifier keeps its own, and
             other ``bounds`` given with it are refused.
@@ -174,6 +178,16 @@ def distances(model: nn.Module | Classifier, x: np.ndarray | torch.Tensor,
             :func:`robcurves.set_threads`). On CPU the count is recorded in ``settings`` and in
             the ``store`` manifest: float32 sums round differently with another thread count
             (about the 8th digit), so a stored run resumes only with the same count.
+        backend: ``"local"`` (this process) or ``"ray"``: the same batches computed by Ray
+            actors, each loading the model once (a ``ModelSpec``, else a pickled copy of
+            ``model``) and using this process's thread count, so the distances are
+            byte-identical to the local backend's; finished batches go into ``store`` as they
+            arrive, so a killed worker or driver loses only the batches in flight. Needs
+            ``pip install "robcurves[ray]"``.
+        ray_address: for ``backend="ray"``: ``None`` (the Ray instance this process is
+            connected to, else a new local one), ``"auto"`` or ``"HOST:PORT"``.
+        workers: Ray actors (default: as many as the cluster has room for).
+        gpus_per_worker: GPUs each Ray actor reserves.
         **attack_kwargs: passed to the attack (for example ``steps``, ``restarts``).
 
     Returns:
@@ -186,14 +200,24 @@ def distances(model: nn.Module | Classifier, x: np.ndarray | torch.Tensor,
             data or whose logits are NaN or infinite on some points (named by index), all
             before any attack work.
     """
+    if backend not in ("local", "ray"):
+        raise ValueError(f"backend must be 'local' or 'ray'; got {backend!r}")
+    ray_options = None
+    if backend == "ray":
+        ray_options = RayOptions(ray_address, workers, gpus_per_worker)
+        connect(ray_address)  # a missing extra or a wrong address fails before any work
     with using_threads(threads):
         return _distances(model, x, y, norm, attack, bounds, batch_size, seed, indices,
-                          return_adversarials, store, progress, attack_kwargs)
+                          return_adversarials, store, progress, attack_kwargs, ray_options)
 
 
 def _distances(model, x, y, norm, attack, bounds, batch_size, seed, indices,
-               return_adversarials, store, progress, attack_kwargs) -> Distances:
+               return_adversarials, store, progress, attack_kwargs,
+               ray_options: RayOptions | None = None) -> Distances:
     p = parse_norm(norm)
+    shipped = model  # what Ray workers get: a ModelSpec they load, else the model pickled
+    if isinstance(model, ModelSpec):
+        model = model.load()
     if isinstance(model, Classifier):
         if bounds is not None and as_bounds(bounds) != model.bounds:
             raise ValueError(f"bounds {tuple(bounds)} differ from the wrapped model's bounds "
@@ -235,13 +259,18 @@ def _distances(model, x, y, norm, attack, bounds, batch_size, seed, indices,
                                     "model": fingerprint_model(clf),
                                     "adversarials": bool(return_adversarials)})
 
-    def compute(start: int, stop: int) -> Distances:
+    def compute(clf: Classifier, start: int, stop: int) -> Distances:
         return _attack_batch(clf, attack_fn, xs[start:stop], ys[start:stop], idx[start:stop], p,
                              attack, settings, seed + start if takes_seed else None,
                              return_adversarials, attack_kwargs)
 
-    result = run_batches(n, bs, compute, bstore,
-                         progress=f"{attack} {norm_name(p)}" if progress else None)
+    label = f"{attack} {norm_name(p)}" if progress else None
+    if ray_options is None:
+        result = run_batches(n, bs, functools.partial(compute, clf), bstore, progress=label)
+    else:
+        result = run_batches_ray(n, bs, compute, clf if shipped is model else shipped, bstore,
+                                 ray_options, torch.get_num_threads(), progress=label,
+                                 fingerprint=fingerprint_model(clf))
     rejected = int(result.cost.get("rejected", 0))
     if rejected:
         warnings.warn(f"{rejected} inputs returned by attack {attack!r} failed the re-check "

@@ -20,7 +20,7 @@ import numpy as np
 from .model import TorchClassifier
 from .results import Distances
 
-__all__ = ["BatchStore", "fingerprint_data", "fingerprint_model", "run_batches"]
+__all__ = ["BatchStore", "batch_spans", "fingerprint_data", "fingerprint_model", "run_batches"]
 
 
 def fingerprint_model(model: object) -> str:
@@ -87,6 +87,12 @@ class BatchStore:
         os.replace(tmp, path)
 
 
+def batch_spans(n: int, batch_size: int) -> list[tuple[int, int]]:
+    """The batches ``(start, stop)`` of ``n`` points: consecutive, ``batch_size`` each (the
+    last one shorter). Every backend cuts a run this way, so their stores are the same."""
+    return [(a, min(a + batch_size, n)) for a in range(0, n, batch_size)]
+
+
 def run_batches(n: int, batch_size: int, compute: Callable[..., Distances],
                 store: BatchStore | None = None, progress: str | None = None,
                 ticks: bool = False) -> Distances:
@@ -98,7 +104,7 @@ def run_batches(n: int, batch_size: int, compute: Callable[..., Distances],
     ``compute(start, stop, tick)`` gets a callback ``tick(fraction)`` that moves the bar by that
     fraction of the batch's points while the batch runs.
     """
-    spans = [(a, min(a + batch_size, n)) for a in range(0, n, batch_size)]
+    spans = batch_spans(n, batch_size)
     done = {s: store.get(*s) for s in spans} if store is not None else {}
     done = {s: part for s, part in done.items() if part is not None}
     bar = None

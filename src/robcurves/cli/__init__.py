@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _user_error(exc: BaseException) -> bool:
     """Bad input the user can fix, as opposed to a bug in robcurves."""
-    if isinstance(exc, (ValueError, FileNotFoundError)):
+    if isinstance(exc, (ValueError, FileNotFoundError, ConnectionError)):
         return True
     if isinstance(exc, ImportError):  # a missing optional package (not a broken robcurves)
         for e in (exc, exc.__cause__):

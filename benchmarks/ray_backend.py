@@ -1,0 +1,164 @@
+"""The Ray backend against the local one: throughput with 1 and 2 workers and the per-batch
+overhead at batches of 100 points, on this machine (a local ``ray.init``).
+
+Workload: ``robcurves.distances`` of a small CNN (``cnn-small`` of ``robcurves.train.archs``,
+random weights with seed 0) on the first N points of ``digits`` (1x8x8), l2, attack ``fmn``
+with ``--steps`` steps, batches of 100, one torch thread everywhere. Ray workers are started
+(and their start-up time recorded) before the timed runs, as the pool of a long run keeps them;
+every timed run writes into a fresh per-batch store, as the CLI does. The distances of every
+Ray run are checked to be byte-identical to the local ones.
+
+The overhead of a batch is the time a run spends outside its batches' own work (wall time
+minus the seconds the batches record), Ray with one worker minus local, divided by the number
+of batches: wall times alone drift by more than that on a loaded machine. The estimate for W
+workers assumes each worker keeps that overhead per batch and the driver stays below
+saturation (its own time per batch, ``driver_s``, times W must stay below the time of one
+batch).
+
+    python benchmarks/ray_backend.py [--n 600] [--steps 100] [--repeat 2] [--no-write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _results import machine, write_section  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=600)
+    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--batch-size", type=int, default=100)
+    ap.add_argument("--repeat", type=int, default=2, help="timed runs of each setting (best)")
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args()
+
+    import numpy as np
+    import ray
+    import torch
+
+    import robcurves
+    from robcurves import _ray as rray
+    from robcurves import data as rdata
+    from robcurves import store as rstore
+    from robcurves.train.archs import build
+
+    robcurves.set_threads(1)
+    ds = rdata.load("digits")
+    x, y = ds.x[: args.n], ds.y[: args.n]
+    torch.manual_seed(0)
+    net = build("cnn-small", tuple(ds.input_shape), 10).eval()
+    opts = {"attack": "fmn", "steps": args.steps, "batch_size": args.batch_size}
+    batches = len(rstore.batch_spans(len(y), args.batch_size))
+
+    def once(**kw) -> tuple[float, float, np.ndarray]:
+        """Wall seconds, seconds inside the batches (attack and checks), distances."""
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            d = robcurves.distances(net, x, y, "l2", store=Path(tmp) / "s", **opts, **kw)
+            return time.perf_counter() - t0, float(d.cost["seconds"]), d.distances
+
+    t0 = time.perf_counter()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    t_init = time.perf_counter() - t0
+    t0 = time.perf_counter()  # start both workers (kept in the pool for the timed runs)
+    robcurves.distances(net, x[:4], y[:4], "l2", attack="fmn", steps=2, batch_size=2,
+                        backend="ray", workers=2)
+    t_start = time.perf_counter() - t0
+
+    # the driver's own time per batch: storing it and fetching it from the object store
+    put, spent = rstore.BatchStore.put, []
+
+    def timed_put(self, a, b, r):
+        t = time.perf_counter()
+        put(self, a, b, r)
+        spent.append(time.perf_counter() - t)
+
+    settings = {"local": {}, "ray1": {"backend": "ray", "workers": 1},
+                "ray2": {"backend": "ray", "workers": 2}}
+    runs: dict[str, list[tuple[float, float]]] = {k: [] for k in settings}
+    d_local = None
+    for _ in range(args.repeat):  # interleaved: the machine's load drifts
+        for key, kw in settings.items():
+            rstore.BatchStore.put = timed_put if key == "ray1" else put
+            wall, inside, d = once(**kw)
+            runs[key].append((wall, inside))
+            if d_local is None:
+                d_local = d
+            elif not np.array_equal(d, d_local):
+                raise SystemExit(f"the {key} run differs from the local one")
+    rstore.BatchStore.put = put
+    load = os.getloadavg()
+    ray.shutdown()
+    rray._POOL.clear()
+    t_local = min(w for w, _ in runs["local"])
+    t_ray = {1: min(w for w, _ in runs["ray1"]), 2: min(w for w, _ in runs["ray2"])}
+    # time outside the batches' own work, per batch: ray (1 worker) minus local
+    outside = {k: float(np.median([w - i for w, i in runs[k]])) for k in ("local", "ray1")}
+    per_batch = float(np.median([i for _, i in runs["local"]])) / batches
+    over = (outside["ray1"] - outside["local"]) / batches
+    frac = over / per_batch
+    ray1_batch = float(np.median([i for _, i in runs["ray1"]])) / batches
+    driver_s = float(np.median(spent)) if spent else float("nan")
+    rows = [("local (this process)", t_local), ("ray, 1 worker", t_ray[1]),
+            ("ray, 2 workers", t_ray[2])]
+    lines = [
+        "## Ray backend against the local one (`benchmarks/ray_backend.py`)",
+        "",
+        f"{_dt.date.today()}, {machine()}; Ray {ray.__version__}, local cluster "
+        f"`ray.init(num_cpus=2)`. Load average (1, 5, 15 min) at the end: "
+        f"{load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f} (a shared 2-core machine: other jobs "
+        "ran at the same time, so the 2-worker row is an upper bound on what contention "
+        "leaves).",
+        "",
+        f"Workload: `distances` of `cnn-small` (random init, seed 0) on the first {len(y)} "
+        f"`digits` points, l2, `fmn` {args.steps} steps, {batches} batches of "
+        f"{args.batch_size}, 1 torch thread, best of {args.repeat}; every Ray run "
+        "byte-identical to the local one (checked); the three settings interleaved.",
+        "",
+        "| backend | seconds | points/s | speed-up |",
+        "|---|---:|---:|---:|",
+        *(f"| {name} | {t:.2f} | {len(y) / t:.1f} | {t_local / t:.2f}x |" for name, t in rows),
+        "",
+        f"- Per-batch overhead of the Ray backend (1 worker) against the local one: "
+        f"{over * 1000:+.1f} ms on {per_batch * 1000:.0f} ms of work per batch of "
+        f"{args.batch_size} points = **{frac * 100:+.2f}%** (target: under 5%). Measured as "
+        "the time outside the batches' own work (wall time minus the seconds each batch "
+        "records), median over the runs: the wall times alone differ by more than that from "
+        "run to run on this loaded machine (the table).",
+        f"- The batches' own work, median per batch: {per_batch * 1000:.0f} ms in this "
+        f"process, {ray1_batch * 1000:.0f} ms on a Ray worker: the same function on the same "
+        "points; the difference is how this loaded machine shares its 2 cores between "
+        "processes (the driver also runs Ray's own threads), not the backend's code path.",
+        f"- Driver time per finished batch (writing it into the store): "
+        f"{driver_s * 1000:.1f} ms (median).",
+        f"- Once per process: `ray.init` {t_init:.1f} s, starting 2 workers (a Python process "
+        f"each, importing torch) {t_start:.1f} s; later runs reuse the workers.",
+        f"- **Estimate** for 8 GPUs x 4 machines (32 workers), not measured: each worker "
+        f"keeps {max(frac, 0) * 100:.1f}% of overhead per batch, so 32 workers give about "
+        f"{32 / (1 + max(frac, 0)):.0f}x one worker's throughput as long as the driver keeps "
+        f"up: it handles one batch in ~{driver_s * 1000:.0f} ms, so 32 workers saturate it "
+        f"only when a batch takes under {32 * driver_s:.2f} s. The overhead is about "
+        f"{over * 1000:.0f} ms per batch whatever the batch costs, so it stays under 5% for "
+        f"batches that take over {over / 0.05:.2f} s. On a GPU a batch of 100 "
+        "points is much faster than here: use larger batches there so that each takes "
+        "seconds; the object-store transfer of the data (once per worker) and of each "
+        "result (distances, not adversarials, unless asked) stays small.",
+    ]
+    body = "\n".join(lines)
+    print(body)
+    if not args.no_write:
+        write_section("ray-backend", body)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,234 @@
+"""The Ray backend (issue 18): byte-identical to the local backend, resumable, clear errors.
+
+One local Ray cluster (``ray.init(num_cpus=2)``) serves the whole file: starting it and its
+first workers takes most of the file's time. CI needs ``pip install "ray>=2.9"`` (the
+``robcurves[ray]`` extra) for these tests to run; without Ray the file is skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+ray = pytest.importorskip("ray", reason='Ray is not installed (pip install "robcurves[ray]")')
+
+from robcurves import ModelSpec, distances  # noqa: E402
+from robcurves import _ray as rray  # noqa: E402
+from robcurves.cli import main  # noqa: E402
+from robcurves.store import BatchStore, batch_spans  # noqa: E402
+
+# the modules defined here travel to the workers by value (they cannot import this file)
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+ATTACK = {"attack": "fmn", "steps": 15}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    rray._POOL.clear()
+    ray.shutdown()
+
+
+def _problem(n: int = 40, dim: int = 12, classes: int = 3):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(dim, 24), nn.ReLU(), nn.Linear(24, classes)).eval()
+    x = np.random.default_rng(0).random((n, dim), dtype=np.float32)
+    y = np.random.default_rng(1).integers(0, classes, n)
+    return net, x, y
+
+
+class Slow(nn.Module):
+    """``net`` that sleeps on every call, so that batches are in flight long enough to kill a
+    worker; it raises on workers (not in the driver, pid ``driver``) while the file ``trip``
+    exists and a batch holds a point whose first feature is ``trip_value``."""
+
+    def __init__(self, net: nn.Module, pause: float, trip: str = "", trip_value: float = -1.0,
+                 driver: int = 0) -> None:
+        super().__init__()
+        self.net, self.pause, self.trip, self.trip_value, self.driver = (
+            net, pause, trip, trip_value, driver)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        time.sleep(self.pause)
+        if (self.trip and os.getpid() != self.driver and os.path.exists(self.trip)
+                and bool((x[:, 0] == self.trip_value).any())):
+            raise RuntimeError("tripped on purpose")
+        return self.net(x)
+
+
+def _count_puts(monkeypatch) -> list[tuple[int, int]]:
+    puts: list[tuple[int, int]] = []
+    put = BatchStore.put
+
+    def counting(self, start, stop, result):
+        puts.append((start, stop))
+        put(self, start, stop, result)
+
+    monkeypatch.setattr(BatchStore, "put", counting)
+    return puts
+
+
+def test_ray_distances_are_byte_identical_to_local(tmp_path):
+    net, x, y = _problem()
+    for norm in ("l2", "inf"):
+        local = distances(net, x, y, norm, batch_size=8, return_adversarials=True, **ATTACK)
+        remote = distances(net, x, y, norm, batch_size=8, return_adversarials=True,
+                           backend="ray", workers=2, store=tmp_path / norm, **ATTACK)
+        assert np.array_equal(local.distances, remote.distances)
+        assert np.array_equal(local.adversarials, remote.adversarials, equal_nan=True)
+        assert np.isfinite(local.distances).sum() > 30  # the attack broke most points
+        assert local.settings == remote.settings and local.cost.keys() == remote.cost.keys()
+        assert sorted(p.name for p in (tmp_path / norm).glob("batch-*.npz")) == [
+            f"batch-{a:09d}-{b:09d}.npz" for a, b in batch_spans(40, 8)]
+
+
+def test_curve_files_from_the_cli_are_byte_identical(tmp_path):
+    from robcurves.train.archs import build
+    from robcurves.train.io import save_model
+
+    torch.manual_seed(0)
+    path = save_model(build("mlp", (1, 8, 8), 10, width=32).eval(), tmp_path / "net.rcm",
+                      meta={"arch": "mlp", "arch_kwargs": {"width": 32},
+                            "input_shape": [1, 8, 8], "num_classes": 10})
+    common = ["curve", "--model", str(path), "--data", "digits", "--n", "24", "--norms", "l2",
+              "--attack", "fmn", "--attack-opt", "steps=10", "--batch-size", "6",
+              "--certify", "crown", "--no-progress"]
+    assert main([*common, "--out", str(tmp_path / "local")]) == 0
+    assert main([*common, "--out", str(tmp_path / "ray"), "--backend", "ray",
+                 "--workers", "2"]) == 0
+    for name in ("curve-l2.json", "certified-l2.json"):  # attacks and certificates
+        a = (tmp_path / "local" / name).read_bytes()
+        assert a == (tmp_path / "ray" / name).read_bytes()
+    assert len(list((tmp_path / "ray" / "work" / "certify-crown-l2").glob("batch-*"))) == 4
+
+
+def test_killing_a_worker_recomputes_only_its_batch(tmp_path, monkeypatch):
+    net, x, y = _problem(n=48)
+    slow = Slow(net, pause=0.02)
+    expected = distances(net, x, y, "l2", batch_size=6, **ATTACK)  # the sleep changes nothing
+    # two warm workers from the earlier tests: the run takes them from the pool
+    distances(slow, x[:4], y[:4], "l2", batch_size=2, backend="ray", workers=2, **ATTACK)
+    key = next(k for k, v in rray._POOL.items() if len(v) >= 2)
+    victims = list(rray._POOL[key])
+    puts = _count_puts(monkeypatch)
+    store = tmp_path / "s"
+
+    def kill_after_first_batch() -> None:
+        deadline = time.monotonic() + 60
+        while not list(store.glob("batch-*.npz")) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        ray.kill(victims[0])
+
+    killer = threading.Thread(target=kill_after_first_batch)
+    killer.start()
+    with pytest.warns(UserWarning, match="a Ray worker died") as record:
+        got = distances(slow, x, y, "l2", batch_size=6, backend="ray", workers=2,
+                        store=store, **ATTACK)
+    killer.join(5)
+    lost = [w for w in record if "a Ray worker died" in str(w.message)]
+    assert len(lost) == 1  # the one batch in flight on the killed worker
+    assert sorted(puts) == batch_spans(48, 6)  # every batch stored exactly once, none lost
+    assert np.array_equal(got.distances, expected.distances)
+
+
+def test_a_killed_driver_resumes_with_only_the_missing_batches(tmp_path, monkeypatch, capsys):
+    net, x, y = _problem(n=48)
+    x[30, 0] = 0.123  # the point that trips the worker (batch 30..35)
+    trip = tmp_path / "trip"
+    trip.touch()
+    model = Slow(net, pause=0.0, trip=str(trip), trip_value=float(x[30, 0]), driver=os.getpid())
+    store = tmp_path / "s"
+    with pytest.raises(RuntimeError, match="tripped on purpose"):
+        distances(model, x, y, "l2", batch_size=6, backend="ray", workers=2, store=store,
+                  **ATTACK)
+    before = {p.name for p in store.glob("batch-*.npz")}
+    assert 0 < len(before) < 8 and "batch-000000030-000000036.npz" not in before
+    trip.unlink()
+    puts = _count_puts(monkeypatch)
+    capsys.readouterr()
+    got = distances(model, x, y, "l2", batch_size=6, backend="ray", workers=2, store=store,
+                    progress=True, **ATTACK)
+    bar = capsys.readouterr().err  # the bar starts at the stored points, ends at all of them
+    assert f"{6 * len(before)}/48" in bar
+    assert "48/48" in bar
+    missing = [s for s in batch_spans(48, 6)
+               if f"batch-{s[0]:09d}-{s[1]:09d}.npz" not in before]
+    assert sorted(puts) == missing  # the stored batches were read back, not recomputed
+    assert np.array_equal(got.distances, distances(net, x, y, "l2", batch_size=6,
+                                                   **ATTACK).distances)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_unreachable_address_fails_fast_naming_it(tmp_path, capsys):
+    net, x, y = _problem(n=4)
+    address = f"127.0.0.1:{_free_port()}"  # nothing listens there
+    t0 = time.monotonic()
+    with pytest.raises(ConnectionError, match=address):
+        distances(net, x, y, "l2", backend="ray", ray_address=address, store=tmp_path / "s",
+                  **ATTACK)
+    assert time.monotonic() - t0 < 30
+    assert not (tmp_path / "s").exists()  # before any work
+    out = tmp_path / "o"
+    assert main(["curve", "--model", "m.pt", "--data", "digits", "--out", str(out),
+                 "--backend", "ray", "--address", address]) == 2
+    assert address in capsys.readouterr().err and not out.exists()
+
+
+def test_a_missing_extra_names_the_install_command(monkeypatch, tmp_path, capsys):
+    net, x, y = _problem(n=4)
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    with pytest.raises(ImportError, match=r'pip install "robcurves\[ray\]"'):
+        distances(net, x, y, "l2", backend="ray", **ATTACK)
+    # the CLI: a one-line error before any work (m.pt does not exist: not read yet)
+    assert main(["curve", "--model", "m.pt", "--data", "digits", "--out", str(tmp_path / "o"),
+                 "--backend", "ray"]) == 2
+    assert 'pip install "robcurves[ray]"' in capsys.readouterr().err
+
+
+def test_a_model_file_a_worker_cannot_load_is_a_clear_error(tmp_path):
+    net, x, y = _problem(n=8)
+    path = tmp_path / "net.pt"
+    torch.jit.save(torch.jit.script(net), str(path))
+    spec = ModelSpec(str(path), {"bounds": (0.0, 1.0)})
+    spec.load()  # the driver has it; the workers' machine does not
+    path.unlink()
+    t0 = time.monotonic()
+    with pytest.raises(RuntimeError, match="could not load the model .*net.pt"):
+        distances(spec, x, y, "l2", batch_size=4, backend="ray", workers=1, **ATTACK)
+    assert time.monotonic() - t0 < 60
+
+
+def test_bad_backend_options_are_refused_before_work():
+    net, x, y = _problem(n=4)
+    with pytest.raises(ValueError, match="backend must be 'local' or 'ray'; got 'spark'"):
+        distances(net, x, y, "l2", backend="spark")
+    with pytest.raises(ValueError, match="workers must be a whole number >= 1; got 0"):
+        distances(net, x, y, "l2", backend="ray", workers=0)
+    with pytest.raises(ValueError, match="'HOST:PORT'; got 'nowhere'"):
+        distances(net, x, y, "l2", backend="ray", ray_address="nowhere")
+
+
+
+def test_a_local_start_runs_in_the_calling_thread(monkeypatch):
+    # Ray's processes die with the thread that started them (Linux parent-death signal): a
+    # local start from a helper thread killed the new cluster a minute later
+    threads = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kw: threads.append(threading.current_thread()))
+    rray.connect(None)
+    assert threads == [threading.main_thread()]
