@@ -28,6 +28,9 @@ def test_every_norm_attribute_is_the_float_and_names_are_canonical(p):
         for obj in (d, c, tm):
             assert obj.norm == p and isinstance(obj.norm, float) and obj.norm_name == name
         assert f"norm='{name}'" in repr(d) and f"norm='{name}'" in repr(c)
+        cmp = robcurves.compare([c, robcurves.RobustnessCurve.from_distances(d, name="m2")],
+                                n_boot=20)
+        assert cmp.norm == p and f"norm='{name}'" in repr(cmp)
         assert tm.label == f"{name}@0.25" and tm.as_dict()["norm"] == name
     assert ("sparsity" in ThreatModel(p, 0.1).as_dict()) == (p == 1.0)
 

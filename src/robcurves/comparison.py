@@ -265,6 +265,10 @@ class Comparison:
     summaries: tuple[CurveSummary, ...]
     notes: tuple[str, ...] = field(default=())
 
+    def __repr__(self) -> str:
+        return (f"Comparison({', '.join(map(repr, self.names))}, norm={self.norm_name!r}, "
+                f"n={self.n}, crossings={len(self.crossings)}, level={self.level})")
+
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.curves)
