@@ -13,6 +13,8 @@ that adversarial scaled into the smaller ball. All per-point state is tensors.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from .._box import max_radius
@@ -46,7 +48,6 @@ def pgd_search(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
     """
     if inner not in _INNER:
         raise ValueError(f"inner must be one of {', '.join(_INNER)}; got {inner!r}")
-    n = x.shape[0]
     gen = generator_for(seed, x.device)
     tracker = tracker or BestAdversarial(x, y, p)
     with torch.no_grad():
@@ -59,32 +60,14 @@ def pgd_search(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
         deepfool._run(model, x[r], y[r], p, tracker=sub)
         _merge(tracker, sub, r)
 
-    lo = torch.zeros(n, dtype=torch.float64, device=x.device)
     # Points DeepFool missed: double epsilon until PGD breaks them or the box is exhausted.
     eps_max = max_radius(x[0].numel(), p, search_box(x, model.bounds))
-    eps = torch.full((n,), eps_max / 256, dtype=torch.float64, device=x.device)
-    while True:
-        rows = (~tracker.found).nonzero().squeeze(1)
-        rows = rows[eps[rows] <= eps_max]
-        if rows.numel() == 0:
-            break
-        _attempt(model, x, y, rows, eps[rows], p, steps, restarts, tracker, gen, warm=False,
-                 inner=inner)
-        failed = rows[~tracker.found[rows]]
-        lo[failed] = eps[failed]
-        eps[failed] = eps[failed] * 2
 
-    for _ in range(search_steps):
-        hi = tracker.dist
-        rows = (torch.isfinite(hi) & (hi > 0) & (hi - lo > tol * hi)).nonzero().squeeze(1)
-        if rows.numel() == 0:
-            break
-        mid = (lo[rows] + hi[rows]) / 2
-        before = hi[rows].clone()
-        _attempt(model, x, y, rows, mid, p, steps, restarts, tracker, gen, warm=True,
+    def attempt(rows: torch.Tensor, eps: torch.Tensor, warm: bool) -> None:
+        _attempt(model, x, y, rows, eps, p, steps, restarts, tracker, gen, warm=warm,
                  inner=inner)
-        failed = tracker.dist[rows] >= before
-        lo[rows[failed]] = mid[failed]
+
+    search_eps(tracker, eps_max / 256, eps_max, attempt, search_steps=search_steps, tol=tol)
     return torch.where(expand(tracker.found, x), tracker.best, x)
 
 
@@ -95,6 +78,42 @@ def apgd_search(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *
     """:func:`pgd_search` with Auto-PGD at each epsilon (``inner="apgd"``)."""
     return pgd_search._run(model, x, y, p, steps=steps, search_steps=search_steps,
                            restarts=restarts, tol=tol, seed=seed, tracker=tracker, inner="apgd")
+
+
+def search_eps(tracker: BestAdversarial, eps_start: float, eps_max: float,
+               attempt: Callable[[torch.Tensor, torch.Tensor, bool], None], *,
+               search_steps: int, tol: float, max_doublings: int = 64) -> None:
+    """The per-point epsilon search of the minimal-norm search attacks, updating ``tracker``.
+
+    Points not yet broken double their epsilon from ``eps_start`` (while it is at most
+    ``eps_max``, at most ``max_doublings`` times) until ``attempt(rows, eps, warm=False)`` breaks
+    them; then each point bisects between the largest epsilon that failed and its closest
+    adversarial (``attempt(rows, mid, warm=True)``) for ``search_steps`` rounds, or until
+    ``hi - lo <= tol * hi``. ``attempt`` runs a fixed-epsilon attack on ``rows`` at the per-point
+    ``eps`` (float64) and merges what it finds into ``tracker``.
+    """
+    n = tracker.dist.shape[0]
+    device = tracker.dist.device
+    lo = torch.zeros(n, dtype=torch.float64, device=device)
+    eps = torch.full((n,), float(eps_start), dtype=torch.float64, device=device)
+    for _ in range(max_doublings):
+        rows = (~tracker.found & (eps <= eps_max)).nonzero().squeeze(1)
+        if rows.numel() == 0:
+            break
+        attempt(rows, eps[rows], False)
+        failed = rows[~tracker.found[rows]]
+        lo[failed] = eps[failed]
+        eps[failed] = eps[failed] * 2
+    for _ in range(search_steps):
+        hi = tracker.dist
+        rows = (torch.isfinite(hi) & (hi > 0) & (hi - lo > tol * hi)).nonzero().squeeze(1)
+        if rows.numel() == 0:
+            break
+        mid = (lo[rows] + hi[rows]) / 2
+        before = hi[rows].clone()
+        attempt(rows, mid, True)
+        failed = tracker.dist[rows] >= before
+        lo[rows[failed]] = mid[failed]
 
 
 def _merge(tracker: BestAdversarial, sub: BestAdversarial, rows: torch.Tensor) -> None:

@@ -31,6 +31,7 @@ from ._core import (
     margin_loss,
     project,
 )
+from ._search import search_eps
 
 __all__ = ["slide", "slide_search", "slide_direction"]
 
@@ -150,7 +151,6 @@ def slide_search(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: floa
     check_attack_inputs(model, x, y)
     x = x.detach().to(model.device)
     y = y.to(model.device)
-    n = x.shape[0]
     tracker = tracker or BestAdversarial(x, y, 1.0)
     with torch.no_grad():
         tracker.update(x, model.logits(x))  # misclassified points: distance 0
@@ -163,26 +163,10 @@ def slide_search(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: floa
         eps_start = eps_max / 256
     if not (eps_start > 0 and math.isfinite(eps_start)):
         raise ValueError(f"eps_start must be a positive finite number; got {eps_start!r}")
-    lo = torch.zeros(n, dtype=torch.float64, device=x.device)
-    eps = torch.full((n,), float(eps_start), dtype=torch.float64, device=x.device)
-    for _ in range(64):  # doubling: bounded by the box's diameter, or 64 doublings
-        rows = (~tracker.found & (eps <= eps_max)).nonzero().squeeze(1)
-        if rows.numel() == 0:
-            break
-        _run(model, x, y, rows, eps[rows], steps, percentile, seed, tracker)
-        failed = rows[~tracker.found[rows]]
-        lo[failed] = eps[failed]
-        eps[failed] = eps[failed] * 2
-    for _ in range(search_steps):
-        hi = tracker.dist
-        rows = (torch.isfinite(hi) & (hi > 0) & (hi - lo > tol * hi)).nonzero().squeeze(1)
-        if rows.numel() == 0:
-            break
-        mid = (lo[rows] + hi[rows]) / 2
-        before = hi[rows].clone()
-        _run(model, x, y, rows, mid, steps, percentile, seed, tracker)
-        failed = tracker.dist[rows] >= before
-        lo[rows[failed]] = mid[failed]
+    search_eps(tracker, float(eps_start), eps_max,
+               lambda rows, eps, warm: _run(model, x, y, rows, eps, steps, percentile, seed,
+                                            tracker),
+               search_steps=search_steps, tol=tol)
     return torch.where(expand(tracker.found, x), tracker.best, x)
 
 

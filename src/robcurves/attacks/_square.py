@@ -38,7 +38,7 @@ import torch
 
 from .._norms import lp_norm
 from ..model import Classifier, margin
-from ._core import BestAdversarial, attack, expand, generator_for
+from ._core import BestAdversarial, attack, expand, generator_for, per_point_eps
 
 __all__ = ["square", "p_schedule"]
 
@@ -164,13 +164,8 @@ def square(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: float, *,
     if not 0.0 < p_init <= 1.0:
         raise ValueError(f"p_init must lie in (0, 1]; got {p_init}")
     n = x.shape[0]
-    eps_t = torch.as_tensor(eps, dtype=x.dtype, device=x.device)
-    if eps_t.ndim == 0:
-        eps_t = eps_t.expand(n)
-    if eps_t.shape != (n,):
-        raise ValueError(f"eps must be a float or a tensor of shape ({n},); got shape "
-                         f"{tuple(eps_t.shape)}")
-    if not (torch.isfinite(eps_t).all() and (eps_t > 0).all()):
+    eps_t = per_point_eps(eps, x)  # shape, finite, >= 0
+    if n and not bool((eps_t > 0).all()):
         raise ValueError(f"eps must be finite and > 0; got min {float(eps_t.min())}, "
                          f"max {float(eps_t.max())}")
     if n == 0:
