@@ -225,3 +225,23 @@ def test_every_command_checks_its_arguments_before_loading_anything(argv, messag
     assert main(argv) == 2
     assert message in _err(capsys)
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_bounds_option_is_one_parser_for_curve_and_eval() -> None:
+    import math
+
+    from robcurves.cli._common import parse_bounds
+    from robcurves.cli.curve import add_parser as curve_parser
+    from robcurves.cli.eval import add_parser as eval_parser
+
+    assert parse_bounds(None) is None  # the data set's own bounds
+    assert parse_bounds("none") == (-math.inf, math.inf)
+    assert parse_bounds("-1,1") == (-1.0, 1.0)
+    for bad in ("1,0", "0", "0,1,2"):
+        with pytest.raises(ValueError, match="--bounds must be two numbers low,high"):
+            parse_bounds(bad)
+    import argparse
+
+    for add in (curve_parser, eval_parser):  # both default to the data set's bounds
+        sub = argparse.ArgumentParser().add_subparsers()
+        assert add(sub).get_default("bounds") is None

@@ -17,7 +17,7 @@ from ._ray import ModelSpec, RayOptions, connect, run_batches_ray
 from ._threads import using_threads
 from .attacks import ATTACKS, get_attack
 from .classifier import check_finite_logits
-from .model import Bounds, Classifier, as_bounds, wrap
+from .model import Bounds, Classifier, as_classifier
 from .results import Distances
 from .store import BatchStore, fingerprint_data, fingerprint_model, run_batches
 
@@ -218,13 +218,7 @@ def _distances(model, x, y, norm, attack, bounds, batch_size, seed, indices,
     shipped = model  # what Ray workers get: a ModelSpec they load, else the model pickled
     if isinstance(model, ModelSpec):
         model = model.load()
-    if isinstance(model, Classifier):
-        if bounds is not None and as_bounds(bounds) != model.bounds:
-            raise ValueError(f"bounds {tuple(bounds)} differ from the wrapped model's bounds "
-                             f"{model.bounds}; wrap the model with the bounds you want")
-        clf = model
-    else:
-        clf = wrap(model, bounds=(0.0, 1.0) if bounds is None else bounds)
+    clf = as_classifier(model, bounds)
     if attack == "auto" and getattr(clf, "label_only", False):
         # no gradients: the best available is the decision-based pipeline
         attack = "hsja"

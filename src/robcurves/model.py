@@ -21,8 +21,8 @@ from .bridges.sklearn import wrap_sklearn
 from .bridges.tf import TFClassifier
 from .classifier import Bounds, Classifier, Preprocess, TorchClassifier, as_bounds, margin
 
-__all__ = ["Bounds", "Classifier", "Preprocess", "TorchClassifier", "as_bounds", "margin",
-           "wrap"]
+__all__ = ["Bounds", "Classifier", "Preprocess", "TorchClassifier", "as_bounds", "as_classifier",
+           "margin", "wrap"]
 
 
 def wrap(model: nn.Module | Classifier | Any, bounds: Bounds = (0.0, 1.0),
@@ -78,3 +78,16 @@ def wrap(model: nn.Module | Classifier | Any, bounds: Bounds = (0.0, 1.0),
     if fw == "label":
         return LabelOnlyClassifier(getattr(model, "predict", model), **options, **common)
     raise ValueError(f"unknown framework {framework!r}; expected one of {', '.join(FRAMEWORKS)}")
+
+
+def as_classifier(model: nn.Module | Classifier | Any, bounds: Bounds | None = None
+                  ) -> Classifier:
+    """``model`` as a :class:`Classifier` for an entry point that takes ``bounds=``: a wrapped
+    model is used as it is (``bounds``, if given, must be its own: refused otherwise, never
+    silently ignored), anything else is wrapped with ``bounds`` (default ``(0, 1)``)."""
+    if isinstance(model, Classifier):
+        if bounds is not None and as_bounds(bounds) != model.bounds:
+            raise ValueError(f"bounds {tuple(bounds)} differ from the wrapped model's bounds "
+                             f"{model.bounds}; wrap the model with the bounds you want")
+        return model
+    return wrap(model, bounds=(0.0, 1.0) if bounds is None else bounds)

@@ -31,7 +31,7 @@ from ._norms import NormLike, norm_name, parse_norm
 from ._threads import using_threads
 from .attacks import apgd, fab, square
 from .evaluate import _as_inputs, check_finite_logits, probe_model, verify_adversarials
-from .model import Bounds, Classifier, as_bounds, wrap
+from .model import Bounds, Classifier, as_classifier
 
 __all__ = ["RobustAccuracy", "robust_accuracy", "PROTOCOLS"]
 
@@ -136,13 +136,7 @@ def robust_accuracy(model: nn.Module | Classifier, x: np.ndarray | torch.Tensor,
         raise ValueError(f"eps must be a number > 0; got {eps!r}") from None
     if not (eps > 0 and math.isfinite(eps)):
         raise ValueError(f"eps must be a finite number > 0; got {eps}")
-    if isinstance(model, Classifier):
-        if bounds is not None and as_bounds(bounds) != model.bounds:
-            raise ValueError(f"bounds {tuple(bounds)} differ from the wrapped model's bounds "
-                             f"{model.bounds}; wrap the model with the bounds you want")
-        clf = model
-    else:
-        clf = wrap(model, bounds=(0.0, 1.0) if bounds is None else bounds)
+    clf = as_classifier(model, bounds)
     xs, ys = _as_inputs(x, y)
     if xs.shape[0] == 0:
         raise ValueError("no points to evaluate (x is empty)")

@@ -68,6 +68,20 @@ def parse_floats(text: str, option: str) -> list[float]:
     return out
 
 
+def parse_bounds(text: str | None) -> tuple[float, float] | None:
+    """``--bounds``: ``None`` (not given: the data set's own bounds), ``none`` for unbounded
+    inputs, or ``low,high`` with ``low < high``."""
+    if text is None:
+        return None
+    if text.strip().lower() == "none":
+        return (-math.inf, math.inf)
+    bounds = tuple(parse_floats(text, "--bounds"))
+    if len(bounds) != 2 or not bounds[0] < bounds[1]:
+        raise ValueError(f"--bounds must be two numbers low,high with low < high, or 'none'; "
+                         f"got {text!r}")
+    return bounds
+
+
 def positive(value: int | float | None, option: str, allow_zero: bool = False) -> None:
     """``ValueError`` naming ``option`` unless ``value`` is None or > 0 (>= 0 with
     ``allow_zero``)."""

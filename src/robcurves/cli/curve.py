@@ -14,6 +14,7 @@ from .._norms import norm_name
 from ._common import (
     MODEL_FORMATS,
     load_model_spec,
+    parse_bounds,
     parse_eps_list,
     parse_floats,
     parse_kv,
@@ -99,14 +100,7 @@ def _check_args(args: argparse.Namespace) -> dict:
     from ..evaluate import check_attack_options
 
     norms = parse_norms(args.norms)
-    bounds = None  # the data set's (0, 1 for data on disk, unbounded for tsipras:...)
-    if args.bounds is not None and args.bounds.strip().lower() == "none":
-        bounds = (-math.inf, math.inf)
-    elif args.bounds is not None:
-        bounds = tuple(parse_floats(args.bounds, "--bounds"))
-        if len(bounds) != 2 or not bounds[0] < bounds[1]:
-            raise ValueError(f"--bounds must be two numbers low,high with low < high, or "
-                             f"'none'; got {args.bounds!r}")
+    bounds = parse_bounds(args.bounds)  # None: the data set's (0, 1 on disk; tsipras: none)
     if args.n is not None and args.n < 1:
         raise ValueError(f"--n must be >= 1; got {args.n}")
     positive(args.batch_size, "--batch-size")

@@ -8,7 +8,15 @@ import json
 from pathlib import Path
 
 from .._norms import norm_name, parse_norm
-from ._common import MODEL_FORMATS, load_curves, load_model_spec, parse_eps, parse_floats, positive
+from ._common import (
+    MODEL_FORMATS,
+    load_curves,
+    load_model_spec,
+    parse_bounds,
+    parse_eps,
+    parse_floats,
+    positive,
+)
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -34,7 +42,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, metavar="FILE", help="also write the result as JSON")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--bounds", default="0,1", help="input bounds low,high (default 0,1)")
+    p.add_argument("--bounds", default=None,
+                   help="input bounds low,high; 'none' for unbounded inputs (default: the data "
+                        "set's, 0,1 for data on disk, unbounded for tsipras:...)")
     p.add_argument("--mean", default=None, help="preprocessing mean, comma-separated per channel")
     p.add_argument("--std", default=None, help="preprocessing std, comma-separated per channel")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cpu)")
@@ -66,10 +76,7 @@ def _check_args(args: argparse.Namespace) -> dict:
         raise ValueError(f"--n must be >= 1; got {args.n}")
     positive(args.batch_size, "--batch-size")
     positive(args.n_queries, "--n-queries")
-    bounds = tuple(parse_floats(args.bounds, "--bounds"))
-    if len(bounds) != 2 or not bounds[0] < bounds[1]:
-        raise ValueError(f"--bounds must be two numbers low,high with low < high; got "
-                         f"{args.bounds!r}")
+    bounds = parse_bounds(args.bounds)  # None: the data set's (0, 1 on disk; tsipras: none)
     mean = parse_floats(args.mean, "--mean") if args.mean is not None else None
     std = parse_floats(args.std, "--std") if args.std is not None else None
     if std is not None and min(std) <= 0:
@@ -109,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
     module = load_model_spec(args.model)
     ds, data_meta, warning = _evaluation_data(args, module)
     pre = _check_preprocessing(checked["mean"], checked["std"], tuple(ds.input_shape))
-    clf = wrap(module, bounds=checked["bounds"], preprocessing=pre, device=args.device,
+    bounds = checked["bounds"] if checked["bounds"] is not None else tuple(ds.bounds)
+    clf = wrap(module, bounds=bounds, preprocessing=pre, device=args.device,
                batch_size=args.batch_size)
     n = data_meta["n"]
     x, y = ds.x[:n], ds.y[:n]
