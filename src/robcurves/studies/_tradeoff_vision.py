@@ -153,25 +153,24 @@ def _figures(out: Path, ds, x, y, target, grads, adv, cfg: VisionConfig) -> None
             g = grads[name][j].reshape(img.shape[1:])
             s = np.abs(g).max() or 1.0
             axes[r, j].imshow(g / s, cmap="RdBu_r", vmin=-1, vmax=1)
-    for r, label in enumerate(("input", "standard grad", "robust grad")):
-        axes[r, 0].set_ylabel(label, fontsize=8)
-    for a in axes.flat:
-        a.set_xticks([])
-        a.set_yticks([])
-    fig.tight_layout()
-    fig.savefig(figdir / "saliency.png", dpi=100)
-    plt.close(fig)
+    _save_grid(plt, fig, axes, ("input", "standard grad", "robust grad"),
+               figdir / "saliency.png")
     fig, axes = plt.subplots(3, n, figsize=(1.6 * n, 5))
     for j in range(n):
         axes[0, j].imshow(img[j], cmap="gray", vmin=0, vmax=1)
         axes[0, j].set_title(f"{y[j]} -> {target[j]}", fontsize=8)
         for r, name in ((1, "standard"), (2, "robust")):
             axes[r, j].imshow(adv[name][j].reshape(img.shape[1:]), cmap="gray", vmin=0, vmax=1)
-    for r, label in enumerate(("input", "standard", "robust")):
+    _save_grid(plt, fig, axes, ("input", "standard", "robust"), figdir / "interpolations.png")
+
+
+def _save_grid(plt, fig, axes, row_labels: tuple[str, ...], path: Path) -> None:
+    """Label the rows of an image grid, drop its ticks, save it as ``path`` and close it."""
+    for r, label in enumerate(row_labels):
         axes[r, 0].set_ylabel(label, fontsize=8)
     for a in axes.flat:
         a.set_xticks([])
         a.set_yticks([])
     fig.tight_layout()
-    fig.savefig(figdir / "interpolations.png", dpi=100)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
