@@ -97,7 +97,8 @@ def extrapolate(rows: list[dict], widths: list[float], sizes: list[int], epochs:
     return total, how
 
 
-def study(folder: Path, command: str) -> str:
+def study(folder: Path, command: str, wall_s: float | None = None, cpu_s: float | None = None,
+          load: str = "about 10") -> str:
     """Every finished run in ``folder`` (its ``runs/*/row.json``, so runs of several grids
     written to one folder count together); rewrites the folder's report over all of them."""
     rows = [json.loads(p.read_text()) for p in sorted((folder / "runs").glob("*/row.json"))]
@@ -109,7 +110,7 @@ def study(folder: Path, command: str) -> str:
     wall = sum(r["seconds"] for r in rows)
     q = rows[0]["settings"]
     lines = [f"Command: `{command}`", "",
-             f"Machine: {machine()}; shared by 8 jobs at once (load average about 10 on 2 "
+             f"Machine: {machine()}; shared with other jobs (load average {load} on 2 "
              f"cores), so every time below is inflated several-fold. Date: "
              f"{datetime.date.today().isoformat()}.", "",
              f"{len(rows)} runs ({q['method']}, {q['norm']} eps {q['eps']}, {q['epochs']} "
@@ -125,19 +126,27 @@ def study(folder: Path, command: str) -> str:
                      f"{r['seconds']:.0f} | {r['clean_accuracy']:.3f} | "
                      f"{r['robust_accuracy']:.3f} | {r['robust_loss']:.3f} | {r['auc']:.3f} | "
                      f"{'inf' if md is None else f'{md:.4f}'} |")
+    if wall_s is not None and cpu_s is not None:
+        lines += [f"The whole command, measured with `/usr/bin/time`: {wall_s / 60:.1f} min "
+                  f"wall clock on the loaded machine, {cpu_s / 60:.1f} min of CPU (user + "
+                  f"system), about what it takes on one free core.", ""]
     lines += ["", "```", res["summary"], "```", ""]
     grid_w, grid_d = [1, 2, 4, 8], [2500, 5000, 10000, 20000]
     quick_s, how = extrapolate(rows, grid_w, grid_d, q["epochs"], q["train_steps"], 1.0)
     full = scaling.FULL
     full_s, _ = extrapolate(rows, grid_w, grid_d, full["epochs"], full["train_steps"],
                             full["test_points"] / q["test_points"])
-    lines += [f"Expected time of the requested grid (widths 1,2,4,8 x D 2500..20000), "
-              f"extrapolated from the measured runs ({how}; not measured): --quick "
-              f"{quick_s / 3600:.1f} h, full setting ({full['epochs']} epochs, "
+    free = ""
+    if wall_s is not None and cpu_s is not None and cpu_s > 0:
+        free = (f" (this run's wall clock was {wall_s / cpu_s:.1f} x its CPU time: on free "
+                f"cores divide by about that)")
+    lines += [f"Expected time of the full grid (widths 1,2,4,8 x D 2500..20000), "
+              f"extrapolated from the measured runs ({how}; not measured): at the --quick "
+              f"settings {quick_s / 3600:.1f} h, at the full setting ({full['epochs']} epochs, "
               f"{full['train_steps']} attack steps, {full['test_points']} test points) "
-              f"{full_s / 3600:.1f} h on this loaded machine; the full setting's distances use "
-              f"`auto` instead of 30-step fmn, whose extra cost is not in this estimate (only the "
-              f"5x more test points are)."]
+              f"{full_s / 3600:.1f} h on this loaded machine{free}; the full setting's "
+              f"distances use `auto` instead of 30-step fmn, whose extra cost is not in this "
+              f"estimate (only the 5x more test points are)."]
     (folder / "analysis_benchmark.json").write_text(json.dumps(res, indent=1, default=float))
     return "\n".join(lines)
 
@@ -149,6 +158,11 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--study", default=None, help="output folder of robcurves study scaling")
     ap.add_argument("--command", default="", help="the command that made --study")
+    ap.add_argument("--wall-s", type=float, default=None,
+                    help="measured wall seconds of the command (/usr/bin/time)")
+    ap.add_argument("--cpu-s", type=float, default=None,
+                    help="measured CPU seconds (user + system) of the command")
+    ap.add_argument("--load", default="about 10", help="load average while it ran")
     args = ap.parse_args()
     if args.synthetic:
         body = synthetic([float(s) for s in args.spans.split(",")], args.seeds)
@@ -160,7 +174,8 @@ def main() -> int:
                       "noisy).\n\n" + body)
     if args.study:
         write_section("scaling-fmnist", "## Scaling laws of robustness on Fashion-MNIST\n\n"
-                      + study(Path(args.study), args.command))
+                      + study(Path(args.study), args.command, args.wall_s, args.cpu_s,
+                              args.load))
     return 0
 
 

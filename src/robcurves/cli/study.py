@@ -23,7 +23,8 @@ def _add_scaling(sub) -> argparse.ArgumentParser:
     p.add_argument("--method", default="pgd-at", choices=["pgd-at", "trades"])
     p.add_argument("--norm", default="inf", help="threat model norm: inf, 2, 1 (default inf)")
     p.add_argument("--eps", default="0.1", help="threat model radius, e.g. 0.1 or 8/255")
-    p.add_argument("--widths", default="1,2,4,8", help="width multipliers of cnn-wide")
+    p.add_argument("--widths", default=None, help="width multipliers of cnn-wide (default "
+                   "1,2,4,8; with --quick 0.25,0.5,1,2)")
     p.add_argument("--train-sizes", default="2500,5000,10000,20000",
                    help="training-set sizes D (nested subsets of the training split)")
     p.add_argument("--label-noise", default="0", help="label-noise rates, e.g. 0,0.2: adds the "
@@ -35,8 +36,9 @@ def _add_scaling(sub) -> argparse.ArgumentParser:
     p.add_argument("--test-points", type=int, default=None,
                    help="override the setting's number of test points")
     p.add_argument("--quick", action="store_true", help="2 epochs, 2 attack steps in training, "
-                   "200 test points, fmn distances (the full setting: 10 epochs, 10 steps, "
-                   "1000 test points, auto distances)")
+                   "200 test points, fmn distances, widths 0.25,0.5,1,2 unless --widths is "
+                   "given (the full setting: 10 epochs, 10 steps, 1000 test points, auto "
+                   "distances, widths 1,2,4,8)")
     p.add_argument("--bootstrap", type=int, default=100, help="bootstrap resamples of the runs")
     p.add_argument("--held-out", type=int, default=2,
                    help="largest runs (by N x D) held out of the fit and predicted")
@@ -46,6 +48,10 @@ def _add_scaling(sub) -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(_study_run=_run_scaling)
     return p
+
+
+#: default width multipliers of ``study scaling`` with and without ``--quick``
+QUICK_WIDTHS, FULL_WIDTHS = "0.25,0.5,1,2", "1,2,4,8"
 
 
 def _run_scaling(args: argparse.Namespace) -> int:
@@ -62,7 +68,8 @@ def _run_scaling(args: argparse.Namespace) -> int:
                 if v is not None}
     rows = scaling.sweep(
         args.data, args.out, method=args.method, norm=args.norm, eps=parse_eps(args.eps),
-        widths=args.widths, train_sizes=args.train_sizes, label_noise=args.label_noise,
+        widths=args.widths or (QUICK_WIDTHS if args.quick else FULL_WIDTHS),
+        train_sizes=args.train_sizes, label_noise=args.label_noise,
         arch=args.arch, quick=args.quick, settings=settings,
         auc_eps_max=parse_eps(args.auc_eps_max) if args.auc_eps_max else None,
         seed=args.seed, progress=not args.no_progress)
