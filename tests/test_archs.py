@@ -188,3 +188,25 @@ def test_wrn_trains_and_runs_on_other_input_sizes():
     assert all(p.grad is not None for p in net.parameters())
     opt.step()
     assert torch.isfinite(loss) and net.eval()(x).shape == (4, 10)
+
+
+def test_cli_curve_with_arch_checkpoint_matches_the_library(tmp_path, capsys):
+    import numpy as np
+
+    import robcurves
+    from robcurves.cli import main
+
+    torch.manual_seed(0)
+    src = build("wrn-10-1", (3, 32, 32), 10).eval()
+    ckpt = _saved(tmp_path, src, WRAPPINGS["state_dict"])
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, size=(4, 3, 32, 32)).astype(np.float32)
+    y = np.arange(4)
+    np.savez(tmp_path / "tiny.npz", x=x, y=y)
+    assert main(["curve", "--model", f"wrn-10-1:{ckpt}", "--data", str(tmp_path / "tiny.npz"),
+                 "--n", "4", "--norms", "l2", "--attack", "deepfool", "--out",
+                 str(tmp_path / "o"), "--no-progress"]) == 0
+    c = robcurves.RobustnessCurve.load(tmp_path / "o" / "curve-l2.json")
+    d = robcurves.distances(src, x, y, "l2", attack="deepfool")
+    np.testing.assert_allclose(c.distances, d.distances, rtol=1e-6)
+    assert c.metadata["model"]["checkpoint"] == str(ckpt)
