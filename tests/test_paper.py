@@ -151,3 +151,12 @@ def test_linear_scaling_rejects_bad_input():
         paper.linear_scaling(np.zeros(2), 0.0, x, y)
     with pytest.raises(ValueError, match="two different norms"):
         paper.linear_scaling(np.ones(2), 0.0, x, y, norms=("l2", "l2"))
+
+
+def test_theorem1_norm_choice():
+    r = paper.theorem1([0.5], norms=("l2", "2"))
+    assert list(r.curves) == ["l2"] and r.agrees()
+    with pytest.raises(ValueError, match="at least one norm"):
+        paper.theorem1([0.5], norms=())
+    with pytest.raises(ValueError, match="l5"):
+        paper.theorem1([0.5], norms=("l5",))

@@ -176,8 +176,10 @@ def theorem1(thresholds: Sequence[float], *, points_per_step: int = 10,
 
     Args:
         thresholds: the eps where the curves must cross: finite, > 0, strictly increasing.
-        points_per_step: ``m`` above (>= 1); with ``2 m (n + 1) >= 20`` points the crossings
-            can also be marked significant by :func:`robcurves.compare`.
+        points_per_step: ``m`` above (>= 1). Each class holds ``N = max(2 m ceil(n / 2),
+            m + 2 m floor(n / 2)) + m`` points; with the default ``m = 10``
+            :func:`robcurves.compare` also marks the crossings significant (checked for four
+            thresholds in the tests).
         norms: the norms in which to compute curves and crossings (all give the same ones).
     """
     eps = [float(e) for e in thresholds]
@@ -189,6 +191,9 @@ def theorem1(thresholds: Sequence[float], *, points_per_step: int = 10,
         raise ValueError(f"thresholds must be strictly increasing; got {eps}")
     if int(points_per_step) != points_per_step or points_per_step < 1:
         raise ValueError(f"points_per_step must be an integer >= 1; got {points_per_step!r}")
+    names = list(dict.fromkeys(norm_name(parse_norm(p)) for p in norms))
+    if not names:
+        raise ValueError("norms must name at least one norm; got none")
     m = int(points_per_step)
     d1: list[float] = []
     d2: list[float] = [eps[0] / 2.0] * m
@@ -204,9 +209,6 @@ def theorem1(thresholds: Sequence[float], *, points_per_step: int = 10,
     x, y = _mirrored(np.sort(d1), np.sort(d2))
     models = {"c1": (np.array([[1.0, 0.0]]), np.array([0.0])),
               "c2": (np.array([[0.0, 1.0]]), np.array([0.0]))}
-    names = [norm_name(parse_norm(p)) for p in norms]
-    if not names:
-        raise ValueError("norms must name at least one norm; got none")
     pred = tuple(predicted)
     notes = (f"{2 * n} points in 2-D ({n} per class); c1: class 1 iff x_1 > 0, c2: class 1 "
              "iff x_2 > 0 (unit normals, so distances agree in every norm).",
