@@ -19,7 +19,9 @@ __all__ = ["parse_norms", "parse_eps", "parse_eps_list", "parse_floats", "parse_
 MODEL_FORMATS = ("a robcurves model file (robcurves train), a TorchScript file, a torch.export "
                  ".pt2 archive (exported with a dynamic batch), a Keras .keras/.h5 file or "
                  "SavedModel folder, an ONNX file, a pickled scikit-learn estimator "
-                 "(.pkl/.joblib), or package.module:factory")
+                 "(.pkl/.joblib), ARCH:CHECKPOINT (a PyTorch state dict such as RobustBench's "
+                 "for a robcurves architecture, e.g. wrn-28-10:/path/to/model.pt), or "
+                 "package.module:factory")
 
 
 def parse_norms(text: str) -> list[float]:
@@ -121,12 +123,33 @@ def load_curves(paths: list[str]) -> list:
     return curves
 
 
+def _is_checkpoint_spec(arch: str, ckpt: str) -> bool:
+    """``ARCH:CHECKPOINT``: a path (an existing file, or a name with a folder or a suffix)
+    after a known architecture, as opposed to ``package.module:factory``. A name that cannot
+    be a module (it has a ``-``) before a path is a mistyped architecture: ``ValueError``
+    listing the known ones."""
+    from ..train.archs import resolve_arch
+
+    if not (Path(ckpt).exists() or "/" in ckpt or Path(ckpt).suffix):
+        return False
+    try:
+        resolve_arch(arch)
+    except ValueError:
+        if "-" in arch:
+            raise
+        return False
+    return True
+
+
 def load_model_spec(spec: str):
     """Load a torch model from a CLI spec.
 
     Accepted: a robcurves model file (``robcurves train`` output), a TorchScript file, a
     ``torch.export`` archive (``.pt2``), a Keras file or SavedModel folder, an ONNX file, a
-    pickled scikit-learn estimator (see :func:`robcurves.bridges.load_any_model`), or
+    pickled scikit-learn estimator (see :func:`robcurves.bridges.load_any_model`),
+    ``ARCH:CHECKPOINT`` (a state dict on disk for a robcurves architecture, e.g.
+    ``wrn-28-10:/path/to/model.pt``: :func:`robcurves.train.load_checkpoint`; a known
+    architecture name before the colon takes precedence over a module of that name), or
     ``package.module:factory`` (a callable returning any of these or a robcurves
     ``Classifier``; the current folder is importable). Returns the model for ``wrap``.
     """
@@ -154,6 +177,11 @@ def load_model_spec(spec: str):
         except Exception as exc:  # noqa: BLE001 - report what the file is not
             raise ValueError(f"cannot load model {spec!r}: not a robcurves model file, "
                              f"TorchScript file or torch.export archive ({exc})") from None
+    arch, sep, ckpt = spec.partition(":")
+    if sep and _is_checkpoint_spec(arch, ckpt):
+        from ..train import load_checkpoint
+
+        return load_checkpoint(ckpt, arch)
     if ":" in spec:
         mod_name, _, attr = spec.partition(":")
         if "" not in sys.path and "." not in sys.path:

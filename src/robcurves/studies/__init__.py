@@ -6,10 +6,13 @@ command and one page.
   (Bartoldson et al., ICML 2024), for the robust loss and for the whole robustness curve.
 - :mod:`robcurves.studies.tradeoff`: the accuracy/robustness trade-off of Tsipras et al. (ICLR
   2019) on their distribution, with exact population curves and Theorem 2.1.
+- :mod:`robcurves.studies.paper`: the theory of Risse, Göpfert & Göpfert ("How to compare
+  adversarial robustness of classifiers from a global perspective"): Theorem 1, Example 1 and
+  Theorem 2 as constructions with exact curves, predicted next to found crossings and scales.
 - :mod:`robcurves.studies.human`: human validity of adversarial examples: from labels people
   gave (``robcurves label``), the human-validated curve (Bartoldson et al., 2024).
 """
 
 from __future__ import annotations
 
-__all__ = ["human", "scaling", "tradeoff"]
+__all__ = ["human", "paper", "scaling", "tradeoff"]

@@ -4,13 +4,23 @@ propagation, on the architectures of the robustness literature.
 
 ``fit(data, arch, method, ...)`` trains one model and attaches its metadata as
 ``module.robcurves_meta``; ``save_model`` / ``load_model`` write and read model files;
+``load_checkpoint`` reads a plain state dict (e.g. a RobustBench checkpoint) into an
+architecture;
 ``train_zoo`` trains the standard zoo (``ZOO``) used by benchmarks and reports.
 """
 
 from __future__ import annotations
 
 from .archs import ARCHS, arch_names, build
-from .io import MODEL_FORMAT, MODEL_VERSION, is_model_file, load_model, read_meta, save_model
+from .io import (
+    MODEL_FORMAT,
+    MODEL_VERSION,
+    is_model_file,
+    load_checkpoint,
+    load_model,
+    read_meta,
+    save_model,
+)
 from .loop import CHECKPOINT_FORMAT, evaluate_model, fit, lr_factor, schedule_at
 from .methods import (
     METHODS,
@@ -30,6 +40,7 @@ __all__ = [
     "ARCHS", "CHECKPOINT_FORMAT", "DEFAULT_TRAIN_POINTS", "METHODS", "MODEL_FORMAT",
     "MODEL_VERSION", "Method", "Schedule", "ThreatModel", "ZOO", "ZOO_THREATS", "arch_names",
     "build", "combine_losses", "evaluate_model", "fit", "ibp_logit_bounds", "is_model_file",
-    "load_model", "lr_factor", "make_method", "method_names", "parse_threats", "read_meta",
+    "load_checkpoint", "load_model", "lr_factor", "make_method", "method_names",
+    "parse_threats", "read_meta",
     "save_model", "schedule_at", "train_zoo", "worst_case_logits", "zoo_path",
 ]
