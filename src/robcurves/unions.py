@@ -19,18 +19,20 @@ is broken when ``d_a <= eps_a`` or ``d_b <= eps_b``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from ._norms import NormLike, norm_name, parse_norm, spatial_label, union_label
+from ._norms import NormLike, affine_label, norm_name, parse_norm, spatial_label, union_label
 from .classifier import Bounds, Classifier
 from .curve import RobustnessCurve
 from .results import Distances
 
-__all__ = ["union", "union_surface", "UnionSurface", "spatial_distances"]
+__all__ = ["union", "union_surface", "UnionSurface", "spatial_distances", "affine_distances",
+           "affine_distances_linear"]
 
 
 def _as_curve(value: object, key: str) -> RobustnessCurve:
@@ -296,3 +298,285 @@ def spatial_distances(model: object, x: np.ndarray | torch.Tensor, y: np.ndarray
                            "backward_per_point": 0.0, "seconds": time.perf_counter() - t0,
                            "rejected": rejected},
                      adversarials=out)
+
+
+def _affine_scale(scale: object) -> tuple[str, tuple[float, ...], tuple[float, ...]]:
+    """Check an affine threat vector; returns its label, norms and scales (linf, l2, l1 order)."""
+    if not isinstance(scale, Mapping):
+        raise ValueError(f"scale must be a mapping from norm to a positive radius; got {scale!r}")
+    label = affine_label(dict(scale))  # checks the norms (two or more) and the scales
+    s = {parse_norm(k): float(v) for k, v in scale.items()}
+    norms = tuple(p for p in (math.inf, 2.0, 1.0) if p in s)
+    return label, norms, tuple(s[p] for p in norms)
+
+
+def affine_distances(model: object, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor,
+                     *, scale: Mapping[NormLike, float], bounds: Bounds = (0.0, 1.0),
+                     lambdas: int = 4, steps: int = 20, search_steps: int = 10,
+                     restarts: int = 0, tol: float = 1e-3, seed: int = 0,
+                     indices: np.ndarray | None = None,
+                     return_adversarials: bool = False) -> Distances:
+    """Per-point minimal size of the affine threat of Tramèr & Boneh, by attack.
+
+    The affine threat of size ``t`` along ``scale = {p_k: s_k}`` holds ``x + sum_k delta_k``
+    (inside ``bounds``) with ``||delta_k||_{p_k} <= lambda_k * t * s_k`` for some ``lambda`` on
+    the simplex: the convex hull of the union of the balls ``t * s_k * B_{p_k}``. It contains
+    the union threat, so a point's affine distance is at most its union distance
+    (:func:`union` of the same scales). For an affine-logit (linear) model without a binding
+    box the two are equal (the margin is linear in ``lambda``, so the worst ``lambda`` is a
+    vertex); :func:`affine_distances_linear` gives the exact value.
+
+    The attack (:func:`robcurves.attacks._affine.affine_search`): for every weight vector of
+    the grid ``{i / lambdas}`` on the simplex (its vertices included, where it is a per-norm
+    PGD search), a per-point doubling-then-bisection over ``t`` with a PGD inner attack whose
+    step projects each component on its own ball and the sum onto the box; per point the best
+    over the grid. A found adversarial's distance is its decomposition's affine size
+    ``sum_k ||delta_k||_{p_k} / s_k`` (at most the ``t`` it was found at).
+
+    Every adversarial is re-checked in a separate pass (its prediction, that it lies in the
+    box, that its components sum to it and their affine size); one that fails counts as
+    unbroken (``inf``), with a warning.
+
+    Args:
+        model: an ``nn.Module`` (wrapped with ``bounds``) or a :class:`Classifier`.
+        x, y: inputs ``(N, ...)`` inside ``bounds`` and labels ``(N,)``.
+        scale: two or more norms with positive radii, e.g. ``{"linf": 0.1, "l1": 10}``.
+        lambdas: divisions of the simplex grid (``4``: weights in steps of 0.25; 5 weight
+            vectors for two norms, 15 for three). Each costs a full search.
+        steps: PGD steps per ``t`` tried; search_steps: bisection rounds; restarts: extra
+            random-start PGD runs where the warm start failed; tol: relative stop of the
+            bisection; seed: seeds the random starts.
+        indices: positions of the points in their data set (default ``0..N-1``).
+        return_adversarials: keep the adversarial inputs (NaN where unbroken).
+
+    Returns:
+        :class:`Distances` over the unitless size ``t``, ``kind="upper"``, whose ``norm`` is
+        the threat label ``"affine(linf:0.1,l1:10)"``; ``settings["lambda"]`` holds per point
+        the weights that found its adversarial.
+
+    Raises:
+        ValueError: an unknown norm, fewer than two norms, a non-positive scale or a bad
+            option, before any model pass.
+    """
+    import time
+    import warnings
+
+    from .attacks._affine import affine_search
+    from .attacks._core import check_attack_inputs, check_count, check_positive
+    from .model import wrap
+
+    label, norms, scales = _affine_scale(scale)
+    check_count("lambdas", lambdas)
+    check_count("steps", steps)
+    check_count("search_steps", search_steps, 0)
+    check_count("restarts", restarts, 0)
+    check_positive("tol", tol)
+    clf = model if isinstance(model, Classifier) else wrap(model, bounds=bounds)
+    xt = torch.as_tensor(x)
+    if not xt.is_floating_point():
+        xt = xt.float()
+    yt = torch.as_tensor(y)
+    check_attack_inputs(clf, xt, yt)
+    yt = yt.long()
+    n = int(xt.shape[0])
+    idx = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64)
+    if idx.shape != (n,):
+        raise ValueError(f"indices must have shape ({n},); got {idx.shape}")
+    t0 = time.perf_counter()
+    f0, b0 = clf.n_forward, clf.n_backward
+    xd, yd = xt.detach().to(clf.device), yt.to(clf.device)
+    size, adv, comps, lam = affine_search(clf, xd, yd, norms, scales, divisions=lambdas,
+                                          steps=steps, search_steps=search_steps,
+                                          restarts=restarts, tol=tol, seed=seed)
+    d, rejected = _verify_affine(clf, xd, yd, adv, comps, norms, scales, size)
+    if rejected:
+        warnings.warn(f"{rejected} affine adversarials failed the re-check; counted as "
+                      "unbroken", stacklevel=2)
+    pred = clf.predict(xt).numpy()
+    out = None
+    if return_adversarials:
+        out = adv.detach().cpu().float().numpy().copy()
+        out[np.isinf(d)] = np.nan
+    lam_np = lam.cpu().numpy()
+    lam_np[np.isinf(d)] = np.nan
+    return Distances(
+        distances=d, labels=yt.numpy(), predictions=pred, indices=idx, norm=label,
+        method="affine-pgd", kind="upper",
+        settings={"scale": {norm_name(p): s for p, s in zip(norms, scales, strict=True)},
+                  "lambdas": lambdas, "steps": steps, "search_steps": search_steps,
+                  "restarts": restarts, "tol": tol, "seed": seed,
+                  "lambda": [[None if math.isnan(v) else float(v) for v in row]
+                             for row in lam_np.tolist()]},
+        cost={"forward_per_point": (clf.n_forward - f0) / max(n, 1),
+              "backward_per_point": (clf.n_backward - b0) / max(n, 1),
+              "seconds": time.perf_counter() - t0, "rejected": rejected},
+        adversarials=out)
+
+
+def _verify_affine(clf: Classifier, x: torch.Tensor, y: torch.Tensor, adv: torch.Tensor,
+                   comps: torch.Tensor, norms: tuple[float, ...], scales: tuple[float, ...],
+                   size: torch.Tensor) -> tuple[np.ndarray, int]:
+    """The separate re-check of the affine adversarials: fresh predictions, inside the box,
+    components summing to the perturbation (to float tolerance), affine size recomputed in
+    float64. Returns the verified distances and the number rejected."""
+    from ._norms import lp_norm_np
+
+    d = size.detach().cpu().numpy().astype(np.float64).copy()
+    moved = np.isfinite(d) & (d > 0)
+    if not moved.any():
+        return d, 0
+    rows = np.flatnonzero(moved)
+    r = torch.as_tensor(rows, device=adv.device)
+    xa = adv[r]
+    lo, hi = clf.bounds
+    still = clf.predict(xa).numpy() != y[r].cpu().numpy()
+    inside = ((xa >= lo) & (xa <= hi)).reshape(len(rows), -1).all(1).cpu().numpy()
+    c = comps[:, r].detach().cpu().double().numpy()
+    gap = np.abs((xa - x[r]).detach().cpu().double().numpy() - c.sum(0))
+    tol = 1e-5 * max(1.0, float(np.abs(x.detach().cpu().double().numpy()).max()))
+    sums = gap.reshape(len(rows), -1).max(1) <= tol
+    size64 = sum(lp_norm_np(c[k], p) / s for k, (p, s) in
+                 enumerate(zip(norms, scales, strict=True)))
+    ok = still & inside & sums
+    d[rows] = np.where(ok, np.maximum(size64, 0.0), np.inf)
+    return d, int((~ok).sum())
+
+
+def affine_distances_linear(model: object, x: np.ndarray | torch.Tensor,
+                            y: np.ndarray | torch.Tensor, *, scale: Mapping[NormLike, float],
+                            bounds: Bounds = (0.0, 1.0),
+                            indices: np.ndarray | None = None) -> Distances:
+    """Exact affine distances of an affine classifier ``x -> W x + b`` (``kind="exact"``).
+
+    For the true class ``y`` and another class ``k`` (``g = w_k - w_y``, margin ``m``) the
+    affine distance to class ``k``'s side is ``min sum_j ||delta_j||_{p_j} / s_j`` subject to
+    ``g . sum_j delta_j >= m`` and ``x + sum_j delta_j`` in the box. Without the box this is
+    ``m / max_j s_j ||g||_{q_j}`` (the dual of the affine gauge), the minimum over the vertices:
+    the affine distance equals the union distance (:func:`union` of the exact per-norm
+    distances). When that vertex minimiser leaves the box, the box binds and the affine
+    distance can be *smaller* than the union one (the components need not each stay in the
+    box); then, for l_inf and l1 components, it is the linear program solved by HiGHS. An l2
+    component with a binding box is a second-order cone program, which is not implemented:
+    refused with an error naming the point.
+
+    Args:
+        model: an ``nn.Linear``, a scikit-learn linear model or a ``(W, b)`` pair (see
+            :func:`robcurves.certificates.linear.as_affine`).
+        x, y: inputs ``(N, d)`` (flattened if more dimensions) and labels ``(N,)``.
+        scale: two or more norms with positive radii; bounds: the input box
+            (``(-inf, inf)`` for none).
+
+    Returns:
+        :class:`Distances` with ``norm`` the label ``"affine(...)"``, ``kind="exact"``;
+        ``settings["box_bound"]`` counts the (point, class) problems where the box bound.
+    """
+    import scipy.optimize
+
+    from ._norms import dual_norm
+    from .certificates.linear import _closed_form, as_affine
+
+    label, norms, scales = _affine_scale(scale)
+    w, b = as_affine(model)
+    xv = np.asarray(torch.as_tensor(x).detach().cpu().double().numpy())
+    xv = xv.reshape(len(xv), -1)
+    yv = np.asarray(torch.as_tensor(y).cpu().numpy()).astype(np.int64)
+    if xv.shape[1] != w.shape[1]:
+        raise ValueError(f"inputs have {xv.shape[1]} features; the model expects {w.shape[1]}")
+    lo, hi = float(bounds[0]), float(bounds[1])
+    if np.any(xv < lo) or np.any(xv > hi):
+        raise ValueError(f"inputs must lie in bounds {(lo, hi)}; found min {xv.min()}, "
+                         f"max {xv.max()}")
+    logits = xv @ w.T + b
+    pred = logits.argmax(1)
+    out = np.zeros(len(xv))
+    n_box = 0
+    for i in range(len(xv)):
+        yi = int(yv[i])
+        if pred[i] != yi:
+            continue
+        best = math.inf
+        g_all = w - w[yi]
+        m_all = logits[i, yi] - logits[i]
+        # unconstrained affine distance per class: m / max_j s_j ||g||_{q_j} (a lower bound)
+        reach = np.max([s * np.linalg.norm(g_all, ord=dual_norm(p), axis=1)
+                        for p, s in zip(norms, scales, strict=True)], axis=0)
+        free = np.where(reach > 0, m_all / np.where(reach > 0, reach, 1.0), math.inf)
+        free[yi] = math.inf
+        for k in np.argsort(free):
+            if free[k] >= best:
+                break
+            g, m = g_all[k], float(m_all[k])
+            j = int(np.argmax([s * np.linalg.norm(g, ord=dual_norm(p))
+                               for p, s in zip(norms, scales, strict=True)]))
+            _, delta = _closed_form(g, m, norms[j])
+            z = xv[i] + delta
+            if np.all(z >= lo) and np.all(z <= hi):
+                best = min(best, float(free[k]))
+                continue
+            n_box += 1
+            if 2.0 in norms:
+                raise ValueError(
+                    f"point {i}: the box binds and the scale has an l2 component; the exact "
+                    "affine distance is then a second-order cone program, not implemented "
+                    "(use l_inf and l1 components, or unbounded inputs)")
+            best = min(best, _affine_lp(g, m, xv[i], norms, scales, (lo, hi), scipy.optimize))
+        out[i] = best
+    idx = np.arange(len(xv)) if indices is None else np.asarray(indices, dtype=np.int64)
+    return Distances(distances=out, labels=yv, predictions=pred.astype(np.int64), indices=idx,
+                     norm=label, method="exact-linear-affine", kind="exact",
+                     settings={"scale": {norm_name(p): s for p, s in
+                                         zip(norms, scales, strict=True)},
+                               "box_bound": n_box})
+
+
+def _affine_lp(g: np.ndarray, m: float, x: np.ndarray, norms: tuple[float, ...],
+               scales: tuple[float, ...], bounds: tuple[float, float], opt: object) -> float:
+    """``min sum_j r_j / s_j`` over components ``delta_j`` (``||delta_j||_{p_j} <= r_j``,
+    l_inf and l1 only) with ``g . sum_j delta_j >= m`` and ``x + sum_j delta_j`` in the box."""
+    import scipy.sparse as sp
+
+    d = g.shape[0]
+    eye = sp.eye(d, format="csr")
+    # variables, per component: l_inf -> (delta (d), r); l1 -> (u (d), v (d), r), delta = u - v
+    blocks_sum, rows, costs, bnds = [], [], [], []
+    n_var = 0
+    layout = []
+    for p, s in zip(norms, scales, strict=True):
+        if p == math.inf:
+            layout.append((p, n_var, n_var + d, n_var + d))  # delta, r
+            bnds += [(None, None)] * d + [(0, None)]
+            costs += [0.0] * d + [1.0 / s]
+            n_var += d + 1
+        else:
+            layout.append((p, n_var, n_var + 2 * d, n_var + 2 * d))  # u, v, r
+            bnds += [(0, None)] * (2 * d) + [(0, None)]
+            costs += [0.0] * (2 * d) + [1.0 / s]
+            n_var += 2 * d + 1
+    for p, start, _, r in layout:
+        rcol = sp.csr_matrix((np.ones(d), (np.arange(d), np.full(d, r))), shape=(d, n_var))
+        if p == math.inf:
+            place = sp.hstack([sp.csr_matrix((d, start)), eye,
+                               sp.csr_matrix((d, n_var - start - d))])
+            rows += [place - rcol, -place - rcol]  # |delta_i| <= r
+            blocks_sum.append(place)
+        else:
+            u = sp.hstack([sp.csr_matrix((d, start)), eye, sp.csr_matrix((d, n_var - start - d))])
+            v = sp.hstack([sp.csr_matrix((d, start + d)), eye,
+                           sp.csr_matrix((d, n_var - start - 2 * d))])
+            total_l1 = sp.csr_matrix((np.ones(2 * d + 1) * np.r_[np.ones(2 * d), -1.0],
+                                      (np.zeros(2 * d + 1), np.r_[np.arange(start, start + 2 * d),
+                                                                  r])), shape=(1, n_var))
+            rows.append(total_l1)  # sum(u + v) <= r
+            blocks_sum.append(u - v)
+    total = blocks_sum[0]
+    for blk in blocks_sum[1:]:
+        total = total + blk  # (d, n_var): sum_j delta_j
+    a_ub = sp.vstack(rows + [sp.csr_matrix(-(g @ total)), total, -total]).tocsr()
+    b_ub = np.concatenate([np.zeros(sum(r.shape[0] for r in rows)), [-m],
+                           bounds[1] - x, x - bounds[0]])
+    res = opt.linprog(np.asarray(costs), A_ub=a_ub, b_ub=b_ub, bounds=bnds, method="highs")
+    if res.status == 2:
+        return math.inf
+    if res.status != 0:
+        raise RuntimeError(f"HiGHS failed on the affine linear program: {res.message}")
+    return float(res.fun)
