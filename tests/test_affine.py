@@ -124,7 +124,7 @@ def test_misclassified_points_have_distance_zero_and_adversarials_verify():
     lin, x, y = linear_problem(dim=8, classes=3, n=12)
     y = y.clone()
     y[:3] = (y[:3] + 1) % 3  # three wrong labels
-    a = affine_distances(lin, x, y, scale={"linf": 0.05, "l2": 0.1}, lambdas=2,
+    a = affine_distances(lin, x, y, scale={"linf": 0.05, "l2": 0.1}, lambdas=2, restarts=1,
                          return_adversarials=True)
     assert isinstance(a, Distances)
     assert np.all(a.distances[:3] == 0) and np.all(a.distances[3:] > 0)

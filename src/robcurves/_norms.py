@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 __all__ = ["NormLike", "parse_norm", "norm_name", "dual_norm", "lp_norm", "lp_norm_np",
-           "parse_threat", "union_label", "spatial_label", "affine_label", "is_threat_label",
+           "parse_threat", "union_label", "spatial_label", "affine_label", "spatial_units",
+           "is_threat_label",
            "file_stem"]
 
 #: Any accepted spelling of a norm: ``math.inf``/``"inf"``/``"linf"``, ``2``/``"l2"``,
@@ -153,6 +154,17 @@ def spatial_label(max_degrees: float, max_pixels: float) -> str:
                 and math.isfinite(v)):
             raise ValueError(f"{name} must be a positive finite number; got {v!r}")
     return f"spatial(deg:{_num(max_degrees)},px:{_num(max_pixels)})"
+
+
+def spatial_units(label: str) -> tuple[float, float]:
+    """``(deg, px)`` of a spatial label ``"spatial(deg:30,px:3)"``."""
+    canon = parse_threat(label)
+    m = re.fullmatch(r"spatial\(deg:([^,]+),px:([^)]+)\)", canon) if isinstance(canon, str) \
+        else None
+    if m is None:
+        raise ValueError(f"expected a spatial threat label such as 'spatial(deg:30,px:3)'; got "
+                         f"{label!r}")
+    return float(m.group(1)), float(m.group(2))
 
 
 def is_threat_label(value: object) -> bool:

@@ -26,12 +26,23 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ._norms import NormLike, affine_label, norm_name, parse_norm, spatial_label, union_label
+from ._norms import (
+    NormLike,
+    affine_label,
+    is_threat_label,
+    norm_name,
+    parse_norm,
+    parse_threat,
+    spatial_label,
+    spatial_units,
+    union_label,
+)
 from .classifier import Bounds, Classifier
 from .curve import RobustnessCurve
 from .results import Distances
 
 __all__ = ["union", "union_surface", "UnionSurface", "spatial_distances", "affine_distances",
+           "spatial_linf", "SpatialLinf",
            "affine_distances_linear"]
 
 
@@ -44,19 +55,42 @@ def _as_curve(value: object, key: str) -> RobustnessCurve:
                     f"{type(value).__name__}")
 
 
+#: the key of the rotation-translation threat in a union's ``per_norm`` and ``scale``
+SPATIAL = "spatial"
+
+
+def _threat_key(key: object) -> float | str:
+    """An l_p norm as its float, or :data:`SPATIAL` for ``"spatial"`` or a spatial label."""
+    if isinstance(key, str) and key.strip().lower() == SPATIAL:
+        return SPATIAL
+    if is_threat_label(key):
+        label = parse_threat(key)
+        if label.startswith("spatial("):
+            return SPATIAL
+        raise ValueError(f"a union takes l_p norms and the spatial threat; got {key!r}")
+    return parse_norm(key)
+
+
 def _components(per_norm: Mapping[NormLike, Distances | RobustnessCurve]
-                ) -> dict[float, RobustnessCurve]:
+                ) -> dict[float | str, RobustnessCurve]:
     """Parse the keys, check each entry's norm and put every curve in the first one's order."""
     if not isinstance(per_norm, Mapping) or not per_norm:
         raise ValueError("expected a non-empty mapping from norm to Distances/RobustnessCurve; "
                          f"got {per_norm!r}")
-    out: dict[float, RobustnessCurve] = {}
+    out: dict[float | str, RobustnessCurve] = {}
     for key, value in per_norm.items():
-        p = parse_norm(key)
+        p = _threat_key(key)
         if p in out:
-            raise ValueError(f"norm {norm_name(p)} is given twice")
+            raise ValueError(f"{'the spatial threat' if p == SPATIAL else 'norm ' + norm_name(p)}"
+                             " is given twice")
         c = _as_curve(value, repr(key))
-        if c.norm != p:
+        if p == SPATIAL:
+            if not (isinstance(c.norm, str) and c.norm.startswith("spatial(")):
+                raise ValueError(f"the {key!r} entry holds {c.norm_name} distances; expected "
+                                 "spatial distances (robcurves.spatial_distances)")
+            if key != SPATIAL and parse_threat(key) != c.norm:
+                raise ValueError(f"the {key!r} entry holds {c.norm_name} distances")
+        elif c.norm != p:
             raise ValueError(f"the {key!r} entry holds {c.norm_name} distances")
         out[p] = c
     first_p, first = next(iter(out.items()))
@@ -102,23 +136,35 @@ def _union_kind(kinds: set[str]) -> str:
     return next(iter(kinds - {"exact"}), "exact")
 
 
+def _name(p: float | str) -> str:
+    return SPATIAL if p == SPATIAL else norm_name(p)
+
+
 def union(per_norm: Mapping[NormLike, Distances | RobustnessCurve], *,
           scale: Mapping[NormLike, float], name: str | None = None) -> RobustnessCurve:
-    """The union robustness curve of one model over several norms.
+    """The union robustness curve of one model over several norms (and rotations-translations).
 
     Args:
         per_norm: per-point distances of one model in each norm, e.g.
             ``{"linf": d_inf, "l2": d_2, "l1": d_1}`` (:class:`Distances` or
-            :class:`RobustnessCurve`), on the same points (paired by ``indices``).
-        scale: the threat vector: for every norm of ``per_norm`` a positive radius ``s_p``;
-            the union ball of size ``t`` is the union of the l_p balls of radius ``t * s_p``.
-        name: the curve's model name (default: the components' common name, else ``"union"``).
+            :class:`RobustnessCurve`), on the same points (paired by ``indices``). The key
+            ``"spatial"`` (or the spatial label itself) takes the rotation-translation
+            distances of :func:`spatial_distances`.
+        scale: the threat vector: for every key of ``per_norm`` a positive radius ``s_p``;
+            the union ball of size ``t`` is the union of the l_p balls of radius ``t * s_p``
+            (and of the rotations up to ``t * s * deg`` degrees with shifts up to
+            ``t * s * px`` pixels, ``deg`` and ``px`` the spatial distances' unit).
 
     Returns:
         A :class:`RobustnessCurve` of ``u_i = min_p d_p,i / s_p`` over ``t`` whose ``norm`` is
-        the threat label (``"union(linf:0.1,l2:1)"``). Its kind follows the inputs: attack
+        the threat label (``"union(linf:0.1,l2:1)"``; with the spatial threat its unit at
+        ``t = 1``: ``"union(linf:0.1,deg:30,px:3)"``). Its kind follows the inputs: attack
         distances give an upper bound on each ``u_i`` (``"upper"``), certified distances a lower
         bound (``"lower"``), exact ones ``"exact"``.
+
+    The paper's union of l_inf noise and rotation-translation at fixed sizes is
+    ``union({"linf": d_inf, "spatial": d_rt}, scale={"linf": eps, "spatial": 1})`` evaluated at
+    ``t = 1``; :func:`spatial_linf` runs the combined (composed) attack at fixed sizes.
 
     Raises:
         ValueError: an unknown norm, a norm in ``scale`` without distances or distances without
@@ -127,25 +173,40 @@ def union(per_norm: Mapping[NormLike, Distances | RobustnessCurve], *,
     """
     if not isinstance(scale, Mapping):
         raise ValueError(f"scale must be a mapping from norm to a positive radius; got {scale!r}")
-    label = union_label(dict(scale))  # checks the norms and the scales
-    s = {parse_norm(k): float(v) for k, v in scale.items()}
+    s: dict[float | str, float] = {}
+    for k, v in scale.items():
+        key = _threat_key(k)
+        if key in s:
+            raise ValueError(f"{_name(key)} appears twice in the scale")
+        s[key] = v
+    lp_scale = {k: v for k, v in s.items() if k != SPATIAL}
+    if SPATIAL in s:
+        s[SPATIAL] = _positive_scale(s[SPATIAL])
+    if lp_scale or SPATIAL not in s:
+        union_label(lp_scale)  # checks the norms and the scales
+    s = {k: float(v) for k, v in s.items()}
     comps = _components(per_norm)
     if set(s) != set(comps):
-        missing = [norm_name(p) for p in comps if p not in s]
-        extra = [norm_name(p) for p in s if p not in comps]
+        missing = [_name(p) for p in comps if p not in s]
+        extra = [_name(p) for p in s if p not in comps]
         raise ValueError("scale and distances must name the same norms: "
                          + "; ".join(filter(None, [
                              f"no scale for {missing}" if missing else "",
                              f"no distances for {extra}" if extra else ""])))
+    if SPATIAL in comps:
+        deg, px = spatial_units(comps[SPATIAL].norm)
+        label = union_label(lp_scale, (deg * s[SPATIAL], px * s[SPATIAL]))
+    else:
+        label = union_label(lp_scale)
     kind = _union_kind({c.kind for c in comps.values()})
     first = next(iter(comps.values()))
     ratios = np.stack([comps[p].distances / s[p] for p in comps])
     d = ratios.min(axis=0)
-    which = [norm_name(p) for p in comps]
+    which = [_name(p) for p in comps]
     names = {c.name for c in comps.values()}
-    meta: dict = {"threat": {"union": {norm_name(p): s[p] for p in comps}},
-                  "components": {norm_name(p): {"name": c.name, "kind": c.kind,
-                                                "method": c.metadata.get("method", c.name)}
+    meta: dict = {"threat": {"union": {_name(p): s[p] for p in comps}},
+                  "components": {_name(p): {"name": c.name, "kind": c.kind,
+                                            "method": c.metadata.get("method", c.name)}
                                  for p, c in comps.items()},
                   "closest_norm_counts": {nm: int(np.sum((ratios.argmin(axis=0) == i)
                                                          & np.isfinite(d)))
@@ -157,6 +218,16 @@ def union(per_norm: Mapping[NormLike, Distances | RobustnessCurve], *,
                            name=name or (names.pop() if len(names) == 1 else "union"),
                            kind=kind, indices=first.indices, labels=first.labels,
                            predictions=first.predictions, metadata=meta)
+
+
+def _positive_scale(v: object) -> float:
+    try:
+        f = float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"the scale of spatial must be a number; got {v!r}") from None
+    if not (f > 0 and math.isfinite(f)):
+        raise ValueError(f"the scale of spatial must be positive and finite; got {v!r}")
+    return f
 
 
 @dataclass(frozen=True)
@@ -580,3 +651,177 @@ def _affine_lp(g: np.ndarray, m: float, x: np.ndarray, norms: tuple[float, ...],
     if res.status != 0:
         raise RuntimeError(f"HiGHS failed on the affine linear program: {res.message}")
     return float(res.fun)
+
+
+@dataclass(frozen=True)
+class SpatialLinf:
+    """Robustness against l_inf noise and rotation-translation at fixed sizes (Tramèr &
+    Boneh), per point (``True`` = broken by a verified adversarial).
+
+    Attributes:
+        eps: the l_inf radius; max_degrees, max_pixels: the rotation-translation box.
+        linf: broken by l_inf noise alone (PGD); spatial: by a rotation-translation alone (the
+            grid or the random samples); union: by either (the union threat); combined: by a
+            rotation-translation *followed by* l_inf noise, ``T(x) + delta`` clipped into the
+            box, ``||delta||_inf <= eps`` (the composed threat).
+        transforms: ``(n, 3)`` the ``(theta, dx, dy)`` of each combined adversarial (NaN where
+            none).
+        labels, predictions, indices: as in :class:`Distances`.
+        settings, cost: the options and the model passes and seconds.
+    """
+
+    eps: float
+    max_degrees: float
+    max_pixels: float
+    linf: np.ndarray
+    spatial: np.ndarray
+    union: np.ndarray
+    combined: np.ndarray
+    transforms: np.ndarray
+    labels: np.ndarray
+    predictions: np.ndarray
+    indices: np.ndarray
+    settings: dict
+    cost: dict
+
+    @property
+    def robust_accuracy(self) -> dict[str, float]:
+        """Clean accuracy and the robust accuracy under each threat (fractions of points)."""
+        n = max(len(self.labels), 1)
+        return {"clean": float(np.mean(self.predictions == self.labels)) if len(self.labels)
+                else 0.0,
+                **{k: 1.0 - float(getattr(self, k).sum()) / n
+                   for k in ("linf", "spatial", "union", "combined")}}
+
+
+def spatial_linf(model: object, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor,
+                 *, eps: float, bounds: Bounds = (0.0, 1.0), max_degrees: float = 30.0,
+                 max_pixels: float = 3.0, mode: str = "grid", rotations: int = 31,
+                 translations: int = 5, samples: int = 10, steps: int = 20, seed: int = 0,
+                 indices: np.ndarray | None = None) -> SpatialLinf:
+    """The paper's l_inf + rotation-translation evaluation at fixed sizes.
+
+    Tramèr & Boneh evaluate models against l_inf noise of radius ``eps`` and rotations up to
+    ``max_degrees`` with shifts up to ``max_pixels`` (MNIST: 0.3, 30 degrees, 3 pixels), alone,
+    as a union (a point is robust only if neither breaks it) and combined. Here:
+
+    - ``linf``: PGD (margin loss, ``steps`` steps of ``2.5 eps / steps``, from the clean point)
+      in ``{x' : ||x' - x||_inf <= eps}`` inside the box;
+    - ``spatial``: the transformations of :func:`robcurves.attacks.spatial` (the 31 x 5 x 5
+      grid, or ``samples`` random ones), bilinear, zero padding;
+    - ``union``: ``linf or spatial``; as a curve over sizes it is
+      ``union({"linf": d_inf, "spatial": d_rt}, scale={"linf": eps, "spatial": 1})``;
+    - ``combined``: for every transformation ``T`` tried (and the identity), PGD in the l_inf
+      ball of radius ``eps`` around the transformed image ``T(x)`` (clipped into the box):
+      the composition "rotate-translate, then add l_inf noise". Its first iterate is ``T(x)``
+      itself, so every spatial or l_inf break is also found here, and ``combined`` breaks at
+      least the points ``union`` breaks. (The paper's released code feeds the noisy image to a
+      model that rotates its input, i.e. noise first; on images the two orders differ only in
+      the interpolation of the noise.)
+
+    Every adversarial is re-checked in a separate pass (fresh prediction, inside the box, l_inf
+    distance to ``x`` or to ``T(x)`` at most ``eps``); one that fails is dropped, with a
+    warning. Cost: the combined attack runs PGD once per transformation on each point not yet
+    broken (up to 776 x ``steps`` gradient passes per robust point on the grid); use
+    ``mode="random"`` for fewer.
+
+    Raises:
+        ValueError: inputs that are not images ``(N, C, H, W)``, ``eps`` not positive, or a
+            bad spatial option, before any model pass.
+    """
+    import time
+    import warnings
+
+    from .attacks._core import check_attack_inputs, check_count, check_positive
+    from .attacks._pgd import pgd
+    from .attacks._spatial import check_images, spatial_candidates, spatial_transform
+    from .model import wrap
+
+    check_positive("eps", eps)
+    label = spatial_label(max_degrees, max_pixels)  # checks both
+    check_count("steps", steps)
+    xt = torch.as_tensor(x)
+    if not xt.is_floating_point():
+        xt = xt.float()
+    check_images(xt)
+    if mode not in ("grid", "random"):
+        raise ValueError(f"mode must be one of grid, random; got {mode!r}")
+    for nm, v in (("rotations", rotations), ("translations", translations),
+                  ("samples", samples)):
+        check_count(nm, v)
+    clf = model if isinstance(model, Classifier) else wrap(model, bounds=bounds)
+    yt = torch.as_tensor(y)
+    check_attack_inputs(clf, xt, yt)
+    yt = yt.long()
+    n = int(xt.shape[0])
+    idx = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64)
+    if idx.shape != (n,):
+        raise ValueError(f"indices must have shape ({n},); got {idx.shape}")
+    t0 = time.perf_counter()
+    f0, b0 = clf.n_forward, clf.n_backward
+    lo, hi = clf.bounds
+    xd, yd = xt.detach().to(clf.device), yt.to(clf.device)
+    pred = clf.predict(xd).numpy()
+    y_np = yt.numpy()
+    wrong = pred != y_np
+
+    def run_pgd(start: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return pgd._run(clf, start, labels, math.inf, eps=float(eps), steps=steps,
+                        loss="margin", early_stop=True)
+
+    def fools(cand: torch.Tensor, centre: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
+        """The separate re-check: fresh prediction, in the box, within eps of ``centre``."""
+        if cand.shape[0] == 0:
+            return np.zeros(0, dtype=bool)
+        gap = (cand - centre).abs().reshape(cand.shape[0], -1).amax(1)
+        ok = (gap <= eps * (1 + 1e-5) + 1e-7) & ((cand >= lo) & (cand <= hi)).reshape(
+            cand.shape[0], -1).all(1)
+        return ok.cpu().numpy() & (clf.predict(cand).numpy() != labels.cpu().numpy())
+
+    linf = wrong.copy()
+    r = np.flatnonzero(~wrong)
+    rt = torch.as_tensor(r, device=xd.device)
+    linf[r] = fools(run_pgd(xd[rt], yd[rt]), xd[rt], yd[rt])
+
+    sd = spatial_distances(clf, xd, yd, max_degrees=max_degrees, max_pixels=max_pixels,
+                           mode=mode, rotations=rotations, translations=translations,
+                           samples=samples, seed=seed)
+    spat = sd.distances <= 1.0
+
+    params, _ = spatial_candidates(max_degrees, max_pixels, mode, rotations, translations,
+                                   samples, seed)
+    if not (params == 0).all(1).any():
+        params = torch.cat([params.new_zeros(1, 3), params])
+    combined = wrong.copy()
+    transforms = np.full((n, 3), np.nan)
+    transforms[wrong] = 0.0
+    for q in params:
+        todo = np.flatnonzero(~combined)
+        if todo.size == 0:
+            break
+        for part in np.array_split(todo, max(1, -(-todo.size // 4096))):
+            pt = torch.as_tensor(part, device=xd.device)
+            xs = xd[pt]
+            if bool((q != 0).any()):
+                k = len(part)
+                xs = spatial_transform(xs, q[0].expand(k).to(xs.device),
+                                       q[1].expand(k).to(xs.device),
+                                       q[2].expand(k).to(xs.device)).clamp(lo, hi)
+            hit = fools(run_pgd(xs, yd[pt]), xs, yd[pt])
+            combined[part[hit]] = True
+            transforms[part[hit]] = q.numpy()
+    rejected = int(np.sum(~combined & (linf | spat)))
+    if rejected:
+        warnings.warn(f"{rejected} points broken by l_inf or spatial alone were not broken by "
+                      "the combined attack; counted as broken by it", stacklevel=2)
+        combined |= linf | spat
+    return SpatialLinf(
+        eps=float(eps), max_degrees=float(max_degrees), max_pixels=float(max_pixels),
+        linf=linf, spatial=spat, union=linf | spat, combined=combined, transforms=transforms,
+        labels=y_np, predictions=pred, indices=idx,
+        settings={"threat": label, "eps": float(eps), "mode": mode, "rotations": rotations,
+                  "translations": translations, "samples": samples, "steps": steps,
+                  "seed": seed},
+        cost={"forward_per_point": (clf.n_forward - f0) / max(n, 1),
+              "backward_per_point": (clf.n_backward - b0) / max(n, 1),
+              "seconds": time.perf_counter() - t0, "missed_by_combined": rejected})
