@@ -10,7 +10,15 @@ import pytest
 import torch
 from conftest import linear_problem
 
-from robcurves import Distances, RobustnessCurve, affine_distances, certify, compare, union
+from robcurves import (
+    Distances,
+    RobustnessCurve,
+    affine_distances,
+    build_report,
+    certify,
+    compare,
+    union,
+)
 from robcurves._norms import affine_label, parse_threat
 from robcurves.unions import affine_distances_linear
 
@@ -69,7 +77,7 @@ def test_binding_box_makes_affine_smaller_than_union_and_attack_stays_above_exac
     fin = np.isfinite(u.distances)
     assert np.all(exact.distances[fin] <= u.distances[fin] * (1 + 1e-9))
     assert np.any(exact.distances[fin] < u.distances[fin] * (1 - 1e-3))  # strictly smaller
-    a = affine_distances(lin, x, y, scale=scale, lambdas=8, seed=0)
+    a = affine_distances(lin, x, y, scale=scale, lambdas=8, seed=0, batch_size=10)
     ok = np.isfinite(exact.distances) & (exact.distances > 0)
     assert np.all(a.distances[ok] >= exact.distances[ok] * (1 - 1e-6))
     assert np.all(a.distances <= u.distances * (1 + 1e-3) + 1e-12)  # vertices: never worse
@@ -89,6 +97,11 @@ def test_affine_curve_compares_saves_and_refuses_other_threats(linear, tmp_path)
     with pytest.raises(ValueError, match="different norms"):
         compare([c, u], n_boot=10)
     assert parse_threat("AFFINE(l1:0.040, inf:0.008, l2:0.024)") == e.norm
+    rep = build_report([c, other, RobustnessCurve(distances=u.distances, norm=u.norm, name="u",
+                                                  kind=u.kind, indices=u.indices)], n_boot=20)
+    assert e.norm in rep.comparisons and u.norm in rep.curves
+    paths = rep.write(tmp_path / "rep")
+    assert "affine(linf:0.008" in paths["markdown"].read_text()
 
 
 def test_single_norm_affine_is_refused_with_the_reason():

@@ -385,7 +385,7 @@ def affine_distances(model: object, x: np.ndarray | torch.Tensor, y: np.ndarray 
                      *, scale: Mapping[NormLike, float], bounds: Bounds = (0.0, 1.0),
                      lambdas: int = 4, steps: int = 20, search_steps: int = 10,
                      restarts: int = 0, tol: float = 1e-3, seed: int = 0,
-                     indices: np.ndarray | None = None,
+                     indices: np.ndarray | None = None, batch_size: int = 64,
                      return_adversarials: bool = False) -> Distances:
     """Per-point minimal size of the affine threat of Tramèr & Boneh, by attack.
 
@@ -418,6 +418,7 @@ def affine_distances(model: object, x: np.ndarray | torch.Tensor, y: np.ndarray 
             random-start PGD runs where the warm start failed; tol: relative stop of the
             bisection; seed: seeds the random starts.
         indices: positions of the points in their data set (default ``0..N-1``).
+        batch_size: points attacked at once (each holds one row per weight vector).
         return_adversarials: keep the adversarial inputs (NaN where unbroken).
 
     Returns:
@@ -442,6 +443,7 @@ def affine_distances(model: object, x: np.ndarray | torch.Tensor, y: np.ndarray 
     check_count("search_steps", search_steps, 0)
     check_count("restarts", restarts, 0)
     check_positive("tol", tol)
+    check_count("batch_size", batch_size)
     clf = model if isinstance(model, Classifier) else wrap(model, bounds=bounds)
     xt = torch.as_tensor(x)
     if not xt.is_floating_point():
@@ -450,15 +452,20 @@ def affine_distances(model: object, x: np.ndarray | torch.Tensor, y: np.ndarray 
     check_attack_inputs(clf, xt, yt)
     yt = yt.long()
     n = int(xt.shape[0])
+    if n == 0:
+        raise ValueError("no points to attack: x is empty")
     idx = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64)
     if idx.shape != (n,):
         raise ValueError(f"indices must have shape ({n},); got {idx.shape}")
     t0 = time.perf_counter()
     f0, b0 = clf.n_forward, clf.n_backward
     xd, yd = xt.detach().to(clf.device), yt.to(clf.device)
-    size, adv, comps, lam = affine_search(clf, xd, yd, norms, scales, divisions=lambdas,
-                                          steps=steps, search_steps=search_steps,
-                                          restarts=restarts, tol=tol, seed=seed)
+    parts = [affine_search(clf, xd[i:i + batch_size], yd[i:i + batch_size], norms, scales,
+                           divisions=lambdas, steps=steps, search_steps=search_steps,
+                           restarts=restarts, tol=tol, seed=seed)
+             for i in range(0, n, batch_size)]
+    size, adv, lam = (torch.cat([q[j] for q in parts]) for j in (0, 1, 3))
+    comps = torch.cat([q[2] for q in parts], dim=1)
     d, rejected = _verify_affine(clf, xd, yd, adv, comps, norms, scales, size)
     if rejected:
         warnings.warn(f"{rejected} affine adversarials failed the re-check; counted as "
@@ -475,7 +482,7 @@ def affine_distances(model: object, x: np.ndarray | torch.Tensor, y: np.ndarray 
         method="affine-pgd", kind="upper",
         settings={"scale": {norm_name(p): s for p, s in zip(norms, scales, strict=True)},
                   "lambdas": lambdas, "steps": steps, "search_steps": search_steps,
-                  "restarts": restarts, "tol": tol, "seed": seed,
+                  "restarts": restarts, "tol": tol, "seed": seed, "batch_size": batch_size,
                   "lambda": [[None if math.isnan(v) else float(v) for v in row]
                              for row in lam_np.tolist()]},
         cost={"forward_per_point": (clf.n_forward - f0) / max(n, 1),
