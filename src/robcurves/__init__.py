@@ -8,7 +8,8 @@ for the data's scale (:class:`InterclassDistances`), :func:`build_report` /
 ``robcurves train`` (:mod:`robcurves.train` holds ``fit`` and the rest of training) and
 :mod:`robcurves.data` for data sets, :func:`set_threads` for torch's CPU thread count (one
 thread is the safe choice on a busy machine), :func:`union` / :func:`union_surface` for several
-threat models at once, :func:`spatial_distances` for rotations and translations, and
+threat models at once, :func:`affine_distances` for their affine combinations (Tramèr &
+Boneh), :func:`spatial_distances` for rotations and translations, and
 :func:`robust_accuracy` for the robust accuracy at one eps under the AutoAttack protocol
 papers report (a :class:`RobustAccuracy`).
 
@@ -42,11 +43,12 @@ from .report import build_report, write_report
 from .results import Distances
 from .scale import InterclassDistances, interclass_distances
 from .train import load_model
-from .unions import spatial_distances, union, union_surface
+from .unions import affine_distances, spatial_distances, union, union_surface
 
 __version__ = "0.1.0"
 
-__all__ = ["data", "train", "Band", "Bounds", "Classifier", "Comparison", "Distances",
+__all__ = ["data", "train", "affine_distances", "Band", "Bounds", "Classifier", "Comparison",
+           "Distances",
            "InterclassDistances", "ModelSpec", "NormLike", "RobustAccuracy", "RobustnessCurve",
            "band", "build_report",
            "certify", "compare", "distances", "interclass_distances", "load_model", "norm_name",

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from ..model import Classifier
 from ._core import generator_for
 
-__all__ = ["spatial", "spatial_transform", "spatial_grid"]
+__all__ = ["spatial", "spatial_transform", "spatial_grid", "spatial_candidates", "check_images"]
 
 _MODES = ("grid", "random")
 
@@ -70,6 +70,30 @@ def spatial_grid(max_degrees: float = 30.0, max_pixels: float = 3.0, rotations: 
         tr = torch.zeros(1, dtype=torch.float64)
     a, b, c = torch.meshgrid(th, tr, tr, indexing="ij")
     return torch.stack([a.reshape(-1), b.reshape(-1), c.reshape(-1)], dim=1)
+
+
+def spatial_candidates(max_degrees: float, max_pixels: float, mode: str, rotations: int,
+                       translations: int, samples: int, seed: int
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The transformations :func:`spatial` tries, ``(M, 3)`` rows ``(theta, dx, dy)`` in
+    increasing size, and their sizes ``r`` (float64): the grid, or ``samples`` draws seeded by
+    ``seed`` (options as :func:`spatial` takes them, checked there)."""
+    if mode == "grid":
+        params = spatial_grid(max_degrees, max_pixels, rotations, translations)
+    else:
+        g = generator_for(seed, torch.device("cpu"))
+        u = torch.rand(samples, 3, generator=g, dtype=torch.float64) * 2 - 1
+        params = u * torch.tensor([max_degrees, max_pixels, max_pixels], dtype=torch.float64)
+    size = _size(params, max_degrees, max_pixels)
+    order = torch.argsort(size, stable=True)
+    return params[order], size[order]
+
+
+def check_images(x: torch.Tensor) -> None:
+    """Raise ``ValueError`` unless ``x`` is a batch of images ``(N, C, H, W)``, H, W >= 2."""
+    if x.ndim != 4 or min(x.shape[2:]) < 2:
+        raise ValueError(f"the spatial attack needs images of shape (N, C, H, W) with H, W >= 2; "
+                         f"got inputs of shape {tuple(x.shape)}")
 
 
 def _size(params: torch.Tensor, max_degrees: float, max_pixels: float) -> torch.Tensor:
@@ -122,9 +146,7 @@ def spatial(model: Classifier, x: torch.Tensor, y: torch.Tensor, *, max_degrees:
     if not x.is_floating_point():
         x = x.float()
     y = torch.as_tensor(y)
-    if x.ndim != 4 or min(x.shape[2:]) < 2:
-        raise ValueError(f"the spatial attack needs images of shape (N, C, H, W) with H, W >= 2; "
-                         f"got inputs of shape {tuple(x.shape)}")
+    check_images(x)
     if y.shape != (x.shape[0],):
         raise ValueError(f"labels must have shape ({x.shape[0]},); got {tuple(y.shape)}")
     max_degrees = _positive("max_degrees", max_degrees)
@@ -137,15 +159,8 @@ def spatial(model: Classifier, x: torch.Tensor, y: torch.Tensor, *, max_degrees:
     model.check_inputs(x)
     x = x.detach().to(model.device)
     y = y.to(model.device)
-    if mode == "grid":
-        params = spatial_grid(max_degrees, max_pixels, rotations, translations)
-    else:
-        g = generator_for(seed, torch.device("cpu"))
-        u = torch.rand(samples, 3, generator=g, dtype=torch.float64) * 2 - 1
-        params = u * torch.tensor([max_degrees, max_pixels, max_pixels], dtype=torch.float64)
-    size = _size(params, max_degrees, max_pixels)
-    order = torch.argsort(size, stable=True)
-    params, size = params[order], size[order]
+    params, size = spatial_candidates(max_degrees, max_pixels, mode, rotations, translations,
+                                      samples, seed)
     n = x.shape[0]
     r = torch.full((n,), math.inf, dtype=torch.float64)
     x_adv = x.clone()
