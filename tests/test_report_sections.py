@@ -209,8 +209,10 @@ def test_human_section_shows_the_study(human, tmp_path):
     other = RobustnessCurve(curve.distances * 1.3, "linf", name="other", indices=curve.indices)
     rep = build_report([curve, other], human=[st], n_boot=50)
     paths = rep.write(tmp_path)
-    sec = _sections(paths["html"].read_text())["human-0"]
+    page = _sections(paths["html"].read_text())
+    sec = page["human-0"]
     assert sec["images"] == ["fig-human_0"] and (tmp_path / "figures" / "human_0.png").is_file()
+    assert page["figures"]["images"] == ["fig-curves", "fig-diff_linf"]  # not shown twice
     assert len(sec["rows"]) == 2
     for k, (e, r) in enumerate(zip(s.eps, sec["rows"], strict=True)):
         got = [typed[i] == it["label"] for i, it in s.items.items()

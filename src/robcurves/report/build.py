@@ -1,11 +1,12 @@
 """The comparison report: :func:`build_report` computes it, :class:`Report` holds and writes it.
 
 :func:`build_report` groups curves by norm, compares the models of each norm
-(:func:`robcurves.comparison.compare`), runs the threat-model diagnostics, and returns a
-:class:`Report`; :meth:`Report.write` puts ``report.html`` (self-contained: figures embedded as
-base64 PNG), ``report.md`` and ``figures/*.png|svg`` in a folder. The figures are drawn in
-:mod:`.figures`, the tables and sentences written in :mod:`.text`, the pages rendered from the
-templates by :mod:`.render`.
+(:func:`robcurves.comparison.compare`), runs the threat-model diagnostics, adds the optional
+gradient-masking checks and human studies it is given (checked first by
+:func:`check_sections`), and returns a :class:`Report`; :meth:`Report.write` puts
+``report.html`` (self-contained: figures embedded as base64 PNG), ``report.md`` and
+``figures/*.png|svg`` in a folder. The figures are drawn in :mod:`.figures`, the tables and
+sentences written in :mod:`.text`, the pages rendered from the templates by :mod:`.render`.
 """
 
 from __future__ import annotations

@@ -229,10 +229,11 @@ def _ratio_text(res: GradientMasking) -> str:
 def masking_words(model: str, res: GradientMasking) -> str:
     """What the gradient-masking check found for ``model``, in one or two sentences."""
     attacks = " and ".join(res.decision_attacks)
+    one = len(res.decision_attacks) == 1
     where = (f"on {res.n_smaller} of {res.n} points ({pct(res.fraction_smaller)}) the "
-             f"decision-based attacks ({attacks}, which use only the predicted labels) found "
-             f"an adversarial more than {_ratio_text(res)} closer than the gradient attack "
-             f"({res.gradient_attack}) did")
+             f"decision-based attack{'' if one else 's'} ({attacks}, which use{'s' if one else ''} "
+             f"only the predicted labels) found an adversarial more than {_ratio_text(res)} "
+             f"closer than the gradient attack ({res.gradient_attack}) did")
     if res.flagged:
         return (f"{model} ({NORM_TXT[res.norm_name]}): suspect gradient masking: {where}"
                 + ("" if res.fraction_smaller <= res.fraction else
