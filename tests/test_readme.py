@@ -43,6 +43,8 @@ SKIP = {
                               "labels typed in headless Chromium",
     "robcurves label study": "needs labels people gave on the page; test_label.py builds the "
                              "human-validated curve from labels typed in headless Chromium",
+    "--human human/human.json": "needs the human.json of `robcurves label study` (skipped above); "
+                                "test_report_sections.py runs compare --human end to end",
     "~/data/cifar-10-batches-py": "no CIFAR python batches here; test_data.py reads the "
                                   "format from files in the official layout",
     "~/data/GTSRB ": "no GTSRB Final_Test folder here; test_data.py covers the layout",

@@ -325,6 +325,8 @@ def rank_agreement(curves: Sequence[RobustnessCurve], by: str = "auc") -> list[R
 # ---------------------------------------------------------------------------- gradient masking
 #: decision-based (label-only) attacks the masking check can run, with the norms they support
 _DECISION_ATTACKS = ("hsja", "boundary")
+#: the ``format`` field of a saved :class:`GradientMasking`
+MASKING_FORMAT = "robcurves-masking"
 
 
 @dataclass(frozen=True)
@@ -348,6 +350,11 @@ class GradientMasking:
         reasons: the conditions that raised the flag, in words.
         gradient, decision: the per-point :class:`~robcurves.Distances` (decision: the per-point
             minimum over ``decision_attacks``).
+        ratio, fraction, level: the thresholds the flag was decided with (see
+            :func:`gradient_masking`).
+
+    :meth:`to_dict` and :meth:`from_dict` turn it into JSON-ready data and back (the per-point
+    distances as two curve objects of the curve file format, +inf as ``null``).
     """
 
     norm: float
@@ -363,10 +370,63 @@ class GradientMasking:
     reasons: tuple[str, ...]
     gradient: Distances
     decision: Distances
+    ratio: float = 0.9
+    fraction: float = 0.05
+    level: float = 0.95
 
     @property
     def norm_name(self) -> str:
         return norm_name(self.norm)
+
+    def to_dict(self) -> dict:
+        """JSON-ready data (``nan``/``inf`` numbers as ``null``); :meth:`from_dict` reads it."""
+        def num(v: float) -> float | None:
+            return float(v) if math.isfinite(v) else None
+
+        def dist(d: Distances) -> dict:
+            return RobustnessCurve.from_distances(d, name=d.method).to_dict()
+
+        return {"format": MASKING_FORMAT, "version": 1, "norm": self.norm_name, "n": self.n,
+                "gradient_attack": self.gradient_attack,
+                "decision_attacks": list(self.decision_attacks), "n_smaller": self.n_smaller,
+                "fraction_smaller": self.fraction_smaller,
+                "median_ratio": num(self.median_ratio), "p_value": num(self.p_value),
+                "significant": self.significant, "flagged": self.flagged,
+                "reasons": list(self.reasons), "ratio": self.ratio, "fraction": self.fraction,
+                "level": self.level, "gradient": dist(self.gradient),
+                "decision": dist(self.decision)}
+
+    @classmethod
+    def from_dict(cls, obj: dict, origin: str = "<dict>") -> GradientMasking:
+        """Read what :meth:`to_dict` wrote; a clear error on anything else."""
+        if not isinstance(obj, dict) or obj.get("format") != MASKING_FORMAT:
+            raise ValueError(f"{origin} is not a gradient-masking result (expected format "
+                             f"{MASKING_FORMAT!r})")
+        if obj.get("version") != 1:
+            raise ValueError(f"{origin} has masking format version {obj.get('version')!r}; "
+                             "this robcurves reads version 1")
+
+        def dist(o: dict) -> Distances:
+            c = RobustnessCurve.from_dict(o, origin)
+            meta = c.metadata
+            return Distances(distances=c.distances, labels=c.labels, predictions=c.predictions,
+                             indices=c.indices, norm=c.norm, method=meta.get("method", c.name),
+                             kind=c.kind, settings=meta.get("settings") or {},
+                             cost=meta.get("cost") or {})
+
+        def num(v: float | None) -> float:
+            return math.nan if v is None else float(v)
+
+        return cls(norm=parse_norm(obj["norm"]), n=int(obj["n"]),
+                   gradient_attack=obj["gradient_attack"],
+                   decision_attacks=tuple(obj["decision_attacks"]),
+                   n_smaller=int(obj["n_smaller"]),
+                   fraction_smaller=float(obj["fraction_smaller"]),
+                   median_ratio=num(obj["median_ratio"]), p_value=num(obj["p_value"]),
+                   significant=bool(obj["significant"]), flagged=bool(obj["flagged"]),
+                   reasons=tuple(obj["reasons"]), gradient=dist(obj["gradient"]),
+                   decision=dist(obj["decision"]), ratio=float(obj["ratio"]),
+                   fraction=float(obj["fraction"]), level=float(obj["level"]))
 
 
 def gradient_masking(model: object, x: np.ndarray, y: np.ndarray, norm: object = "inf", *,
@@ -441,4 +501,4 @@ def gradient_masking(model: object, x: np.ndarray, y: np.ndarray, norm: object =
                            n_smaller=n_smaller, fraction_smaller=frac, median_ratio=median,
                            p_value=pair.p_value, significant=significant,
                            flagged=bool(reasons), reasons=tuple(reasons), gradient=grad,
-                           decision=dec)
+                           decision=dec, ratio=ratio, fraction=fraction, level=level)

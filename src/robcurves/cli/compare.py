@@ -1,8 +1,17 @@
-"""``robcurves compare``: compare saved curves over all eps and write an HTML/markdown report."""
+"""``robcurves compare``: compare saved curves over all eps and write an HTML/markdown report.
+
+Optional sections: ``--human FILE`` (a human study, ``human.json`` of ``robcurves label
+study``), ``--masking FILE`` (a saved gradient-masking check) and ``--masking-check N`` (run the
+check now on the first N points of every model, reloading each model and data set its curve
+file names; saved as ``DIR/masking-MODEL.json``).
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
+import re
+import time
 from pathlib import Path
 
 from .._norms import norm_name, parse_norm
@@ -36,7 +45,31 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="compare on the points common to all curves of a norm instead of "
                         "refusing different point sets")
     p.add_argument("--logx", action="store_true", help="logarithmic eps axes")
+    p.add_argument("--human", action="append", default=[], metavar="FILE",
+                   help="a human study (human.json written by `robcurves label study`) of one "
+                        "of the curves: adds a 'human validation' section (repeatable)")
+    p.add_argument("--masking", action="append", default=[], metavar="FILE",
+                   help="a saved gradient-masking check (masking-MODEL.json, written by "
+                        "--masking-check or robcurves.report.save_masking): adds it to the "
+                        "'gradient masking check' section (repeatable)")
+    p.add_argument("--masking-check", type=int, default=None, metavar="N",
+                   help="run the gradient-masking check on the first N points (1 to "
+                        f"{MAX_MASKING_POINTS}; 20 is a good start) of every model, reloading "
+                        "the model and data its curve file names (curves of `robcurves "
+                        "curve`), in l2 where the model has an l2 curve, else linf. Costs per "
+                        "model one gradient attack plus up to --masking-budget batched model "
+                        "passes per decision-based attack (hsja; in l2 also boundary); each "
+                        "result is saved as DIR/masking-MODEL.json")
+    p.add_argument("--masking-budget", type=int, default=None, metavar="Q",
+                   help="with --masking-check: label queries (model passes) per point for "
+                        "each decision-based attack (default: the attacks' own, 5000 for hsja "
+                        "and 10000 for boundary; fewer is faster and finds larger distances, "
+                        "so it flags less)")
     return p
+
+
+#: most points ``--masking-check`` takes (decision-based attacks cost thousands of queries each)
+MAX_MASKING_POINTS = 200
 
 
 def parse_eps_options(values: list[str] | None) -> dict[str, list[float]] | None:
@@ -63,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
 
     matplotlib.use("Agg")
     from ..report import build_report
+    from ..report.build import check_sections
     from ._common import load_curves, parse_eps
 
     eps_max = parse_eps(args.eps_max) if args.eps_max else None
@@ -71,10 +105,27 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--level must lie in (0, 1); got {args.level}")
     if args.n_boot < 1:
         raise ValueError(f"--n-boot must be >= 1; got {args.n_boot}")
+    n_check = args.masking_check
+    if n_check is not None and not 1 <= n_check <= MAX_MASKING_POINTS:
+        raise ValueError(f"--masking-check takes a number of points from 1 to "
+                         f"{MAX_MASKING_POINTS}; got {n_check}")
+    if args.masking_budget is not None:
+        if n_check is None:
+            raise ValueError("--masking-budget is the budget of --masking-check; give both")
+        if args.masking_budget < 10:
+            raise ValueError(f"--masking-budget must be >= 10 queries; got {args.masking_budget}")
     curves = load_curves(args.curves)
+    human = _load_human(args.human)
+    masking = _load_masking(args.masking)
+    plan = _masking_plan(curves, n_check, set(masking)) if n_check else []
+    # the report's own checks (human study of a curve not compared, masking of a model without
+    # curve) run now, before the masking check spends minutes
+    check_sections(curves, human=human, masking=masking)
+    for name, curve in plan:
+        masking[name] = _run_masking_check(name, curve, n_check, Path(args.out), args)
     rep = build_report(curves, eps=eps, level=args.level,
                        n_boot=args.n_boot, seed=args.seed, intersect=args.intersect,
-                       logx=args.logx, eps_max=eps_max)
+                       logx=args.logx, eps_max=eps_max, human=human, masking=masking)
     paths = rep.write(Path(args.out))
     for line in rep.summary:
         print(f"- {line}")
@@ -82,3 +133,96 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {paths['html']}, {paths['markdown']} and {n_fig} figures "
           f"(PNG + SVG) in {Path(args.out) / 'figures'}")
     return 0
+
+
+def _load_human(files: list[str]) -> list:
+    from ..studies.human import HumanStudy
+
+    return [HumanStudy.load(f) for f in files]
+
+
+def _load_masking(files: list[str]) -> dict:
+    from ..report import load_masking
+
+    out: dict = {}
+    for f in files:
+        name, res = load_masking(f)
+        if name in out:
+            raise ValueError(f"--masking: two checks of model {name!r} ({out[name][0]} and {f})")
+        out[name] = (f, res)
+    return {name: res for name, (_, res) in out.items()}
+
+
+def _masking_plan(curves: list, n: int, done: set[str]) -> list[tuple[str, object]]:
+    """For ``--masking-check``: per model (not in ``done``), the curve whose model and data are
+    reloaded (l2 preferred, else linf); every refusal before any work."""
+    plan = []
+    for name in dict.fromkeys(c.name for c in curves):
+        if name in done:
+            raise ValueError(f"model {name!r} has a check given with --masking and would be "
+                             "checked again by --masking-check; drop one")
+        mine = {c.norm_name: c for c in curves if c.name == name}
+        curve = mine.get("l2") or mine.get("linf")
+        if curve is None:
+            raise ValueError(f"--masking-check: model {name!r} has curves in "
+                             f"{sorted(mine)} only; the decision-based attacks work in l2 and "
+                             "linf")
+        model_meta = curve.metadata.get("model") or {}
+        data_meta = curve.metadata.get("data") or {}
+        if not model_meta.get("spec") or not data_meta.get("spec"):
+            raise ValueError(f"--masking-check: the {curve.norm_name} curve of {name!r} does "
+                             "not name its model and data (metadata model.spec and data.spec, "
+                             "as `robcurves curve` writes them); check it with "
+                             "robcurves.diagnostics.gradient_masking and pass --masking FILE")
+        plan.append((name, curve))
+    return plan
+
+
+def _run_masking_check(name: str, curve, n: int, out: Path, args: argparse.Namespace):
+    """Reload the model and points of ``curve``, check its first ``n`` points, save the result."""
+    import numpy as np
+
+    from ..diagnostics import gradient_masking
+    from ..evaluate import fingerprint_model
+    from ..model import wrap
+    from ..report import save_masking
+    from ._common import load_model_spec
+    from .curve import _evaluation_data
+
+    model_meta, data_meta = curve.metadata["model"], curve.metadata["data"]
+    module = load_model_spec(model_meta["spec"])
+    split = None if data_meta.get("split_rule") else data_meta.get("split")
+    ds, meta, _ = _evaluation_data(argparse.Namespace(
+        data=data_meta["spec"], split=split, n=curve.n,
+        allow_train_points=bool(data_meta.get("train_points"))), module)
+    if meta.get("points_fingerprint") != data_meta.get("points_fingerprint"):
+        raise ValueError(f"--masking-check: the points of {data_meta['spec']!r} are not those "
+                         f"of the {curve.norm_name} curve of {name!r} (fingerprint "
+                         f"{meta.get('points_fingerprint')} vs "
+                         f"{data_meta.get('points_fingerprint')})")
+    bounds = tuple(-math.inf if b is None and i == 0 else math.inf if b is None else float(b)
+                   for i, b in enumerate(model_meta.get("bounds") or ds.bounds))
+    clf = wrap(module, bounds=bounds, preprocessing=model_meta.get("preprocessing"))
+    if fingerprint_model(clf) != (model_meta.get("fingerprint") or ""):
+        raise ValueError(f"--masking-check: {model_meta['spec']!r} is not the model of the "
+                         f"curve of {name!r} (its parameters changed since)")
+    k = min(n, curve.n)
+    x, y = ds.x[:k], ds.y[:k]
+    if curve.predictions is not None:
+        pred = clf.predict(x).cpu().numpy()
+        if not np.array_equal(pred, curve.predictions[:k]):
+            raise ValueError(f"--masking-check: {model_meta['spec']!r} does not predict what "
+                             f"the curve of {name!r} records (run with other options, such as "
+                             "--channels-last?)")
+    q = args.masking_budget
+    options = None if q is None else {a: {"budget": q} for a in ("hsja", "boundary")
+                                      if a == "hsja" or curve.norm == 2.0}
+    t0 = time.perf_counter()
+    res = gradient_masking(clf, x, y, curve.norm, level=args.level,
+                           n_boot=min(args.n_boot, 500), seed=args.seed, options=options)
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "model"
+    path = save_masking(out / f"masking-{slug}.json", name, res)
+    print(f"masking check of {name} ({res.norm_name}, {res.n} points, "
+          f"{time.perf_counter() - t0:.1f} s): {'FLAGGED' if res.flagged else 'not flagged'}; "
+          f"saved {path}")
+    return res

@@ -2,7 +2,10 @@
 
 :func:`build_report` compares curves of any norms and returns a :class:`Report`;
 :meth:`Report.write` (or :func:`write_report`) puts ``report.html`` (self-contained),
-``report.md`` and ``figures/`` in a folder.
+``report.md`` and ``figures/`` in a folder. Optional sections: a gradient-masking check per
+model (``masking=``, results of :func:`robcurves.diagnostics.gradient_masking`; saved and read
+with :func:`save_masking` and :func:`load_masking`) and human validation (``human=``, results of
+:func:`robcurves.studies.human.human_study`).
 
 Where the parts are: :mod:`.build` (the :class:`Report` and how it is computed), :mod:`.figures`
 (matplotlib figures), :mod:`.text` (eps formatting, tables as text, the summary sentences),
@@ -14,7 +17,8 @@ Where the parts are: :mod:`.build` (the :class:`Report` and how it is computed),
 gallery``).
 """
 
-from .build import Report, build_report, write_report
+from .build import Report, build_report, load_masking, save_masking, write_report
 from .text import format_eps, is_8bit
 
-__all__ = ["Report", "build_report", "write_report", "format_eps", "is_8bit"]
+__all__ = ["Report", "build_report", "write_report", "save_masking", "load_masking",
+           "format_eps", "is_8bit"]

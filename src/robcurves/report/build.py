@@ -1,11 +1,12 @@
 """The comparison report: :func:`build_report` computes it, :class:`Report` holds and writes it.
 
 :func:`build_report` groups curves by norm, compares the models of each norm
-(:func:`robcurves.comparison.compare`), runs the threat-model diagnostics, and returns a
-:class:`Report`; :meth:`Report.write` puts ``report.html`` (self-contained: figures embedded as
-base64 PNG), ``report.md`` and ``figures/*.png|svg`` in a folder. The figures are drawn in
-:mod:`.figures`, the tables and sentences written in :mod:`.text`, the pages rendered from the
-templates by :mod:`.render`.
+(:func:`robcurves.comparison.compare`), runs the threat-model diagnostics, adds the optional
+gradient-masking checks and human studies it is given (checked first by
+:func:`check_sections`), and returns a :class:`Report`; :meth:`Report.write` puts
+``report.html`` (self-contained: figures embedded as base64 PNG), ``report.md`` and
+``figures/*.png|svg`` in a folder. The figures are drawn in :mod:`.figures`, the tables and
+sentences written in :mod:`.text`, the pages rendered from the templates by :mod:`.render`.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import base64
 import itertools
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,6 +25,7 @@ from .._norms import file_stem, norm_name, parse_norm
 from ..comparison import Comparison, PointwiseTable, compare
 from ..curve import RobustnessCurve
 from ..diagnostics import (
+    GradientMasking,
     Kink,
     RankAgreement,
     ScaleFit,
@@ -36,7 +39,10 @@ from . import text as _text
 from .render import render
 from .text import NORM_ORDER, NORM_TXT, format_eps, is_8bit
 
-__all__ = ["Report", "build_report", "write_report"]
+if TYPE_CHECKING:
+    from ..studies.human import HumanStudy
+
+__all__ = ["Report", "build_report", "write_report", "save_masking", "load_masking"]
 
 
 # ---------------------------------------------------------------------------- report object
@@ -56,6 +62,9 @@ class Report:
             in two or more norms).
         summary: plain-language findings, most important first.
         level, logx: confidence level; logarithmic eps axes in the figures.
+        masking: gradient-masking checks by model name (the "gradient masking check"
+            section); empty without one.
+        human: human studies of curves of the report (one "human validation" section each).
     """
 
     comparisons: dict[str, Comparison]
@@ -68,6 +77,8 @@ class Report:
     summary: tuple[str, ...]
     level: float
     logx: bool
+    masking: dict[str, GradientMasking] = field(default_factory=dict)
+    human: tuple[HumanStudy, ...] = ()
 
     def per255(self, norm: str) -> bool:
         """Eps of this norm are printed as x/255 (8-bit data, l_inf)."""
@@ -91,7 +102,8 @@ class Report:
     # ------------------------------------------------------------------ figures
     def figures(self) -> dict[str, object]:
         """Matplotlib figures by file stem: ``curves`` (one panel per norm), ``diff_<norm>``
-        (differences of each pair with the simultaneous band), ``transfer`` (cross-norm)."""
+        (differences of each pair with the simultaneous band), ``transfer`` (cross-norm),
+        ``human_<k>`` (the attack and human-validated curves of the k-th human study)."""
         return _figures.figures(self)
 
     def write(self, out_dir: str | Path) -> dict[str, Path]:
@@ -119,6 +131,8 @@ class Report:
     def to_markdown(self) -> str:
         """The report as markdown; figures referenced as ``figures/<stem>.png``."""
         return render("report.md.j2", summary=self.summary, sections=self.sections(),
+                      alt={f"human_{i}": _figures.alt_text(f"human_{i}")
+                           for i in range(len(self.human))},
                       diff_norms=list(self.comparisons),
                       stems={nm: file_stem(nm) for nm in self.comparisons},
                       transfer=bool(self.scale_fits), norm_txt=NORM_TXT)
@@ -127,13 +141,16 @@ class Report:
         """The report as one self-contained HTML page (figures embedded as base64 PNG)."""
         if png is None:
             png = {stem: _figures.png_bytes(fig) for stem, fig in self.figures().items()}
-        figs = [{"stem": stem, "alt": _figures.alt_text(stem),
-                 # saved at PNG_DPI: shown at 96 px per inch
-                 "width": _figures.png_width(data) * 96 // _figures.PNG_DPI,
-                 "base64": base64.b64encode(data).decode("ascii")}
-                for stem, data in png.items()]
-        return render("report.html.j2", summary=self.summary, figures=figs,
-                      sections=self.sections())
+        figs = {stem: {"stem": stem, "alt": _figures.alt_text(stem),
+                       # saved at PNG_DPI: shown at 96 px per inch
+                       "width": _figures.png_width(data) * 96 // _figures.PNG_DPI,
+                       "base64": base64.b64encode(data).decode("ascii")}
+                for stem, data in png.items()}
+        sections = self.sections()
+        own = {s.figure for s in sections if s.figure}  # shown in their sections
+        return render("report.html.j2", summary=self.summary,
+                      figures=[f for stem, f in figs.items() if stem not in own],
+                      section_figures=figs, sections=sections)
 
 
 # ---------------------------------------------------------------------------- building
@@ -188,11 +205,79 @@ def _page_order(by_norm: Mapping[str, object]) -> list[str]:
             + sorted(n for n in by_norm if n not in NORM_ORDER))
 
 
+def _same_curve(a: RobustnessCurve, b: RobustnessCurve) -> bool:
+    """Same model name, norm and points (distances, and data set indices where both have them)."""
+    if (a.name, a.norm_name, a.n) != (b.name, b.norm_name, b.n):
+        return False
+    if a.indices is not None and b.indices is not None and \
+            not np.array_equal(a.indices, b.indices):
+        return False
+    return bool(np.array_equal(a.distances, b.distances, equal_nan=True))
+
+
+def _describe(c: RobustnessCurve) -> str:
+    return f"{c.name!r} ({c.norm_name}, {c.n} points)"
+
+
+def _check_human(human, curves: Sequence[RobustnessCurve]) -> tuple[HumanStudy, ...]:
+    """Human studies whose plain curve is one of ``curves``, or a ValueError naming both."""
+    from ..studies.human import HumanStudy
+
+    if human is None:
+        return ()
+    studies = (human,) if isinstance(human, HumanStudy) else tuple(human)
+    for st in studies:
+        if not isinstance(st, HumanStudy):
+            raise TypeError(f"human= takes HumanStudy results (robcurves.studies.human); got "
+                            f"{type(st).__name__}")
+        if not any(_same_curve(st.curve, c) for c in curves):
+            same = [c for c in curves if (c.name, c.norm_name) == (st.curve.name,
+                                                                   st.curve.norm_name)]
+            why = (f"the report's curve {_describe(same[0])} has other points or distances"
+                   if same else "the report's curves are "
+                   + ", ".join(_describe(c) for c in curves))
+            raise ValueError(f"the human study is of curve {_describe(st.curve)}, which is not "
+                             f"one of the report's curves: {why}; give the study of a curve "
+                             "in the report (same model name, norm and points)")
+    return studies
+
+
+def _check_masking(masking, curves: Sequence[RobustnessCurve]) -> dict[str, GradientMasking]:
+    """Masking checks keyed by a model name of ``curves``, or a ValueError naming it."""
+    if masking is None:
+        return {}
+    if not isinstance(masking, Mapping):
+        raise TypeError("masking= takes a mapping from model name to GradientMasking; got "
+                        f"{type(masking).__name__}")
+    names = list(dict.fromkeys(c.name for c in curves))
+    for name, res in masking.items():
+        if not isinstance(res, GradientMasking):
+            raise TypeError(f"masking[{name!r}] must be a GradientMasking result "
+                            f"(robcurves.diagnostics.gradient_masking); got "
+                            f"{type(res).__name__}")
+        if name not in names:
+            raise ValueError(f"masking check of model {name!r}, which has no curve in the "
+                             f"report (models: {', '.join(map(repr, names))})")
+    return dict(masking)
+
+
+def check_sections(curves: Sequence[RobustnessCurve], *,
+                   masking: Mapping[str, GradientMasking] | None = None,
+                   human: HumanStudy | Sequence[HumanStudy] | None = None
+                   ) -> tuple[dict[str, GradientMasking], tuple[HumanStudy, ...]]:
+    """The checks :func:`build_report` makes of ``masking`` and ``human`` before any work (each
+    masking check of a model of ``curves``, each human study of one of ``curves``), alone: a
+    command can refuse bad input before it spends minutes computing other parts."""
+    return _check_masking(masking, curves), _check_human(human, curves)
+
+
 def build_report(curves: Sequence[RobustnessCurve], *,
                  eps: Sequence[float] | Mapping[str, Sequence[float]] | None = None,
                  level: float = 0.95, n_boot: int = 1000, seed: int = 0,
                  intersect: bool = False, logx: bool = False,
-                 eps_max: float | None = None) -> Report:
+                 eps_max: float | None = None,
+                 masking: Mapping[str, GradientMasking] | None = None,
+                 human: HumanStudy | Sequence[HumanStudy] | None = None) -> Report:
     """Compare curves of any norms and compute everything the report shows.
 
     Args:
@@ -202,6 +287,16 @@ def build_report(curves: Sequence[RobustnessCurve], *,
             Default per norm: three eps where the pooled curves reach about 25/50/75% error.
         level, n_boot, seed, intersect, eps_max: passed to :func:`robcurves.comparison.compare`.
         logx: logarithmic eps axes.
+        masking: results of :func:`robcurves.diagnostics.gradient_masking` by model name (a
+            name of ``curves``): a "gradient masking check" section, and a summary line per
+            model (flagged models first).
+        human: results of :func:`robcurves.studies.human.human_study` (one or several), each
+            of a curve in ``curves`` (same name, norm and distances): a "human validation"
+            section each, with the attack and human-validated curves drawn together.
+
+    Raises:
+        ValueError: a human study of a curve that is not in ``curves``, a masking check of a
+            model without curve (both before any work).
     """
     curves = list(curves)
     if not curves:
@@ -211,6 +306,7 @@ def build_report(curves: Sequence[RobustnessCurve], *,
         if not isinstance(c, RobustnessCurve):
             raise TypeError(f"expected RobustnessCurve objects; got {type(c).__name__}")
         by_norm.setdefault(c.norm_name, []).append(c)
+    checks, studies = check_sections(curves, masking=masking, human=human)
     norms = _page_order(by_norm)
     eps_by = _resolve_eps(eps, norms, by_norm)
     comparisons: dict[str, Comparison] = {}
@@ -246,9 +342,41 @@ def build_report(curves: Sequence[RobustnessCurve], *,
         return format_eps(float(e), nm == "linf" and is_8bit(frozen[nm]))
 
     summary = _text.summary(comparisons, tables, kinks, ranks, fmt, level)
+    first, last = _text.extra_summary(checks, studies, fmt)
     return Report(comparisons=comparisons, curves=frozen, tables=tables, eps=eps_by,
                   kinks=kinks, scale_fits=tuple(fits), rank_agreements=ranks,
-                  summary=tuple(summary), level=level, logx=logx)
+                  summary=tuple(first + summary + last), level=level, logx=logx,
+                  masking=checks, human=studies)
+
+
+def save_masking(path: str | Path, model: str, result: GradientMasking) -> Path:
+    """Write a gradient-masking check of ``model`` as JSON (read by :func:`load_masking` and
+    ``robcurves compare --masking FILE``)."""
+    import json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**result.to_dict(), "model": model}, indent=1,
+                               allow_nan=False))
+    return path
+
+
+def load_masking(path: str | Path) -> tuple[str, GradientMasking]:
+    """The model name and the check in a file written by :func:`save_masking`."""
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"masking check file {str(path)!r} does not exist")
+    try:
+        obj = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+    res = GradientMasking.from_dict(obj, origin=str(path))
+    if not isinstance(obj.get("model"), str):
+        raise ValueError(f"{path} names no model (a \"model\" field); write it with "
+                         "robcurves.report.save_masking")
+    return obj["model"], res
 
 
 def write_report(curves: Sequence[RobustnessCurve], out_dir: str | Path, **kwargs

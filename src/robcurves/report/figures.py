@@ -1,4 +1,5 @@
-"""The report's figures: robustness curves per norm, pairwise differences, cross-norm transfer.
+"""The report's figures: robustness curves per norm, pairwise differences, cross-norm transfer,
+and the figure of each human study (:meth:`robcurves.studies.human.HumanStudy.figure`).
 
 Each function takes the computed :class:`~robcurves.report.Report` and returns a matplotlib
 ``Figure`` (not attached to pyplot, so nothing is shown and nothing leaks between calls).
@@ -34,6 +35,8 @@ def figures(report: Report) -> dict[str, object]:
         figs[f"diff_{file_stem(nm)}"] = _diff_figure(report, nm, cmp)
     if report.scale_fits:
         figs["transfer"] = _transfer_figure(report)
+    for i, st in enumerate(report.human):
+        figs[f"human_{i}"] = st.figure()  # the human-study page's own figure
     return figs
 
 
@@ -51,6 +54,9 @@ def png_width(data: bytes) -> int:
 
 def alt_text(stem: str) -> str:
     """What the figure ``stem`` shows, for the page's alt text and caption."""
+    if stem.startswith("human_"):
+        return ("attack curve and human-validated curve (left); share of adversarials people "
+                "still see as their class, per eps (right)")
     return {"curves": "robustness curves per norm with DKW bands",
             "transfer": "curves across norms after rescaling"}.get(
                 stem, f"differences between models, {stem[5:]}")

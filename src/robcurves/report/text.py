@@ -5,20 +5,30 @@ Everything here returns plain strings; :mod:`robcurves.report.render` puts them 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from ..comparison import Comparison, PointwiseTable
 from ..curve import RobustnessCurve
-from ..diagnostics import Kink, RankAgreement
+from ..diagnostics import GradientMasking, Kink, RankAgreement
 
 if TYPE_CHECKING:
+    from ..studies.human import HumanStudy
     from .build import Report
 
 NORM_ORDER = ("linf", "l2", "l1")
+
+#: fewer labelled images than this behind a share, and the report says the share rests on too
+#: few labels to conclude anything
+MIN_LABELS = 10
+
+
 class _NormText(dict):
     """Display names of norms; a threat label (``union(...)``, ``spatial(...)``) shows as itself."""
 
@@ -65,6 +75,8 @@ class Section:
         head: column headers.
         rows: cells as text.
         caption: what the table means.
+        notes: findings in sentences, shown above the table (may be empty).
+        figure: stem of a figure of :meth:`Report.figures` shown in this section, or None.
     """
 
     title: str
@@ -72,10 +84,13 @@ class Section:
     head: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
     caption: str
+    notes: tuple[str, ...] = ()
+    figure: str | None = None
 
     def flagged(self, row: Sequence[str]) -> bool:
-        """The row reports a warning (a misleading threshold, a kink): highlighted on the page."""
-        return any(c.startswith("misleading") or c == "KINK" for c in row)
+        """The row reports a warning (a misleading threshold, a kink, suspect gradient
+        masking): highlighted on the page."""
+        return any(c.startswith("misleading") or c in ("KINK", "FLAGGED") for c in row)
 
 
 def sections(report: Report) -> list[Section]:
@@ -197,8 +212,147 @@ def sections(report: Report) -> list[Section]:
                      "Distances in the second norm are about s times those in the first. "
                      "For a linear model (input box not binding) the curves are the same up "
                      "to s = ||w||_q1 / ||w||_q2 (q dual norms): log spread and misfit 0."))
-    return [Section(title, anchor, tuple(head), tuple(tuple(r) for r in rows), cap)
-            for title, anchor, head, rows, cap in secs]
+    out = [Section(title, anchor, tuple(head), tuple(tuple(r) for r in rows), cap)
+           for title, anchor, head, rows, cap in secs]
+    if report.masking:
+        out.append(masking_section(report.masking))
+    for i, st in enumerate(report.human):
+        out.append(human_section(st, i, functools.partial(report.fmt, st.curve.norm_name)))
+    return out
+
+
+# ---------------------------------------------------------------------------- gradient masking
+def _ratio_text(res: GradientMasking) -> str:
+    return f"{1 - res.ratio:.0%}"
+
+
+def masking_words(model: str, res: GradientMasking) -> str:
+    """What the gradient-masking check found for ``model``, in one or two sentences."""
+    attacks = " and ".join(res.decision_attacks)
+    one = len(res.decision_attacks) == 1
+    where = (f"on {res.n_smaller} of {res.n} points ({pct(res.fraction_smaller)}) the "
+             f"decision-based attack{'' if one else 's'} ({attacks}, which use{'s' if one else ''} "
+             f"only the predicted labels) found an adversarial more than {_ratio_text(res)} "
+             f"closer than the gradient attack ({res.gradient_attack}) did")
+    if res.flagged:
+        return (f"{model} ({NORM_TXT[res.norm_name]}): suspect gradient masking: {where}"
+                + ("" if res.fraction_smaller <= res.fraction else
+                   f" (more than the {res.fraction:.0%} allowed)")
+                + ("; the robust-error curve of the decision-based attacks lies significantly "
+                   f"above the gradient attack's (p={res.p_value:.2g})" if res.significant
+                   else "")
+                + ". Its gradient-attack curve overstates its robustness: distances of an "
+                  "attack that does not need gradients are the safer measure for it.")
+    return (f"{model} ({NORM_TXT[res.norm_name]}): no sign of gradient masking: {where} "
+            f"(at most {res.fraction:.0%} allowed), and the two robust-error curves do not "
+            f"differ significantly in that direction (p={res.p_value:.2g}).")
+
+
+def masking_section(masking: Mapping[str, GradientMasking]) -> Section:
+    """The "Gradient masking check" section: one row per model."""
+    ratios = {_ratio_text(r) for r in masking.values()}
+    head = ["model", "norm", "points checked", "decision-based attacks",
+            (f"distance >{ratios.pop()} smaller" if len(ratios) == 1
+             else "distance smaller than ratio × gradient"),
+            "median ratio (decision / gradient)", "curve difference: p-value",
+            "decision curve significantly above", "flagged"]
+    rows = []
+    for model, r in masking.items():
+        smaller = f"{r.n_smaller} of {r.n} ({pct(r.fraction_smaller)})"
+        if "ratio" in head[4]:
+            smaller += f", ratio {r.ratio:g}"
+        rows.append((model, NORM_TXT[r.norm_name], str(r.n), ", ".join(r.decision_attacks),
+                     smaller, "–" if math.isnan(r.median_ratio) else f"{r.median_ratio:.3f}",
+                     "–" if math.isnan(r.p_value) else f"{r.p_value:.3g}",
+                     f"yes (level {r.level:g})" if r.significant else "no",
+                     "FLAGGED" if r.flagged else "no"))
+    fractions = sorted({f"{r.fraction:.0%}" for r in masking.values()})
+    cap = ("Gradient masking: a model whose gradients are useless (zero, noisy, shattered) "
+           "fools gradient attacks, so its curve looks more robust than it is. The check runs "
+           "decision-based attacks, which use only the predicted labels, on the same points. "
+           f"A model is flagged when they find a distance that much smaller on more than "
+           f"{' / '.join(fractions)} of the points, or when their robust-error curve is "
+           "significantly above the gradient attack's on some eps interval (paired bootstrap). "
+           "Median ratio: over the points both attacks broke; below 1 means the decision-based "
+           "attacks come closer.")
+    return Section("Diagnostics: gradient masking check", "masking", tuple(head),
+                   tuple(rows), cap, notes=tuple(masking_words(m, r)
+                                                 for m, r in masking.items()))
+
+
+# ---------------------------------------------------------------------------- human validation
+def human_notes(st: HumanStudy, fmt) -> list[str]:
+    """The findings of a human study in sentences, the warnings about too few labels first."""
+    out = []
+    n_min = st.n_valid + st.n_changed
+    if st.n_labels == 0:
+        out.append("No labels yet: the human-validated curve is the attack curve (nothing "
+                   "validated); label the session with `robcurves label serve`.")
+    elif n_min < MIN_LABELS:
+        out.append(f"Too few labels to conclude anything: only {n_min} of the {st.n_broken} "
+                   f"broken points have a labelled minimal adversarial (fewer than "
+                   f"{MIN_LABELS}); the human-validated curve is the attack curve wherever "
+                   "nobody looked.")
+    few = [fmt(e) for e, k in zip(st.eps, st.n_labelled, strict=True) if 0 < k < MIN_LABELS]
+    if few:
+        out.append(f"Shares at eps {', '.join(few)} rest on fewer than {MIN_LABELS} labelled "
+                   "images each: read them as rough.")
+    if st.n_controls and st.n_controls < MIN_LABELS:
+        out.append(f"The control accuracy rests on only {st.n_controls} labelled clean images.")
+    return out + [line[:1].upper() + line[1:] + "." for line in st.summary(fmt)]
+
+
+def human_section(st: HumanStudy, index: int, fmt) -> Section:
+    """The "Human validation" section of one human study (figure ``human_<index>``)."""
+    grid = np.array(st.eps, dtype=np.float64)
+    plain = np.asarray(st.curve.robust_error(grid)) if grid.size else np.array([])
+    valid = np.asarray(st.validated.robust_error(grid)) if grid.size else np.array([])
+    rows = []
+    for k, r in enumerate(st.table_rows(fmt)):
+        share = r["share"]
+        if 0 < st.n_labelled[k] < MIN_LABELS:
+            share += " (too few labels)"
+        rows.append((r["eps"], share, r["labelled"], r["images"], pct(plain[k]),
+                     pct(valid[k])))
+    cap = ("'Still seen as their class': share of the labelled adversarials stretched to that "
+           "eps that people still give the original class (an image keeps it when more than "
+           "half of its answers name it); control accuracy: the same for clean images. "
+           "Human-validated robust error: a point counts as broken only when its minimal "
+           "adversarial is still seen as its class; points whose minimal adversarial has no "
+           f"label stay broken ({st.n_unlabelled} of {st.n_broken} broken points). Shares from "
+           f"fewer than {MIN_LABELS} labelled images are marked 'too few labels'.")
+    name, nm = st.curve.name, st.curve.norm_name
+    return Section(f"Human validation: {name} ({NORM_TXT[nm]})", f"human-{index}",
+                   ("eps", "still seen as their class", "labelled", "images",
+                    "robust error (attack)", "robust error (human-validated)"),
+                   tuple(rows), cap, notes=tuple(human_notes(st, fmt)),
+                   figure=f"human_{index}")
+
+
+def extra_summary(masking: Mapping[str, GradientMasking], human: Sequence[HumanStudy],
+                  fmt) -> tuple[list[str], list[str]]:
+    """Summary lines of the masking check and human studies: (first, last): flagged models go
+    first, the rest after the comparison's findings. ``fmt(norm, eps)`` prints an eps."""
+    first = [masking_words(m, r) for m, r in masking.items() if r.flagged]
+    last = [masking_words(m, r) for m, r in masking.items() if not r.flagged]
+    for st in human:
+        nm = st.curve.norm_name
+        head = f"{st.curve.name} ({NORM_TXT[nm]}), human validation"
+        if st.n_valid + st.n_changed < MIN_LABELS:
+            last.append(f"{head}: too few labels to conclude ({st.n_valid + st.n_changed} "
+                        f"labelled minimal adversarials, {st.n_labels} labels from "
+                        f"{st.n_annotators} annotators).")
+            continue
+        share = st.minimal_kept_share
+        text = (f"{head}: people still see the original class in {pct(share)} of the "
+                f"{st.n_valid + st.n_changed} labelled minimal adversarials "
+                f"({st.n_labels} labels from {st.n_annotators} annotators)")
+        text += ("; most adversarials change class for people from eps "
+                 f"{fmt(nm, st.changes_from)} on, so robust error beyond it partly counts "
+                 "points that are no longer of their class." if st.changes_from is not None
+                 else "; at no chosen eps do most labelled adversarials change class.")
+        last.append(text)
+    return first, last
 
 
 def summary(rep_cmp: Mapping[str, Comparison], pointwise: Mapping[str, PointwiseTable],

@@ -19,6 +19,10 @@ From the labels of a labelling session (:mod:`robcurves.labels`) and a curve of 
 One image may have answers from several people: an image "keeps the original class" when more
 than half of its answers name that class ("cannot tell" counts against), so with one annotator
 it is their answer. Every share above is over images, not over answers.
+
+A :class:`HumanStudy` is saved as ``human.json`` (:meth:`HumanStudy.write`, with the plain curve
+in it) and read back with :meth:`HumanStudy.load`; the comparison report takes it as a section
+(``build_report(..., human=[study])``, ``robcurves compare ... --human human.json``).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import base64
 import json
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +41,9 @@ from ..curve import RobustnessCurve
 from ..labels.session import Session
 
 __all__ = ["HumanStudy", "human_study"]
+
+#: the ``format`` field of ``human.json``
+HUMAN_FORMAT = "robcurves-human-study"
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,8 @@ class HumanStudy:
             n_changed: no longer seen as their class (removed from the breaks);
             n_unlabelled: minimal adversarial without a label (kept as breaks).
         changes_from: the eps from which most adversarials change class for people, or None.
+        n_labels: answers (rows of the label file) behind the study; n_annotators: distinct
+            annotator names among them.
     """
 
     curve: RobustnessCurve
@@ -73,31 +82,39 @@ class HumanStudy:
     n_changed: int
     n_unlabelled: int
     changes_from: float | None
+    n_labels: int = 0
+    n_annotators: int = 0
 
-    def summary(self) -> list[str]:
-        """The findings in sentences."""
+    def summary(self, fmt: Callable[[float], str] | None = None) -> list[str]:
+        """The findings in sentences; ``fmt`` prints an eps (default 4 significant digits)."""
+        fmt = fmt or _fmt4
+
         def pct(v):
             return ("no labels" if v is None else f"{100 * v:.0f}%")
-        out = [f"control accuracy of people on clean images: {pct(self.control_accuracy)} "
+        out = [f"{self.n_labels} label{'' if self.n_labels == 1 else 's'} from "
+               f"{self.n_annotators} annotator{'' if self.n_annotators == 1 else 's'}",
+               f"control accuracy of people on clean images: {pct(self.control_accuracy)} "
                f"({self.n_controls} labelled)",
                f"minimal adversarials still seen as their class: "
                f"{pct(self.minimal_kept_share)} ({self.n_minimal_labelled} labelled)"]
         for e, s, k in zip(self.eps, self.kept_share, self.n_labelled, strict=True):
-            out.append(f"adversarials at eps {e:.4g} still seen as their class: {pct(s)} "
+            out.append(f"adversarials at eps {fmt(e)} still seen as their class: {pct(s)} "
                        f"({k} labelled)")
         out.append(f"of {self.n_broken} broken points {self.n_valid} are valid breaks, "
                    f"{self.n_changed} change class for people (not counted as breaks), "
                    f"{self.n_unlabelled} have no label (kept as breaks)")
         out.append("most adversarials change class for people from eps "
-                   f"{self.changes_from:.4g} on" if self.changes_from is not None else
+                   f"{fmt(self.changes_from)} on" if self.changes_from is not None else
                    "at no chosen eps do most labelled adversarials change class for people")
         return out
 
     def figure(self):
-        """The plain and the validated curve; the kept shares per eps."""
-        import matplotlib.pyplot as plt
+        """The plain and the validated curve; the kept shares per eps. A matplotlib ``Figure``
+        not attached to pyplot (the comparison report draws it too)."""
+        from matplotlib.figure import Figure
 
-        fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+        fig = Figure(figsize=(10, 3.8))
+        a, b = fig.subplots(1, 2)
         finite = self.curve.distances[np.isfinite(self.curve.distances)]
         eps_max = max([*self.eps, float(finite.max()) if finite.size else 1.0]) * 1.1
         self.curve.plot(ax=a, eps_max=eps_max, label=f"{self.curve.name} (attack)")
@@ -116,10 +133,24 @@ class HumanStudy:
         fig.tight_layout()
         return fig
 
+    def table_rows(self, fmt: Callable[[float], str] | None = None) -> list[dict[str, str]]:
+        """One row per chosen eps: ``eps``, ``share`` (still seen as their class; "–" without
+        labels), ``labelled`` and ``images``, as text; ``fmt`` prints an eps."""
+        fmt = fmt or _fmt4
+        return [{"eps": fmt(e), "share": "–" if s is None else f"{100 * s:.0f}%",
+                 "labelled": str(k), "images": str(m)}
+                for e, s, k, m in zip(self.eps, self.kept_share, self.n_labelled,
+                                      self.n_images, strict=True)]
+
     def to_dict(self) -> dict:
+        """JSON-ready data, the plain curve included; :meth:`from_dict` reads it."""
         def fin(v):
             return (None if v is None or math.isinf(v) else float(v))
-        return {"eps": list(self.eps), "kept_share": list(self.kept_share),
+        meta = self.validated.metadata.get("human_validated") or {}
+        return {"format": HUMAN_FORMAT, "version": 1, "session": meta.get("session"),
+                "n_labels": self.n_labels, "n_annotators": self.n_annotators,
+                "curve": self.curve.to_dict(), "eps": list(self.eps),
+                "kept_share": list(self.kept_share),
                 "n_labelled": list(self.n_labelled), "n_images": list(self.n_images),
                 "control_accuracy": self.control_accuracy, "n_controls": self.n_controls,
                 "minimal_kept_share": self.minimal_kept_share,
@@ -128,11 +159,48 @@ class HumanStudy:
                 "n_unlabelled": self.n_unlabelled, "changes_from": self.changes_from,
                 "validated_distances": [fin(v) for v in self.validated.distances]}
 
+    @classmethod
+    def from_dict(cls, obj: dict, origin: str = "<dict>") -> HumanStudy:
+        """Read what :meth:`to_dict` wrote; a clear error on anything else."""
+        if not isinstance(obj, dict) or obj.get("format") != HUMAN_FORMAT:
+            raise ValueError(f"{origin} is not a human study (expected format {HUMAN_FORMAT!r}, "
+                             "as `robcurves label study` writes in human.json)")
+        if obj.get("version") != 1:
+            raise ValueError(f"{origin} has human-study format version {obj.get('version')!r}; "
+                             "this robcurves reads version 1")
+        curve = RobustnessCurve.from_dict(obj["curve"], origin)
+        validated = np.array([math.inf if v is None else v for v in obj["validated_distances"]],
+                             dtype=np.float64)
+        if validated.shape != curve.distances.shape:
+            raise ValueError(f"{origin}: {validated.size} validated distances for a curve of "
+                             f"{curve.n} points")
+        return cls(curve=curve,
+                   validated=_validated_curve(curve, validated, obj["session"],
+                                              int(obj["n_unlabelled"]), int(obj["n_changed"])),
+                   eps=tuple(float(e) for e in obj["eps"]), kept_share=tuple(obj["kept_share"]),
+                   n_labelled=tuple(obj["n_labelled"]), n_images=tuple(obj["n_images"]),
+                   control_accuracy=obj["control_accuracy"], n_controls=obj["n_controls"],
+                   minimal_kept_share=obj["minimal_kept_share"],
+                   n_minimal_labelled=obj["n_minimal_labelled"], n_broken=obj["n_broken"],
+                   n_valid=obj["n_valid"], n_changed=obj["n_changed"],
+                   n_unlabelled=obj["n_unlabelled"], changes_from=obj["changes_from"],
+                   n_labels=obj["n_labels"], n_annotators=obj["n_annotators"])
+
+    @classmethod
+    def load(cls, path: str | Path) -> HumanStudy:
+        """Read ``human.json`` (written by :meth:`write`)."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"human study file {str(path)!r} does not exist")
+        try:
+            obj = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+        return cls.from_dict(obj, origin=str(path))
+
     def write(self, out_dir: str | Path) -> dict[str, Path]:
         """``human.png``, ``human.json`` and the page ``human.html`` in ``out_dir``."""
         import io
-
-        import matplotlib.pyplot as plt
 
         from ..report.render import render
 
@@ -141,19 +209,29 @@ class HumanStudy:
         fig = self.figure()
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=120)
-        plt.close(fig)
         paths = {"png": out / "human.png", "json": out / "human.json",
                  "html": out / "human.html"}
         paths["png"].write_bytes(buf.getvalue())
-        paths["json"].write_text(json.dumps(self.to_dict(), indent=1))
-        rows = [{"eps": f"{e:.4g}", "share": "–" if s is None else f"{100 * s:.0f}%",
-                 "labelled": k, "images": m}
-                for e, s, k, m in zip(self.eps, self.kept_share, self.n_labelled,
-                                      self.n_images, strict=True)]
+        paths["json"].write_text(json.dumps(self.to_dict(), indent=1, allow_nan=False))
+        rows = self.table_rows()
         paths["html"].write_text(render("human.html.j2", study=self, summary=self.summary(),
                                         rows=rows,
                                         figure=base64.b64encode(buf.getvalue()).decode()))
         return paths
+
+
+def _fmt4(eps: float) -> str:
+    return f"{eps:.4g}"
+
+
+def _validated_curve(curve: RobustnessCurve, validated: np.ndarray, session: str | None,
+                     n_unlabelled: int, n_changed: int) -> RobustnessCurve:
+    """The human-validated curve: ``validated`` distances on the points of ``curve``."""
+    return RobustnessCurve(
+        validated, norm=curve.norm, name=f"{curve.name} (human-validated)",
+        indices=curve.indices, labels=curve.labels,
+        metadata={"human_validated": {"session": session, "n_unlabelled_kept": n_unlabelled,
+                                      "n_changed_removed": n_changed}})
 
 
 def _kept(answers: Sequence[int], label: int) -> bool:
@@ -169,6 +247,7 @@ def human_study(labels: Sequence[dict], session: Session,
     norm; its points are matched to the session's by data set index (``curve.indices``), and
     points the session does not hold count as unlabelled.
     """
+    labels = list(labels)
     answers: dict[str, list[int]] = defaultdict(list)
     for row in labels:
         if row["image"] not in session.items:
@@ -226,11 +305,7 @@ def human_study(labels: Sequence[dict], session: Session,
             break
     control, n_controls, _ = share("clean")
     minimal, n_min, _ = share("minimal")
-    vcurve = RobustnessCurve(
-        validated, norm=curve.norm, name=f"{curve.name} (human-validated)",
-        indices=curve.indices, labels=curve.labels,
-        metadata={"human_validated": {"session": session.id, "n_unlabelled_kept": n_unlabelled,
-                                      "n_changed_removed": n_changed}})
+    vcurve = _validated_curve(curve, validated, session.id, n_unlabelled, n_changed)
     return HumanStudy(curve=curve, validated=vcurve, eps=tuple(session.eps),
                       kept_share=tuple(p[0] for p in per_eps),
                       n_labelled=tuple(p[1] for p in per_eps),
@@ -238,4 +313,5 @@ def human_study(labels: Sequence[dict], session: Session,
                       n_controls=n_controls, minimal_kept_share=minimal,
                       n_minimal_labelled=n_min, n_broken=int(np.isfinite(d).sum()),
                       n_valid=n_valid, n_changed=n_changed, n_unlabelled=n_unlabelled,
-                      changes_from=changes_from)
+                      changes_from=changes_from, n_labels=len(labels),
+                      n_annotators=len({str(r["annotator"]) for r in labels}))
