@@ -35,8 +35,9 @@ SKIP = {
     "benchmarks/attacks.py": "the attack benchmark, about 25 min",
     "benchmarks/interclass.py": "the inter-class benchmark, about 45 min",
     "robcurves zoo": "trains seven models, about 25 min on 2 cores",
-    "robcurves study scaling": "trains 16 models, 6 CPU minutes (18 wall minutes on a busy "
-                               "2-core machine); test_scaling.py runs the command end to end on digits",
+    "robcurves study scaling": "trains 16 models, 6 CPU minutes (18 wall minutes on a "
+                               "busy 2-core machine); test_scaling.py runs the command end to "
+                               "end on digits",
     "robcurves label serve": "a server that runs until Ctrl-C; test_label.py serves the page and "
                              "labels it by keyboard in headless Chromium",
     "robcurves label export": "needs labels people gave on the page; test_label.py exports "
