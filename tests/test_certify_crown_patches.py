@@ -19,7 +19,12 @@ from torch import nn
 
 from robcurves.certificates import Normalize
 from robcurves.certificates._layers import Affine, ReLU, sequential_layers
-from robcurves.certificates.crown import _patch_geometries, crown_margins, preactivation_bounds
+from robcurves.certificates.crown import (
+    _patch_geometries,
+    certified_radius,
+    crown_margins,
+    preactivation_bounds,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -150,3 +155,16 @@ def test_patch_bounds_equal_dense_reference(p, eps):
             n_unstable += int(((pre[i][0] < 0) & (pre[i][1] > 0)).sum())
         np.testing.assert_allclose(margins[q].numpy(), ref_margins, rtol=1e-9, atol=1e-9)
     assert n_unstable > 20  # the relaxations matter: not a test of stable neurons only
+
+
+def test_progress_moves_with_each_bisection_step():
+    """The bar of a batch moves once per bound evaluation (iters + 1 of them), not at its end."""
+    net = _net().eval()
+    steps = sequential_layers(net, (2, 11, 10), like=torch.zeros((), dtype=torch.float64))
+    x = torch.as_tensor(np.random.default_rng(1).random((4, 2, 11, 10)))
+    with torch.no_grad():
+        y = net(x).argmax(1)
+    ticks: list[float] = []
+    radius = certified_radius(steps, x, y, math.inf, (0.0, 1.0), iters=5, on_step=ticks.append)
+    assert len(ticks) == 6 and math.isclose(sum(ticks), 1.0)
+    assert (radius > 0).all()

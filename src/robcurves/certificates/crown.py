@@ -9,11 +9,14 @@ bounds).
 
 :func:`crown_margins` bounds the margins ``f_y(x') - f_k(x')`` for all ``k != y`` from below.
 ReLU input bounds are built layer by layer: interval arithmetic from the previous layer's bounds,
-then one backward pass for each (point, neuron) that the interval leaves unstable (the affine
-block just below the layer is kept as a dense matrix when small, so its rows are read, not
-recomputed); unstable ReLUs use the triangle's upper line and the adaptive lower line (slope 1
-if ``u > -l`` else 0). :func:`certified_radius` bisects, per point, the largest eps at which all
-margins are certified positive.
+then one backward pass for each (point, neuron) that the interval leaves unstable. Where the
+steps below the layer are only convolutions, scales and ReLUs (the first layers of a CNN), a
+neuron's rows are kept as image patches (its receptive field on each map), pushed back by
+transposed convolutions of the patch alone and bounded on the input patch; elsewhere the rows
+are dense, pushed back point by point (the affine block just below the layer is kept as a dense
+matrix when small, so its rows are read, not recomputed). Unstable ReLUs use the triangle's
+upper line and the adaptive lower line (slope 1 if ``u > -l`` else 0). :func:`certified_radius`
+bisects, per point, the largest eps at which all margins are certified positive.
 """
 
 from __future__ import annotations
@@ -200,7 +203,10 @@ def _tighten(steps: list[Step], i: int, start: int, x: torch.Tensor, eps: torch.
             cache[key] = geos
     geos = cache[key] if cache is not None else geos
     block = None if geos is not None else _block(steps, start, i, cache)
-    width = max(math.prod(s.in_shape) for s in steps[: i + 1])
+    if geos is not None:  # a row is one patch per map, at most a map's channels x K_h x K_w
+        width = max(steps[j].in_shape[0] * math.prod(geos[j][2]) for j in range(i + 1))
+    else:
+        width = max(math.prod(s.in_shape) for s in steps[: i + 1])
     chunk = max(1, _CHUNK_ELEMENTS // (2 * width))
     if geos is not None:  # the whole chain down to the input as patches
         for c0 in range(0, pts.numel(), chunk):
