@@ -37,10 +37,11 @@ def _one_thread():
 
 def _net() -> nn.Sequential:
     torch.manual_seed(3)
-    return nn.Sequential(
+    net = nn.Sequential(
         Normalize([0.4, 0.6], [0.5, 0.25]),
         nn.Conv2d(2, 3, (3, 2), stride=(2, 1), padding=(1, 0)),  # 2x11x10 -> 3x6x9
         nn.ReLU(),
+        nn.BatchNorm2d(3),
         nn.Conv2d(3, 4, (2, 3), stride=(1, 2), padding=(0, 1)),  # -> 4x5x5
         nn.Conv2d(4, 4, 3, padding=1),  # no ReLU between: its rows reach the padding
         nn.ReLU(),
@@ -49,6 +50,13 @@ def _net() -> nn.Sequential:
         nn.ReLU(),
         nn.Linear(6, 3),
     ).double()
+    bn = net[3]
+    with torch.no_grad():  # a per-channel scale and shift inside the chain
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-0.3, 0.3)
+    return net
 
 
 def _relax(lo: np.ndarray, hi: np.ndarray):
