@@ -30,6 +30,7 @@ import argparse
 import datetime
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -161,7 +162,14 @@ def speed(label: str, data: str, points: int, train_points: int, iters: int) -> 
             "radii": [float(v) for v in cr.distances],
             "load_average": os.getloadavg()[0], "machine": machine(),
             "date": datetime.date.today().isoformat(),
-            "command": "python benchmarks/certify.py " + " ".join(sys.argv[1:])}
+            "command": _command()}
+
+
+def _command() -> str:
+    """The command line of this run, with the PYTHONPATH that chose the code measured."""
+    path = os.environ.get("PYTHONPATH")
+    prefix = f"PYTHONPATH={shlex.quote(path)} " if path else ""
+    return prefix + shlex.join(["python", "benchmarks/certify.py", *sys.argv[1:]])
 
 
 def speed_table(rows: dict) -> str:
@@ -173,7 +181,10 @@ def speed_table(rows: dict) -> str:
         "(misclassified ones too). The machine is shared: wall-clock seconds depend on the "
         "load (the 1-minute load average at the end of each run is given; 2 cores), CPU "
         "seconds (`time.process_time`, this process only) are what one free core would "
-        "take, up to cache contention.",
+        "take, up to cache contention: they too move with the load (shared caches and memory "
+        "bandwidth), by up to a third between runs of the same code here, so compare rows "
+        "measured close together. Below the table: rows on the same points compared radius by "
+        "radius.",
         "",
         "| code | CPU s per correct point | CPU s/pt CROWN | wall s/pt | points (correct) | iters "
         "| CROWN/attack (median) | load | date | machine | command |",
@@ -187,6 +198,17 @@ def speed_table(rows: dict) -> str:
             f"| {r['points']} ({r['correct']}) "
             f"| {r['iters']} | {r['crown_over_attack']:.4f} | {r['load_average']:.1f} "
             f"| {r['date']} | {r['machine']} | `{r['command']}` |")
+    # rows measured on the same points: are the certified radii the same?
+    rows_l = list(rows.values())
+    for i, r in enumerate(rows_l):
+        for s in rows_l[i + 1:]:
+            if (r["points"], r["train_points"], r["iters"]) != (s["points"], s["train_points"],
+                                                                s["iters"]):
+                continue
+            a, b = np.array(r["radii"]), np.array(s["radii"])
+            same = int((a == b).sum())
+            lines.append(f"\n`{s['label']}` against `{r['label']}`: {same} of {a.size} radii "
+                         f"identical, largest difference {np.abs(a - b).max():.3g}.")
     return "\n".join(lines)
 
 

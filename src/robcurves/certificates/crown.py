@@ -9,11 +9,14 @@ bounds).
 
 :func:`crown_margins` bounds the margins ``f_y(x') - f_k(x')`` for all ``k != y`` from below.
 ReLU input bounds are built layer by layer: interval arithmetic from the previous layer's bounds,
-then one backward pass for each (point, neuron) that the interval leaves unstable (the affine
-block just below the layer is kept as a dense matrix when small, so its rows are read, not
-recomputed); unstable ReLUs use the triangle's upper line and the adaptive lower line (slope 1
-if ``u > -l`` else 0). :func:`certified_radius` bisects, per point, the largest eps at which all
-margins are certified positive.
+then one backward pass for each (point, neuron) that the interval leaves unstable. Where the
+steps below the layer are only convolutions, scales and ReLUs (the first layers of a CNN), a
+neuron's rows are kept as image patches (its receptive field on each map), pushed back by
+transposed convolutions of the patch alone and bounded on the input patch; elsewhere the rows
+are dense, pushed back point by point (the affine block just below the layer is kept as a dense
+matrix when small, so its rows are read, not recomputed). Unstable ReLUs use the triangle's
+upper line and the adaptive lower line (slope 1 if ``u > -l`` else 0). :func:`certified_radius`
+bisects, per point, the largest eps at which all margins are certified positive.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from collections.abc import Callable
 import torch
 
 from .._box import max_radius
-from ._layers import Affine, ReLU, Step, forward
+from ._layers import Affine, ReLU, Step, _Conv, _Scale, forward
 from .ibp import ibp_steps
 
 __all__ = ["concretize_lower", "crown_margins", "ibp_margins", "preactivation_bounds",
@@ -129,10 +132,8 @@ def _relax(a: torch.Tensor, rel: Relaxation) -> tuple[torch.Tensor, torch.Tensor
     """Replace ``a . relu(z)`` by a linear lower bound in ``z``: ``(a', const)``."""
     n, k = a.shape[:2]
     low, up, up_const = (t[:, None] for t in rel)
-    a_neg = a.clamp_max(0)
-    a_pos = a - a_neg
-    const = (a_neg * up_const).reshape(n, k, -1).sum(-1)
-    return a_pos * low + a_neg * up, const
+    const = (a.clamp_max(0) * up_const).reshape(n, k, -1).sum(-1)
+    return a * torch.where(a > 0, low, up), const
 
 
 def _backward(steps: list[Step], start: int, upto: int, a: torch.Tensor,
@@ -195,27 +196,181 @@ def _tighten(steps: list[Step], i: int, start: int, x: torch.Tensor, eps: torch.
     pts, rows = ((lo_i < 0) & (hi_i > 0)).nonzero(as_tuple=True)
     if pts.numel() == 0:
         return lo, hi
-    block = _block(steps, start, i, cache)
-    width = max(math.prod(s.in_shape) for s in steps[: i + 1])
+    key = ("patches", i)
+    if cache is None or key not in cache:
+        geos = _patch_geometries(steps, i)
+        if cache is not None:
+            cache[key] = geos
+    geos = cache[key] if cache is not None else geos
+    block = None if geos is not None else _block(steps, start, i, cache)
+    if geos is not None:  # a row is one patch per map, at most a map's channels x K_h x K_w
+        width = max(steps[j].in_shape[0] * math.prod(geos[j][2]) for j in range(i + 1))
+    else:
+        width = max(math.prod(s.in_shape) for s in steps[: i + 1])
     chunk = max(1, _CHUNK_ELEMENTS // (2 * width))
-    for c0 in range(0, pts.numel(), chunk):
-        pt, rw = pts[c0:c0 + chunk], rows[c0:c0 + chunk]
-        r = pt.numel()
-        if block is not None:
-            a, const = block[0][rw][:, None], block[1][rw][:, None]
-        else:
-            eye = torch.zeros((r, 1, m), dtype=x.dtype, device=x.device)
-            eye[torch.arange(r), 0, rw] = 1.0
-            a, const = _backward(steps, start, i, eye.reshape((r, 1) + shape), {})
-        # the affine part is linear: the upper bound's row is the lower bound's, negated
-        a, const = torch.cat([a, -a], 1), torch.cat([const, -const], 1)
-        rel_rows = {k: tuple(t[pt] for t in v) for k, v in rel.items() if k < start}
-        a_in, c_in = _backward(steps, 0, start, a, rel_rows)
-        val = concretize_lower(a_in, x[pt], eps[pt], p, bounds) + const + c_in
-        lo_i[pt, rw] = torch.maximum(lo_i[pt, rw], val[:, 0])
-        hi_i[pt, rw] = torch.minimum(hi_i[pt, rw], -val[:, 1])
+    if geos is not None:  # the whole chain down to the input as patches
+        for c0 in range(0, pts.numel(), chunk):
+            pt, rw = pts[c0:c0 + chunk], rows[c0:c0 + chunk]
+            a_in, c_in = _patch_rows(steps, i, geos, pt, rw, rel, x.dtype, cache)
+            # bounded on the patch: the coefficients outside it are zero (padding gets a
+            # value inside the box, where a zero coefficient contributes nothing)
+            inside = min(max(0.0, bounds[0]), bounds[1])
+            x_patch = _at(x - inside, geos[0], steps[i].in_shape[1:], pt, *_position(rw, i, steps))
+            val = concretize_lower(a_in, x_patch[:, 0] + inside, eps[pt], p, bounds) + c_in
+            lo_i[pt, rw] = torch.maximum(lo_i[pt, rw], val[:, 0])
+            hi_i[pt, rw] = torch.minimum(hi_i[pt, rw], -val[:, 1])
+    else:  # dense rows, point by point (each point's relaxations apply to all its rows)
+        which, counts = torch.unique_consecutive(pts, return_counts=True)
+        for q, rows_q in zip(which.tolist(), rows.split(counts.tolist()), strict=True):
+            rel_q = {k: tuple(t[q:q + 1] for t in v) for k, v in rel.items() if k < start}
+            for c0 in range(0, rows_q.numel(), chunk):
+                rw = rows_q[c0:c0 + chunk]
+                r = rw.numel()
+                if block is not None:
+                    a, const = block[0][rw], block[1][rw]
+                else:
+                    eye = torch.zeros((r, 1, m), dtype=x.dtype, device=x.device)
+                    eye[torch.arange(r), 0, rw] = 1.0
+                    a, const = _backward(steps, start, i, eye.reshape((r, 1) + shape), {})
+                    a, const = a[:, 0], const[:, 0]
+                # the affine part is linear: the upper bound's row is the lower bound's, negated
+                a, const = torch.cat([a, -a])[None], torch.cat([const, -const])[None]
+                a_in, c_in = _backward(steps, 0, start, a, rel_q)
+                val = (concretize_lower(a_in, x[q:q + 1], eps[q:q + 1], p, bounds)
+                       + const + c_in)[0]
+                lo_i[q, rw] = torch.maximum(lo_i[q, rw], val[:r])
+                hi_i[q, rw] = torch.minimum(hi_i[q, rw], -val[r:])
     hi_i = torch.maximum(hi_i, lo_i)
     return lo_i.reshape((n,) + shape), hi_i.reshape((n,) + shape)
+
+
+# -- patches: rows of conv layers kept as small image patches --------------------------------
+#
+# A neuron at position (h, w) of a convolution's output depends on a window of its input; the
+# window of a chain conv -> relu -> conv ... down to the network input is a patch of size K at
+# origin (h * S + O, w * S + O) on each map (per spatial dimension). Rows for such neurons are
+# pushed back as (rows, C, K_h, K_w) patches by transposed convolutions of the patch alone, and
+# the elementwise steps (ReLU relaxations, scales) read their values at the patch's positions.
+
+Geometry = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]  # (S, O, K) per dimension
+
+
+def _patch_geometries(steps: list[Step], i: int) -> list[Geometry] | None:
+    """The patch geometry of step ``i``'s input neurons on the input map of each step
+    ``j <= i`` (index ``j``; ``1 x 1`` at ``i``), or ``None`` when ``steps[:i]`` is not a chain
+    of convolutions, scales and ReLUs on images whose patches stay smaller than their maps."""
+    if len(steps[i].in_shape) != 3:
+        return None
+    geos: list[Geometry] = [((1, 1), (0, 0), (1, 1))] * (i + 1)
+    for j in reversed(range(i)):
+        st = steps[j]
+        if len(st.in_shape) != 3 or len(st.out_shape) != 3:
+            return None
+        s_, o_, k_ = (list(v) for v in geos[j + 1])
+        if isinstance(st, _Conv):
+            for d in range(2):
+                stride, pad, dil = st.stride[d], st.padding[d], st.dilation[d]
+                kernel = st.w.shape[2 + d]
+                s_[d], o_[d] = s_[d] * stride, o_[d] * stride - pad
+                k_[d] = (k_[d] - 1) * stride + dil * (kernel - 1) + 1
+        elif not isinstance(st, (ReLU, _Scale)):
+            return None
+        if k_[0] >= st.in_shape[1] or k_[1] >= st.in_shape[2]:
+            return None  # patches as large as the map: the dense rows are cheaper
+        geos[j] = ((s_[0], s_[1]), (o_[0], o_[1]), (k_[0], k_[1]))
+    return geos
+
+
+def _windows(t: torch.Tensor, geo: Geometry, out_hw: tuple[int, int]) -> torch.Tensor:
+    """View ``(N, C, n_h, n_w, K_h, K_w)`` of the windows of maps ``t`` ``(N, C, H, W)`` at the
+    neurons ``(h, w)`` of an ``out_hw`` grid, zero outside the map."""
+    (s0, s1), (o0, o1), (k0, k1) = geo
+    h, w = t.shape[-2:]
+    pads = []
+    for size, s, o, k, n_out in ((w, s1, o1, k1, out_hw[1]), (h, s0, o0, k0, out_hw[0])):
+        pads += [-o, max(0, (n_out - 1) * s + o + k - size)]
+    tp = torch.nn.functional.pad(t, pads)
+    return tp.unfold(2, k0, s0).unfold(3, k1, s1)
+
+
+def _at(t: torch.Tensor, geo: Geometry, out_hw: tuple[int, int], pt: torch.Tensor,
+        hh: torch.Tensor, ww: torch.Tensor) -> torch.Tensor:
+    """The patches ``(rows, 1, C, K_h, K_w)`` of ``t`` ``(N, C, H, W)`` read by each row."""
+    return _windows(t, geo, out_hw)[pt, :, hh, ww][:, None]
+
+
+_PATCH_MATRIX_ELEMENTS = 2 ** 22  # largest matrix of a transposed convolution on patches
+
+
+def _patch_transpose(st: _Conv, a: torch.Tensor, key: tuple, cache: dict | None
+                     ) -> torch.Tensor:
+    """The transposed convolution of patches ``a`` ``(rows, C_out, K_h, K_w)`` (no padding: the
+    whole window); a matrix product when the map's matrix on one patch is small (cached)."""
+    def conv_t(t: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.conv_transpose2d(t, st.w, None, st.stride, 0, 0, st.groups,
+                                                    st.dilation)
+    size = math.prod(a.shape[1:])
+    if cache is None:
+        return conv_t(a)
+    if key not in cache:
+        like = a.new_zeros((1,) + a.shape[1:])
+        out_shape = conv_t(like).shape[1:]
+        matrix = None
+        if size * math.prod(out_shape) <= _PATCH_MATRIX_ELEMENTS:
+            eye = torch.eye(size, dtype=a.dtype, device=a.device).reshape((size,) + a.shape[1:])
+            matrix = (conv_t(eye).reshape(size, -1), out_shape)
+        cache[key] = matrix
+    if cache[key] is None:
+        return conv_t(a)
+    matrix, out_shape = cache[key]
+    return (a.reshape(a.shape[0], size) @ matrix).reshape((a.shape[0],) + tuple(out_shape))
+
+
+def _position(rw: torch.Tensor, i: int, steps: list[Step]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Spatial positions ``(h, w)`` of the flat neuron indices ``rw`` of step ``i``'s input."""
+    _, nh, nw = steps[i].in_shape
+    return (rw // nw) % nh, rw % nw
+
+
+def _patch_rows(steps: list[Step], i: int, geos: list[Geometry], pt: torch.Tensor,
+                rw: torch.Tensor, rel: dict[int, Relaxation], dtype: torch.dtype,
+                cache: dict | None                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Input coefficients on each row's input patch ``(r, 2, C, K_h, K_w)`` (geometry
+    ``geos[0]``) and constants ``(r, 2)`` of the lower (``+e_row``) and upper (``-e_row``)
+    bounds of neurons ``rw`` of step ``i``'s input, for points ``pt``."""
+    c, nh, nw = steps[i].in_shape
+    out_hw = (nh, nw)
+    r = pt.numel()
+    ch = rw // (nh * nw)
+    hh, ww = _position(rw, i, steps)
+    a = torch.zeros((r, 2, c, 1, 1), dtype=dtype, device=pt.device)
+    ar = torch.arange(r, device=pt.device)
+    a[ar, 0, ch] = 1.0
+    a[ar, 1, ch] = -1.0
+    const = a.new_zeros((r, 2))
+    for j in reversed(range(i)):
+        st, geo = steps[j], geos[j + 1]  # the rows live on the output map of step j
+        if isinstance(st, ReLU):
+            low, up, up_const = (_at(t, geo, out_hw, pt, hh, ww) for t in rel[j])
+            a_neg = a.clamp_max(0)
+            const = const + (a_neg * up_const).flatten(2).sum(-1)
+            a = a * torch.where(a > 0, low, up)
+        elif isinstance(st, _Scale):
+            ones = torch.ones((1,) + st.out_shape, dtype=a.dtype, device=a.device)
+            scale = _at(st.scale * ones, geo, out_hw, torch.zeros_like(pt), hh, ww)
+            shift = _at(st.shift * ones, geo, out_hw, torch.zeros_like(pt), hh, ww)
+            const = const + (a * shift).flatten(2).sum(-1)
+            a = a * scale
+        else:
+            assert isinstance(st, _Conv)
+            if st.b is not None:
+                const = const + a.sum((-2, -1)) @ st.b
+            a = _patch_transpose(st, a.reshape((2 * r,) + a.shape[2:]), ("patch-T", i, j),
+                                 cache)
+            a = a.reshape((r, 2) + a.shape[1:])
+            ones = torch.ones((1, 1) + st.in_shape[1:], dtype=a.dtype, device=a.device)
+            a = a * _at(ones, geos[j], out_hw, torch.zeros_like(pt), hh, ww)
+    return a, const
 
 
 def _layer_bounds(steps: list[Step], x: torch.Tensor, eps: torch.Tensor, p: float,
