@@ -76,6 +76,7 @@ def study(digits_model, tmp_path_factory):
     finally:
         mp.undo()
     return {"out": out, "argv": argv, "first": first.calls, "again": again.calls,
+            "given": {n: digits_model for n in ("st", "at-linf", "at-l2")},
             "stamps": stamps, "res1": res1,
             "res": json.loads((out / "results.json").read_text())}
 
@@ -145,20 +146,27 @@ def test_affine_column_is_added_on_resume(study, tmp_path, monkeypatch):
 
     out = tmp_path / "out"
     shutil.copytree(study["out"], out)
-    argv = [*study["argv"][:-1], str(out), "--affine", "--affine-points", "12"]
+    given = study["given"]
+    cfg = multi.MultiConfig.quick(
+        data="digits", eps=EPS, test_points=24, masking_points=4, masking_norms=("linf",),
+        masking_budget=300, epochs=1, train_points=150, affine=True, affine_points=4,
+        affine_kwargs={"lambdas": 2, "steps": 5, "search_steps": 4})
     calls = _Count(monkeypatch).calls
-    assert main(argv) == 0
-    assert calls["affine"] == 6 and calls["distances"] == 0 and calls["train"] == 0
-    res = json.loads((out / "results.json").read_text())
+    res = multi.run(out, cfg, models=given, progress=False, log=lambda _: None)
+    assert calls["affine"] == 6 and calls["distances"] == calls["train"] == 0
     for r in res["table"]:
         part = res["results"][r["model"]]["parts"]["affine"]
         c = RobustnessCurve.load(out / part["curve"])
-        assert c.n == part["points"] == 12 and c.kind == "upper"
+        assert c.n == part["points"] == 4 and c.kind == "upper"
+        assert np.array_equal(c.indices, np.arange(4))
         assert r["affine"] == pytest.approx(np.mean(c.distances > 1.0))
-        # the union on the same 12 points, from the union curve
+        # the union on the same 4 points, from the union curve
         u = RobustnessCurve.load(out / res["results"][r["model"]]["parts"]["union"]["curve"])
-        assert r["affine_union_same_points"] == pytest.approx(np.mean(u.distances[:12] > 1))
-    assert "affine (first 12)" in (out / "multi.html").read_text()
+        assert r["affine_union_same_points"] == pytest.approx(np.mean(u.distances[:4] > 1))
+    assert "affine (first 4)" in (out / "multi.html").read_text()
+    # the same affine settings again: nothing recomputed
+    multi.run(out, cfg, models=given, progress=False, log=lambda _: None)
+    assert calls["affine"] == 6
 
 
 def _no_work(monkeypatch):

@@ -34,7 +34,8 @@ the zoo's recipes and a zoo file can be passed with ``models``.
 :func:`run` writes everything into one folder and resumes there: model files
 (``models/NAME.rcm``) and each model's finished parts (``results/NAME.json``, curves in
 ``curves/``, attack batches in ``work/``) are reused; a folder written with other settings is
-refused (switching ``affine`` on later only adds the affine part).
+refused, except the affine settings: switching the affine threat on later only adds its part,
+and other affine points or options recompute that part alone.
 """
 
 from __future__ import annotations
@@ -90,7 +91,8 @@ class MultiConfig:
         test_points: the first ``test_points`` of the test split, evaluated in every part.
         attack, attack_kwargs: the minimal-norm attack of the per-norm curves.
         spatial_mode: ``"grid"`` (exhaustive, 775 passes per point) or ``"random"``.
-        affine: add the affine threat (``affine_points`` points).
+        affine: add the affine threat (``affine_points`` points; ``affine_kwargs``: options
+            of :func:`robcurves.unions.affine_distances`, such as ``lambdas`` or ``steps``).
         masking_points: points of the gradient-masking check (0: no check), in
             ``masking_norms``; ``masking_budget`` caps the decision-based attacks' queries
             per point (``None``: their defaults, 5,000 for hsja and 10,000 for boundary).
@@ -110,6 +112,7 @@ class MultiConfig:
     spatial_mode: str = "grid"
     affine: bool = False
     affine_points: int = 500
+    affine_kwargs: dict = field(default_factory=dict)
     masking_points: int = 100
     masking_norms: tuple[str, ...] = ("linf", "l2")
     masking_budget: int | None = None
@@ -154,10 +157,12 @@ class MultiConfig:
             raise ValueError(f"attack must be one of {', '.join(ATTACKS)}; got {self.attack!r}")
 
     def key(self) -> dict:
-        """The settings a finished folder must match (all but ``affine``, which only adds a
-        part)."""
+        """The settings a finished folder must match: all but ``affine``, ``affine_points`` and
+        ``affine_kwargs``, which only add (or, changed, redo) the affine part."""
         d = json.loads(json.dumps(asdict(self)))
         d.pop("affine")
+        d.pop("affine_points")
+        d.pop("affine_kwargs")
         return d
 
 
@@ -317,13 +322,15 @@ def _evaluate(name: str, module, cfg: MultiConfig, test, out: Path, res: dict,
         log(f"  {name} spatial: accuracy {parts['spatial']['accuracy']:.3f} "
             f"({t['seconds']:.0f} s)")
         save()
-    if cfg.affine and "affine" not in parts:
+    k = min(n, cfg.affine_points)
+    done = parts.get("affine", {})
+    if cfg.affine and (done.get("points"), done.get("options")) != (
+            k, json.loads(json.dumps(cfg.affine_kwargs))):
         from .. import unions
 
-        k = min(n, cfg.affine_points)
         d, t = _timed(lambda: unions.affine_distances(
             module, x[:k], y[:k], scale=dict(cfg.eps), bounds=(0.0, 1.0), seed=cfg.seed,
-            indices=idx[:k]))
+            indices=idx[:k], **cfg.affine_kwargs))
         c = RobustnessCurve.from_distances(d, name=name)
         c.save(_curve_path(out, name, "affine"))
         u = RobustnessCurve.load(out / parts["union"]["curve"])
@@ -332,6 +339,7 @@ def _evaluate(name: str, module, cfg: MultiConfig, test, out: Path, res: dict,
         fin = np.isfinite(ud) & np.isfinite(ad) & (ud > 0)
         parts["affine"] = {
             "curve": str(_curve_path(out, name, "affine").relative_to(out)), "points": k,
+            "options": json.loads(json.dumps(cfg.affine_kwargs)),
             "accuracy": float(c.robust_accuracy(1.0)),
             "union_accuracy_same_points": float(np.mean(ud > 1.0)),
             "median_affine_over_union": float(np.median(ad[fin] / ud[fin])) if fin.any()
