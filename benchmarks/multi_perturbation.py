@@ -128,6 +128,10 @@ def main() -> None:
         "",
         *_table(res),
         "",
+        f"Each accuracy is a fraction of {res['data']['evaluated']} points: its standard error "
+        f"is up to {100 * (0.25 / res['data']['evaluated']) ** 0.5:.1f} points, so smaller "
+        "differences between models are noise.",
+        "",
         "What it shows (measured, not tuned):",
         "",
         *_answers(res),
