@@ -38,6 +38,10 @@ SKIP = {
     "robcurves study scaling": "trains 16 models, 6 CPU minutes (18 wall minutes on a "
                                "busy 2-core machine); test_scaling.py runs the command end to "
                                "end on digits",
+    "robcurves study multi-perturbation": "trains six models on Fashion-MNIST: 8.4 min of CPU "
+                                          "with --quick (45 min on the busy 2-core machine); "
+                                          "test_study_multi.py runs the command end to end on "
+                                          "digits",
     "robcurves label serve": "a server that runs until Ctrl-C; test_label.py serves the page and "
                              "labels it by keyboard in headless Chromium",
     "robcurves label export": "needs labels people gave on the page; test_label.py exports "

@@ -88,7 +88,13 @@ def _add_tradeoff(sub) -> argparse.ArgumentParser:
     return add_study(sub)
 
 
-STUDIES = {"scaling": _add_scaling, "tradeoff": _add_tradeoff}
+def _add_multi(sub) -> argparse.ArgumentParser:
+    from .study_multi import add_study
+
+    return add_study(sub)
+
+
+STUDIES = {"scaling": _add_scaling, "tradeoff": _add_tradeoff, "multi-perturbation": _add_multi}
 
 
 def add_parser(sub) -> argparse.ArgumentParser:

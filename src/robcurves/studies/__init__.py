@@ -9,10 +9,13 @@ command and one page.
 - :mod:`robcurves.studies.paper`: the theory of Risse, Göpfert & Göpfert ("How to compare
   adversarial robustness of classifiers from a global perspective"): Theorem 1, Example 1 and
   Theorem 2 as constructions with exact curves, predicted next to found crossings and scales.
+- :mod:`robcurves.studies.multi`: robustness against several perturbation types at once
+  (Tramèr & Boneh, NeurIPS 2019): ST, AT and MAX/AVG models, union, spatial and affine curves,
+  the gradient-masking check and the paper's table.
 - :mod:`robcurves.studies.human`: human validity of adversarial examples: from labels people
   gave (``robcurves label``), the human-validated curve (Bartoldson et al., 2024).
 """
 
 from __future__ import annotations
 
-__all__ = ["human", "paper", "scaling", "tradeoff"]
+__all__ = ["human", "multi", "paper", "scaling", "tradeoff"]
