@@ -373,3 +373,26 @@ def test_scale_cli_with_ray_writes_the_same_files(tmp_path, capsys):
     assert address in capsys.readouterr().err and not (tmp_path / "x").exists()
     assert main([*common, "--out", str(tmp_path / "y"), "--workers", "2"]) == 2
     assert "--workers applies to --backend ray only" in capsys.readouterr().err
+
+
+def test_certify_and_interclass_fail_fast_on_a_wrong_address_or_missing_extra(monkeypatch,
+                                                                              tmp_path):
+    from robcurves import certify
+    from robcurves.scale import interclass_distances
+
+    net, x, y = _problem(n=4)
+    calls = (lambda **kw: certify(net, x, y, "l2", "crown", store=tmp_path / "c", **kw),
+             lambda **kw: interclass_distances(x, y, "l2", **kw))
+    address = f"127.0.0.1:{_free_port()}"  # nothing listens there
+    for call in calls:
+        t0 = time.monotonic()
+        with pytest.raises(ConnectionError, match=address):
+            call(backend="ray", ray_address=address)
+        assert time.monotonic() - t0 < 30
+        with pytest.raises(ValueError, match="backend must be 'local' or 'ray'; got 'dask'"):
+            call(backend="dask")
+    assert not (tmp_path / "c").exists()  # refused before any work
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    for call in calls:
+        with pytest.raises(ImportError, match=r'pip install "robcurves\[ray\]"'):
+            call(backend="ray")
