@@ -232,3 +232,167 @@ def test_a_local_start_runs_in_the_calling_thread(monkeypatch):
     monkeypatch.setattr(ray, "init", lambda **kw: threads.append(threading.current_thread()))
     rray.connect(None)
     assert threads == [threading.main_thread()]
+
+
+# -- certify and inter-class distances on Ray -------------------------------------------------
+
+def test_ray_certify_is_byte_identical_and_resumes_from_the_store(tmp_path, monkeypatch):
+    from robcurves import certify
+
+    net, x, y = _problem(n=30)
+    up = distances(net, x, y, "l2", batch_size=10, **ATTACK)
+    for method, norm in (("crown", "l2"), ("ibp", "inf")):
+        kw = {"upper": up.distances if norm == "l2" else None, "batch_size": 8, "iters": 8}
+        local = certify(net, x, y, norm, method, **kw)
+        store = tmp_path / method
+        remote = certify(net, x, y, norm, method, backend="ray", workers=2, store=store, **kw)
+        assert np.array_equal(local.distances, remote.distances)
+        assert np.array_equal(local.predictions, remote.predictions)
+        assert local.settings == remote.settings and local.method == remote.method
+        assert np.isfinite(local.distances).any() and (local.distances > 0).any()
+        assert sorted(p.name for p in store.glob("batch-*.npz")) == [
+            f"batch-{a:09d}-{b:09d}.npz" for a, b in batch_spans(30, 8)]
+    # a driver killed after some batches: the rerun computes only the missing ones
+    lost = sorted(store.glob("batch-*.npz"))[1:3]
+    for f in lost:
+        f.unlink()
+    puts = _count_puts(monkeypatch)
+    again = certify(net, x, y, "inf", "ibp", backend="ray", workers=2, store=store,
+                    batch_size=8, iters=8)
+    assert sorted(puts) == [(8, 16), (16, 24)]
+    assert np.array_equal(again.distances, local.distances)
+
+
+def _pass2_batches(monkeypatch) -> list[tuple[int, int]]:
+    """(rows, block) of every Ray pass 2 run (the query blocks handed to workers)."""
+    calls: list[tuple[int, int]] = []
+    real = rray.run_batches_ray
+
+    def spy(n, batch_size, *args, **kwargs):
+        calls.append((n, batch_size))
+        return real(n, batch_size, *args, **kwargs)
+
+    monkeypatch.setattr(rray, "run_batches_ray", spy)
+    return calls
+
+
+def test_ray_interclass_distances_are_byte_identical(monkeypatch):
+    from robcurves.data import load
+    from robcurves.scale import interclass_distances
+
+    ds = load("digits")
+    x, y = ds.x[:400], ds.y[:400]
+    x[7] = x[3]  # a conflicting duplicate (if the labels differ) and exact ties
+    calls = _pass2_batches(monkeypatch)
+    for norm in ("inf", "l2", "l1"):
+        kw = {"same_class": True, "block_size": 64}
+        local = interclass_distances(x, y, norm, **kw)
+        remote = interclass_distances(x, y, norm, backend="ray", workers=2, **kw)
+        for f in ("distances", "neighbors", "same_distances", "same_neighbors", "conflicts"):
+            assert np.array_equal(getattr(local, f), getattr(remote, f)), (norm, f)
+        # against brute force: exact distances
+        a = x.reshape(len(x), -1).astype(np.float64)
+        p = {"inf": np.inf, "l2": 2, "l1": 1}[norm]
+        full = np.linalg.norm(a[:, None] - a[None], ord=p, axis=2)
+        full[y[:, None] == y[None]] = np.inf
+        assert np.allclose(local.distances, full.min(1), rtol=1e-12, atol=0)
+    # pass 2 really ran on the workers, in several query blocks, for each norm and class kind
+    assert any(n > 64 for n, _ in calls) and all(b == 64 for _, b in calls)
+
+
+def _slow_engine(marks: str):
+    """An inter-class engine that sleeps per query block and leaves a file named by its
+    process id in ``marks`` when it starts one (it travels to the workers by value)."""
+    from robcurves._interclass_engine import Engine
+
+    class SlowEngine(Engine):
+        def second_pass_block(self, *args, **kwargs):
+            open(os.path.join(marks, str(os.getpid())), "w").close()
+            time.sleep(0.3)
+            return super().second_pass_block(*args, **kwargs)
+
+    return SlowEngine
+
+
+def test_killing_an_interclass_worker_loses_no_block(monkeypatch, tmp_path):
+    import signal
+
+    from robcurves import scale
+    from robcurves.data import load
+    from robcurves.scale import interclass_distances
+
+    ds = load("digits")
+    x, y = ds.x[:300], ds.y[:300]
+    expected = interclass_distances(x, y, "inf", block_size=16)  # pass 2: every row
+    monkeypatch.setattr(scale, "Engine", _slow_engine(str(tmp_path)))
+    calls = _pass2_batches(monkeypatch)
+
+    def kill_a_busy_worker() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            busy = list(tmp_path.iterdir())
+            if busy:  # a worker process in the middle of a block
+                os.kill(int(busy[0].name), signal.SIGKILL)
+                return
+            time.sleep(0.01)
+
+    killer = threading.Thread(target=kill_a_busy_worker)
+    killer.start()
+    with pytest.warns(UserWarning, match="a Ray worker died") as record:
+        got = interclass_distances(x, y, "inf", block_size=16, backend="ray", workers=2)
+    killer.join(5)
+    assert len([w for w in record if "a Ray worker died" in str(w.message)]) == 1
+    assert calls and calls[0][0] > 3 * 16  # several blocks: the kill lands mid-run
+    assert np.array_equal(got.distances, expected.distances)
+    assert np.array_equal(got.neighbors, expected.neighbors)
+
+
+def test_scale_cli_with_ray_writes_the_same_files(tmp_path, capsys):
+    import json
+
+    common = ["scale", "digits", "--limit", "200", "--norms", "linf,l2", "--block-size", "32",
+              "--no-progress"]
+    assert main([*common, "--out", str(tmp_path / "local")]) == 0
+    assert main([*common, "--out", str(tmp_path / "ray"), "--backend", "ray",
+                 "--workers", "2"]) == 0
+
+    def strip(path):  # every byte but the run's seconds
+        data = json.loads(path.read_text())
+        for entry in data["data"]:
+            for res in entry["norms"].values():
+                res.pop("seconds")
+        return data
+
+    assert strip(tmp_path / "local" / "scale.json") == strip(tmp_path / "ray" / "scale.json")
+    assert ((tmp_path / "local" / "scale.md").read_bytes()
+            == (tmp_path / "ray" / "scale.md").read_bytes())
+    address = f"127.0.0.1:{_free_port()}"
+    capsys.readouterr()
+    assert main([*common, "--out", str(tmp_path / "x"), "--backend", "ray",
+                 "--address", address]) == 2
+    assert address in capsys.readouterr().err and not (tmp_path / "x").exists()
+    assert main([*common, "--out", str(tmp_path / "y"), "--workers", "2"]) == 2
+    assert "--workers applies to --backend ray only" in capsys.readouterr().err
+
+
+def test_certify_and_interclass_fail_fast_on_a_wrong_address_or_missing_extra(monkeypatch,
+                                                                              tmp_path):
+    from robcurves import certify
+    from robcurves.scale import interclass_distances
+
+    net, x, y = _problem(n=4)
+    calls = (lambda **kw: certify(net, x, y, "l2", "crown", store=tmp_path / "c", **kw),
+             lambda **kw: interclass_distances(x, y, "l2", **kw))
+    address = f"127.0.0.1:{_free_port()}"  # nothing listens there
+    for call in calls:
+        t0 = time.monotonic()
+        with pytest.raises(ConnectionError, match=address):
+            call(backend="ray", ray_address=address)
+        assert time.monotonic() - t0 < 30
+        with pytest.raises(ValueError, match="backend must be 'local' or 'ray'; got 'dask'"):
+            call(backend="dask")
+    assert not (tmp_path / "c").exists()  # refused before any work
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    for call in calls:
+        with pytest.raises(ImportError, match=r'pip install "robcurves\[ray\]"'):
+            call(backend="ray")

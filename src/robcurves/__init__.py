@@ -7,9 +7,11 @@ for the data's scale (:class:`InterclassDistances`), :func:`build_report` /
 :func:`write_report` for the pages, :func:`load_model` for models trained by
 ``robcurves train`` (:mod:`robcurves.train` holds ``fit`` and the rest of training) and
 :mod:`robcurves.data` for data sets, :func:`set_threads` for torch's CPU thread count (one
-thread is the safe choice on a busy machine), :func:`union` / :func:`union_surface` for several
-threat models at once, :func:`affine_distances` for their affine combinations (Tramèr &
-Boneh), :func:`spatial_distances` for rotations and translations, and
+thread is the safe choice on a busy machine), :func:`resolve_device`,
+:func:`batch_size_for` and :func:`set_deterministic` for GPUs, :func:`union` /
+:func:`union_surface` for several threat models at once, :func:`affine_distances` for their
+affine combinations (Tramèr & Boneh), :func:`spatial_distances` for rotations and
+translations, and
 :func:`robust_accuracy` for the robust accuracy at one eps under the AutoAttack protocol
 papers report (a :class:`RobustAccuracy`).
 
@@ -28,6 +30,7 @@ of :mod:`robcurves.attacks`.
 from __future__ import annotations
 
 from . import data, train
+from ._device import batch_size_for, resolve_device, set_deterministic
 from ._norms import NormLike, norm_name, parse_norm
 from ._ray import ModelSpec
 from ._threads import set_threads
@@ -50,7 +53,7 @@ __version__ = "0.1.0"
 __all__ = ["data", "train", "affine_distances", "Band", "Bounds", "Classifier", "Comparison",
            "Distances",
            "InterclassDistances", "ModelSpec", "NormLike", "RobustAccuracy", "RobustnessCurve",
-           "band", "build_report",
+           "band", "batch_size_for", "build_report", "resolve_device", "set_deterministic",
            "certify", "compare", "distances", "interclass_distances", "load_model", "norm_name",
            "parse_norm", "robust_accuracy", "set_threads", "spatial_distances", "union",
            "union_surface", "wrap", "write_report", "__version__"]

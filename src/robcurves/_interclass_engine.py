@@ -21,6 +21,10 @@ How the answer stays exact yet fast (all distances are on the raw, flattened inp
 * Exact measurements run over coordinate chunks in float64 and drop a pair as soon as its partial
   max / sum reaches the current best, so the reported value is the float64 distance of the
   float32 inputs (what a brute-force NumPy computation in float64 gives, up to summation order).
+* The second pass goes in query blocks that are each finished on their own (a block reads and
+  writes only its rows' current best), so they can be computed anywhere: with ``ray`` they are
+  the batches of :func:`robcurves._ray.run_batches_ray`, on workers that each receive this
+  engine (the points and the run's constants, no caches) once through Ray's object store.
 """
 
 from __future__ import annotations
@@ -59,8 +63,11 @@ class Engine:
     """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, p: float, *, k: int, block: int,
-                 levels: int, progress: bool) -> None:
+                 levels: int, progress: bool, ray: tuple | None = None) -> None:
         self.x, self.y, self.p = x, y, p
+        self.ray = ray  # (RayOptions, torch threads): pass 2 on Ray workers
+        self._dense = False  # pass 2 switched to dense bounds (speed only)
+        self._ind_cache: dict | bool | None = None  # l_inf reference indicators of a pass 2
         self.n, self.d = int(x.shape[0]), int(x.shape[1])
         self.k, self.block, self.levels, self.progress = k, block, levels, progress
         self.blocks = [(s, min(s + block, self.n)) for s in range(0, self.n, block)]
@@ -371,63 +378,104 @@ class Engine:
 
     def _second_pass(self, todo: torch.Tensor, same: bool, best: torch.Tensor,
                      arg: torch.Tensor) -> None:
-        """Rows not yet proven: only pairs that may still beat the current best are measured."""
+        """Rows not yet proven: only pairs that may still beat the current best are measured.
+
+        The rows go in query blocks of ``block`` rows; each block is finished on its own
+        (:meth:`second_pass_block` reads and writes only its rows of ``best`` and ``arg``), in
+        this process or, with ``ray``, on Ray workers that each hold this engine once.
+        """
+        lv = self._levels(best[todo]) if self.p == math.inf else None
+        label = f"{'same' if same else 'inter'}-class {norm_name(self.p)} pass 2"
+        if self.ray is not None:
+            self._second_pass_ray(todo, same, best, arg, lv, label)
+            return
+        self._dense = False
+        self._ind_cache = None
         qblocks = [todo[s:s + self.block] for s in range(0, todo.numel(), self.block)]
-        bar = self._bar(len(qblocks) * len(self.blocks),
-                        f"{'same' if same else 'inter'}-class {norm_name(self.p)} pass 2")
-        linf = self.p == math.inf
-        # l_inf and l1: switched on once the cheap bound leaves too many pairs unproven
-        dense = False
-        if linf:
-            lv = self._levels(best[todo])
-            # reference indicators are the same for every query block: keep them if they fit
-            width = 2 * len(lv) * self.d
-            cache: dict[int, torch.Tensor] | None = (
-                {} if self.n * width * 4 <= _INDICATOR_CACHE_BYTES else None)
+        bar = self._bar(len(qblocks) * len(self.blocks), label)
         for rows in qblocks:
-            if not linf:
-                q = self._side(rows, None, query=True)
-            for bi, (rs, re) in enumerate(self.blocks):
-                if linf and dense:
-                    cand = self._dense_linf(rows, rs, re, best)
-                elif linf:
-                    b_ind = cache.get(bi) if cache is not None else None
-                    if b_ind is None:
-                        b_ind = self._ref_indicators(rs, re, lv)
-                        if cache is not None:
-                            cache[bi] = b_ind
-                    # rebuilt per reference block: rows whose best dropped certify more pairs
-                    a_ind = self._query_indicators(rows, best, lv)
-                    # a column that is zero on either side certifies nothing: leave it out
-                    cols = (a_ind.amax(0) > 0) & (b_ind.amax(0) > 0)
-                    if bool(cols.all()):
-                        hits = a_ind @ b_ind.T
-                    else:
-                        hits = a_ind[:, cols] @ b_ind[:, cols].T
-                    cand = hits < 0.5
-                    if float(cand.float().mean()) > _DENSE_SWITCH:
-                        # little of the data sits near the ends of its range (natural images):
-                        # a float32 l_inf product is cheaper than measuring these pairs, for
-                        # this block and every later one
-                        dense = True
-                        cand &= self._dense_linf(rows, rs, re, best)
-                elif self.p == 1.0 and dense:
-                    cand = self._dense_l1(rows, rs, re, best)
-                else:
-                    cand = self._lb(q @ self._ref_side(rs, re)) < best[rows][:, None]
-                    if self.p == 1.0 and float(cand.float().mean()) > _DENSE_SWITCH:
-                        # values spread over the range (natural images): the feature bound
-                        # is loose there, pooled sums are not
-                        dense = True
-                        cand &= self._dense_l1(rows, rs, re, best)
-                cand &= ~self._mask(rows, rs, re, same)
-                qi, rj = torch.nonzero(cand, as_tuple=True)
-                if qi.numel():
-                    qi, rj = rows[qi], rj + rs
-                    d = self._exact(qi, rj, best[qi])
-                    self._update(best, arg, qi, rj, d)
-                bar.update(1)
+            self.second_pass_block(rows, same, best, arg, lv)
+            bar.update(len(self.blocks))
         bar.close()
+
+    def _second_pass_ray(self, todo: torch.Tensor, same: bool, best: torch.Tensor,
+                         arg: torch.Tensor, lv: list | None, label: str) -> None:
+        from ._ray import run_batches_ray
+
+        options, threads = self.ray
+
+        def compute(engine: Engine, a: int, b: int) -> tuple:
+            rows = todo[a:b]
+            mine_best, mine_arg = best.clone(), arg.clone()
+            with highest_precision():
+                engine.second_pass_block(rows, same, mine_best, mine_arg, lv)
+            return rows, mine_best[rows], mine_arg[rows]
+
+        parts = run_batches_ray(todo.numel(), self.block, compute, self, None, options, threads,
+                                progress=label if self.progress else None, join=list)
+        for rows, b, a in parts:
+            best[rows], arg[rows] = b, a
+
+    def __getstate__(self) -> dict:
+        """What a Ray worker gets: the data and the run's constants, no caches or options."""
+        state = dict(self.__dict__)
+        state.update(_ref_cache={}, x_sub=None, x_pool=None, _ind_cache=None, _dense=False,
+                     ray=None)
+        return state
+
+    def second_pass_block(self, rows: torch.Tensor, same: bool, best: torch.Tensor,
+                          arg: torch.Tensor, lv: list[tuple[float, float]] | None) -> None:
+        """Pass 2 for one query block ``rows`` (global indices): reads and updates ``best`` and
+        ``arg`` at ``rows`` only. The result does not depend on the blocks done before (the
+        dense switch and the caches only save work: every filter keeps each pair that may beat
+        the row's current best), so any process holding this engine gives the same bytes."""
+        linf = self.p == math.inf
+        if linf and self._ind_cache is None:
+            # reference indicators are the same for every query block: keep them if they fit
+            fits = self.n * 2 * len(lv) * self.d * 4 <= _INDICATOR_CACHE_BYTES
+            self._ind_cache = {} if fits else False
+        cache = self._ind_cache if linf and self._ind_cache is not False else None
+        if not linf:
+            q = self._side(rows, None, query=True)
+        for bi, (rs, re) in enumerate(self.blocks):
+            if linf and self._dense:
+                cand = self._dense_linf(rows, rs, re, best)
+            elif linf:
+                b_ind = cache.get(bi) if cache is not None else None
+                if b_ind is None:
+                    b_ind = self._ref_indicators(rs, re, lv)
+                    if cache is not None:
+                        cache[bi] = b_ind
+                # rebuilt per reference block: rows whose best dropped certify more pairs
+                a_ind = self._query_indicators(rows, best, lv)
+                # a column that is zero on either side certifies nothing: leave it out
+                cols = (a_ind.amax(0) > 0) & (b_ind.amax(0) > 0)
+                if bool(cols.all()):
+                    hits = a_ind @ b_ind.T
+                else:
+                    hits = a_ind[:, cols] @ b_ind[:, cols].T
+                cand = hits < 0.5
+                if float(cand.float().mean()) > _DENSE_SWITCH:
+                    # little of the data sits near the ends of its range (natural images):
+                    # a float32 l_inf product is cheaper than measuring these pairs, for
+                    # this block and every later one
+                    self._dense = True
+                    cand &= self._dense_linf(rows, rs, re, best)
+            elif self.p == 1.0 and self._dense:
+                cand = self._dense_l1(rows, rs, re, best)
+            else:
+                cand = self._lb(q @ self._ref_side(rs, re)) < best[rows][:, None]
+                if self.p == 1.0 and float(cand.float().mean()) > _DENSE_SWITCH:
+                    # values spread over the range (natural images): the feature bound
+                    # is loose there, pooled sums are not
+                    self._dense = True
+                    cand &= self._dense_l1(rows, rs, re, best)
+            cand &= ~self._mask(rows, rs, re, same)
+            qi, rj = torch.nonzero(cand, as_tuple=True)
+            if qi.numel():
+                qi, rj = rows[qi], rj + rs
+                d = self._exact(qi, rj, best[qi])
+                self._update(best, arg, qi, rj, d)
 
 
 class highest_precision:

@@ -200,16 +200,19 @@ def _worker_class(ray):
 _POOL: dict[tuple, list] = {}
 
 
-def run_batches_ray(n: int, batch_size: int, compute: Callable[[Any, int, int], Distances],
+def run_batches_ray(n: int, batch_size: int, compute: Callable[[Any, int, int], Any],
                     model: Any, store: BatchStore | None, options: RayOptions, threads: int,
-                    progress: str | None = None, fingerprint: str = "") -> Distances:
+                    progress: str | None = None, fingerprint: str = "",
+                    join: Callable[[list], Any] = Distances.concatenate) -> Any:
     """:func:`robcurves.store.run_batches` on Ray actors.
 
     ``compute(model, start, stop)`` computes one batch with the worker's own ``model`` (a
-    :class:`ModelSpec` each worker loads, or a picklable model); ``threads`` is the torch
-    thread count every worker sets; ``fingerprint`` (see
+    :class:`ModelSpec` each worker loads, or a picklable object sent once through Ray's object
+    store: a model, a certifier's network, the reference set of an inter-class search);
+    ``threads`` is the torch thread count every worker sets; ``fingerprint`` (see
     :func:`robcurves.evaluate.fingerprint_model`) that of the driver's model, which each
-    worker's copy must have. Returns the batches joined in order.
+    worker's copy must have. Returns ``join`` of the batches in order (a store holds
+    :class:`Distances` only).
     """
     ray = connect(options.address)
     spans = batch_spans(n, batch_size)
@@ -228,7 +231,7 @@ def run_batches_ray(n: int, batch_size: int, compute: Callable[[Any, int, int], 
     finally:
         if bar is not None:
             bar.close()
-    return Distances.concatenate([done[s] for s in spans])
+    return join([done[s] for s in spans])
 
 
 def _model_ref(ray, model: Any):

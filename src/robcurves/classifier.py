@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._device import resolve_device
+
 __all__ = ["Bounds", "Classifier", "Preprocess", "TorchClassifier", "as_bounds", "margin"]
 
 #: ``(low, high)`` of valid raw inputs; ``None`` (or a ``None`` side) means no bound there.
@@ -139,7 +141,7 @@ class Classifier:
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1; got {batch_size}")
         self.bounds = as_bounds(bounds)
-        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.device = resolve_device(device)  # None: CPU (TorchClassifier: the module's)
         self.batch_size = int(batch_size)
         self.num_classes = num_classes
         self.n_forward = 0
@@ -225,8 +227,8 @@ class TorchClassifier(Classifier):
                  batch_size: int = 256, num_classes: int | None = None) -> None:
         if not isinstance(module, nn.Module):
             raise TypeError(f"expected a torch.nn.Module; got {type(module).__name__}")
-        super().__init__(bounds=bounds, device=device, batch_size=batch_size,
-                         num_classes=num_classes)
+        super().__init__(bounds=bounds, device=resolve_device(device, module),
+                         batch_size=batch_size, num_classes=num_classes)
         try:
             module = module.eval()
         except NotImplementedError:  # torch.export modules keep the mode they were exported in

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._device import BATCH_CAP, attack_batch_size
 from ._norms import NormLike, lp_norm_np, norm_name, parse_norm
 from ._ray import ModelSpec, RayOptions, connect, run_batches_ray
 from ._threads import using_threads
@@ -166,7 +167,10 @@ def distances(model: nn.Module | Classifier | ModelSpec, x: np.ndarray | torch.T
         norm: ``"inf"``/``"linf"``/``float("inf")``, ``2``/``"l2"`` or ``1``/``"l1"``.
         attack: a name from :data:`robcurves.attacks.ATTACKS` (default ``"auto"``; for a
             label-only model, ``"auto"`` means the decision-based ``"hsja"``).
-        batch_size: points attacked together (default: the model's batch size).
+        batch_size: points attacked together (default: the model's batch size; on CUDA, as
+            many as half the free GPU memory holds, measured on one pass of a few points,
+            at most 4096: see :func:`robcurves.batch_size_for`). Part of a stored run's
+            settings: resume with the same batch size.
         seed: seeds random starts; batch ``k`` uses ``seed`` and its start index, so results
             do not depend on which batches were computed in which run.
         indices: positions of the points in their data set (default ``0..N-1``).
@@ -239,6 +243,9 @@ def _distances(model, x, y, norm, attack, bounds, batch_size, seed, indices,
     if ys.max() >= k:
         raise ValueError(f"labels must lie in 0..{k - 1} for a model with {k} outputs; "
                          f"found {int(ys.max())}")
+    if batch_size is None and torch.device(clf.device).type == "cuda":
+        # as many points as a share of the free GPU memory holds, capped
+        batch_size = attack_batch_size(clf, xs, cap=max(clf.batch_size, BATCH_CAP))
     bs = int(batch_size or clf.batch_size)
     takes_seed = "seed" in inspect.signature(attack_fn).parameters
     settings = {"attack": attack, "norm": norm_name(p), "seed": seed, "batch_size": bs,

@@ -13,6 +13,7 @@ from typing import Any
 
 from torch import nn
 
+from ._device import set_deterministic
 from .bridges import FRAMEWORKS, detect_framework
 from .bridges.jax import JaxClassifier
 from .bridges.label import LabelOnlyClassifier
@@ -27,7 +28,8 @@ __all__ = ["Bounds", "Classifier", "Preprocess", "TorchClassifier", "as_bounds",
 
 def wrap(model: nn.Module | Classifier | Any, bounds: Bounds = (0.0, 1.0),
          preprocessing: dict | None = None, device: str | None = None,
-         batch_size: int = 256, framework: str | None = None, **options: Any) -> Classifier:
+         batch_size: int = 256, framework: str | None = None, deterministic: bool = False,
+         **options: Any) -> Classifier:
     """Turn a classifier into the :class:`Classifier` interface the attacks use.
 
     Args:
@@ -41,18 +43,25 @@ def wrap(model: nn.Module | Classifier | Any, bounds: Bounds = (0.0, 1.0),
             distances stay in raw input space. ``m`` and ``s`` are numbers or one value per
             channel of ``(N, C, H, W)`` images / per feature of ``(N, D)`` inputs (``axis=``
             names another axis); see :class:`Preprocess`.
-        device: ``"cpu"``, ``"cuda"``... (default CPU).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``... or ``"auto"`` (CUDA when available);
+            default: a torch module's own device (where its parameters live), CPU for other
+            frameworks. A device this machine lacks is refused, naming those it has.
         batch_size: largest batch sent to the model at once.
         framework: ``None`` detects torch modules, Keras/TensorFlow models, ONNX models
             (``ModelProto`` or ``.onnx`` path) and scikit-learn estimators by type; a plain
             callable needs ``"jax"`` (``fn(params, x)`` with ``params=``, or ``fn(x)``),
             ``"tf"`` or ``"label"`` (a ``predict`` returning labels, with ``num_classes=``).
             See :mod:`robcurves.bridges`.
+        deterministic: reproducible GPU kernels from now on in this process (cuDNN
+            deterministic, no autotuning, ``torch.use_deterministic_algorithms``); see
+            :func:`robcurves.set_deterministic`.
         **options: passed to the bridge of a non-torch framework: ``params=`` and ``jit=`` for
             JAX, ``channels_last=`` and ``compile=`` for TensorFlow, ``gradients=``,
             ``providers=``, ``rtol=`` for ONNX, ``exact=`` for scikit-learn, ``num_classes=``,
             ``classes=``, ``flatten=`` for ``"label"``.
     """
+    if deterministic:
+        set_deterministic(True)
     if isinstance(model, Classifier):
         return model
     common = {"bounds": bounds, "preprocessing": preprocessing, "device": device,

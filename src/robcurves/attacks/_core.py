@@ -246,10 +246,10 @@ class BestAdversarial:
         adv = margin(logits.detach(), self.y[rows]) < -noise
         d = self.distance((cand - self.x[rows]).double())
         better = adv & (d < self.dist[rows])
-        if better.any():
-            r = rows[better]
-            self.best[r] = cand[better].detach()
-            self.dist[r] = d[better]
+        # selected with torch.where, not a boolean index: no device-to-host sync per step
+        keep = better.reshape((-1,) + (1,) * (cand.ndim - 1))
+        self.best[rows] = torch.where(keep, cand.detach().to(self.best.dtype), self.best[rows])
+        self.dist[rows] = torch.where(better, d, self.dist[rows])
         return adv
 
     def distance(self, delta: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -29,6 +30,7 @@ import torch
 from torch import nn
 
 from .._norms import NormLike, norm_name, parse_norm
+from .._ray import RayOptions, connect, run_batches_ray
 from ..classifier import check_finite_logits
 from ..model import Classifier, TorchClassifier, wrap
 from ..results import Distances
@@ -72,7 +74,9 @@ def certify(model: object, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.T
             upper: Distances | np.ndarray | None = None,
             bounds: tuple[float, float] | None = None, batch_size: int = 32,
             iters: int = 14, time_limit: float = 10.0, indices: np.ndarray | None = None,
-            store: str | Path | None = None, progress: bool = False) -> Distances:
+            store: str | Path | None = None, progress: bool = False, backend: str = "local",
+            ray_address: str | None = None, workers: int | None = None,
+            gpus_per_worker: float = 0.0) -> Distances:
     """Certified lower bounds on each point's minimal adversarial distance.
 
     Args:
@@ -98,7 +102,17 @@ def certify(model: object, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.T
         indices: positions of the points in their data set (default ``0..N-1``).
         store: a folder where each finished batch is saved; rerunning with the same settings
             (model, points, upper bounds, method) resumes and recomputes nothing already done.
-        progress: show a progress bar (it moves within a batch, per bisection step or point).
+        progress: show a progress bar (it moves within a batch, per bisection step or point;
+            with Ray, per finished batch).
+        backend: ``"local"`` (this process) or ``"ray"``: the same batches computed by Ray
+            actors, each receiving the network (the float64 certifier copy) once through Ray's
+            object store and using this process's torch thread count, so the bounds are
+            byte-identical to the local backend's. Workers write nothing: this process puts
+            each finished batch into ``store`` as it arrives, so a killed worker or driver
+            loses only the batches in flight and rerunning resumes. Needs
+            ``pip install "robcurves[ray]"``.
+        ray_address, workers, gpus_per_worker: for ``backend="ray"``, as in
+            :func:`robcurves.distances`.
 
     Returns:
         :class:`Distances` with ``kind="lower"`` (``0`` for misclassified points, ``inf`` where
@@ -118,6 +132,12 @@ def certify(model: object, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.T
             raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
     if not time_limit > 0:
         raise ValueError(f"time_limit must be > 0 seconds; got {time_limit!r}")
+    if backend not in ("local", "ray"):
+        raise ValueError(f"backend must be 'local' or 'ray'; got {backend!r}")
+    ray_options = None
+    if backend == "ray":
+        ray_options = RayOptions(ray_address, workers, gpus_per_worker)
+        connect(ray_address)  # a missing extra or a wrong address fails before any work
     x_np = _as_numpy(x).astype(np.float64)
     y_np = _as_numpy(y).astype(np.int64)
     if x_np.ndim < 2 or y_np.shape != (x_np.shape[0],):
@@ -183,25 +203,29 @@ def certify(model: object, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.T
         with torch.no_grad():
             check_finite_logits(forward(steps, xt), idx)
 
-    def compute(a: int, b: int, tick: Callable[[float], None]) -> Distances:
+    # what a batch needs of the model: the affine map or the certifier's network (sent once to
+    # each Ray worker through the object store; the closure below holds only the data)
+    net = affine if method == "exact-linear" else steps
+
+    def compute(net, a: int, b: int, tick: Callable[[float], None] = _no_tick) -> Distances:
         t0 = time.perf_counter()
         cost: dict = {}
         kind = "lower"
         extra: dict = {}
         ub = None if up is None else up[a:b]
         if method == "exact-linear":
-            d, pred, n_box = linear_distances(affine[0], affine[1], x_np[a:b].reshape(b - a, -1),
+            d, pred, n_box = linear_distances(net[0], net[1], x_np[a:b].reshape(b - a, -1),
                                               y_np[a:b], p, bnds)
             cost["n_box_binding"] = n_box
             kind = "exact"
         else:
             with torch.no_grad():
-                pred = forward(steps, xt[a:b]).argmax(1).numpy()
+                pred = forward(net, xt[a:b]).argmax(1).numpy()
             if method in ("crown", "ibp"):
-                d = certified_radius(steps, xt[a:b], yt[a:b], p, bnds, method=method, upper=ub,
+                d = certified_radius(net, xt[a:b], yt[a:b], p, bnds, method=method, upper=ub,
                                      iters=iters, on_step=tick).numpy()
             else:  # milp
-                res = milp_distances(steps, xt[a:b], yt[a:b], p, bnds, upper=ub,
+                res = milp_distances(net, xt[a:b], yt[a:b], p, bnds, upper=ub,
                                      time_limit=time_limit,
                                      on_point=lambda: tick(1.0 / (b - a)))
                 d = res.lower
@@ -222,8 +246,13 @@ def certify(model: object, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.T
                                     "data": fingerprint_data(x_np, y_np, idx,
                                                              np.zeros(0) if up_np is None
                                                              else up_np)})
-    result = run_batches(n, batch_size, compute, bstore, ticks=True,
-                         progress=f"certify {method} {norm_name(p)}" if progress else None)
+    label = f"certify {method} {norm_name(p)}" if progress else None
+    if ray_options is None:
+        result = run_batches(n, batch_size, functools.partial(compute, net), bstore,
+                             ticks=True, progress=label)
+    else:
+        result = run_batches_ray(n, batch_size, compute, net, bstore, ray_options,
+                                 torch.get_num_threads(), progress=label)
     final = dict(result.settings)
     final["bounds"] = list(bnds)  # a 2-point batch's bounds must not be joined as a list
     if method == "exact-linear":
@@ -234,6 +263,10 @@ def certify(model: object, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.T
 
 
 _SOLVED = ("optimal", "misclassified", "no-adversarial")
+
+
+def _no_tick(fraction: float) -> None:
+    """The progress callback of a batch computed where no bar is shown (a Ray worker)."""
 
 
 def _check_box(x: np.ndarray, bounds: tuple[float, float]) -> None:

@@ -94,6 +94,52 @@ def positive(value: int | float | None, option: str, allow_zero: bool = False) -
         raise ValueError(f"{option} must be {'>= 0' if allow_zero else '> 0'}; got {value}")
 
 
+def add_backend_args(p: argparse.ArgumentParser, what: str, gpus: bool = True) -> None:
+    """``--backend local|ray`` with ``--address``, ``--workers`` (and ``--gpus-per-worker``);
+    ``what``: what the Ray backend does in this command."""
+    p.add_argument("--backend", default="local", choices=["local", "ray"],
+                   help=f"local (this process, the default) or ray: {what} (needs "
+                        'pip install "robcurves[ray]")')
+    p.add_argument("--address", default=None, help="with --backend ray: auto (the cluster of "
+                   "this machine) or HOST:PORT (default: a new local Ray instance)")
+    p.add_argument("--workers", type=int, default=None, help="with --backend ray: worker "
+                   "processes (default: as many as the cluster has room for)")
+    if gpus:
+        p.add_argument("--gpus-per-worker", type=float, default=0.0,
+                       help="with --backend ray: GPUs each worker reserves (default 0)")
+
+
+def check_backend(args: argparse.Namespace):
+    """``--backend`` and its options: a :class:`~robcurves._ray.RayOptions` for ``ray`` (Ray
+    installed, options valid, connected to the cluster), ``None`` for ``local``."""
+    gpus = getattr(args, "gpus_per_worker", 0.0)
+    if args.backend != "ray":
+        for flag, value, default in (("--address", args.address, None),
+                                     ("--workers", args.workers, None),
+                                     ("--gpus-per-worker", gpus, 0.0)):
+            if value != default:
+                raise ValueError(f"{flag} applies to --backend ray only; got --backend "
+                                 f"{args.backend}")
+        return None
+    from .._ray import RayOptions, connect
+
+    options = RayOptions(args.address, args.workers, gpus)
+    connect(options.address)  # Ray installed and the cluster reachable, before any work
+    return options
+
+
+def ray_kwargs(options, gpus: bool = True) -> dict:
+    """The backend keyword arguments of ``distances`` and ``certify`` (of
+    ``interclass_distances`` with ``gpus=False``) for :func:`check_backend`'s options (none
+    for local)."""
+    if options is None:
+        return {}
+    out = {"backend": "ray", "ray_address": options.address, "workers": options.workers}
+    if gpus:
+        out["gpus_per_worker"] = options.gpus_per_worker
+    return out
+
+
 def parse_kv(text: str) -> tuple[str, object]:
     """``"width=4"`` -> ``("width", 4)`` (JSON values, else the string); for argparse."""
     if "=" not in text:

@@ -13,6 +13,8 @@ import numpy as np
 from .._norms import norm_name
 from ._common import (
     MODEL_FORMATS,
+    add_backend_args,
+    check_backend,
     load_model_spec,
     parse_bounds,
     parse_eps_list,
@@ -20,6 +22,7 @@ from ._common import (
     parse_kv,
     parse_norms,
     positive,
+    ray_kwargs,
 )
 
 
@@ -53,7 +56,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "set's, 0,1 for data on disk, unbounded for tsipras:...)")
     p.add_argument("--mean", default=None, help="preprocessing mean, comma-separated per channel")
     p.add_argument("--std", default=None, help="preprocessing std, comma-separated per channel")
-    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cpu)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (cuda if "
+                   "available); default cpu")
     p.add_argument("--channels-last", action="store_true",
                    help="the model takes NHWC images (Keras): inputs are transposed inside")
     p.add_argument("--name", default=None, help="model name in plots (default: file stem)")
@@ -67,16 +71,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="evaluate even on points the model was trained on (refused by default); "
                         "every output then carries a warning")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.add_argument("--backend", default="local", choices=["local", "ray"],
-                   help="local (this process, the default) or ray: the same batches on Ray "
-                        "workers, byte-identical results, same OUT/work/ store (needs "
-                        'pip install "robcurves[ray]"; --model must be readable by every worker)')
-    p.add_argument("--address", default=None, help="with --backend ray: auto (the cluster of "
-                   "this machine) or HOST:PORT (default: a new local Ray instance)")
-    p.add_argument("--workers", type=int, default=None, help="with --backend ray: worker "
-                   "processes (default: as many as the cluster has room for)")
-    p.add_argument("--gpus-per-worker", type=float, default=0.0,
-                   help="with --backend ray: GPUs each worker reserves (default 0)")
+    add_backend_args(p, "the same batches on Ray workers, byte-identical results, same "
+                        "OUT/work/ store; --model must be readable by every worker")
     p.add_argument("--certify", default=None,
                    choices=["auto", "crown", "ibp", "milp", "exact-linear"],
                    help="also certify lower bounds with this method (auto: exact for "
@@ -118,30 +114,12 @@ def _check_args(args: argparse.Namespace) -> dict:
     for p in norms:
         get_attack(args.attack, p)  # unknown attack or a norm it does not support
     check_attack_options(args.attack, attack_kwargs)
-    ray_options = _check_backend(args)
+    ray_options = check_backend(args)
     eps_list = parse_eps_list(args.eps) if args.eps else None
     if args.eps is not None and not eps_list:
         raise ValueError(f"--eps {args.eps!r} holds no eps; expected e.g. 0.1,0.2 or 4/255")
     return {"norms": norms, "bounds": bounds, "mean": mean, "std": std,
             "attack_kwargs": attack_kwargs, "eps_list": eps_list, "ray": ray_options}
-
-
-def _check_backend(args: argparse.Namespace):
-    """``--backend`` and its options: a :class:`~robcurves._ray.RayOptions` for ``ray`` (Ray
-    installed, options valid, connected to the cluster), ``None`` for ``local``."""
-    if args.backend != "ray":
-        for flag, value, default in (("--address", args.address, None),
-                                     ("--workers", args.workers, None),
-                                     ("--gpus-per-worker", args.gpus_per_worker, 0.0)):
-            if value != default:
-                raise ValueError(f"{flag} applies to --backend ray only; got --backend "
-                                 f"{args.backend}")
-        return None
-    from .._ray import RayOptions, connect
-
-    options = RayOptions(args.address, args.workers, args.gpus_per_worker)
-    connect(options.address)  # Ray installed and the cluster reachable, before any work
-    return options
 
 
 def _check_preprocessing(mean: list[float] | None, std: list[float] | None,
@@ -232,12 +210,10 @@ def run(args: argparse.Namespace) -> int:
     timing = {}
     for p in norms:
         t0 = time.perf_counter()
-        backend = {} if ray_options is None else {
-            "backend": "ray", "ray_address": ray_options.address,
-            "workers": ray_options.workers, "gpus_per_worker": ray_options.gpus_per_worker}
         d = distances(model_arg, x, y, p, attack=args.attack, batch_size=args.batch_size,
                       seed=args.seed, store=out / "work" / norm_name(p),
-                      progress=not args.no_progress, **backend, **attack_kwargs)
+                      progress=not args.no_progress, **ray_kwargs(ray_options),
+                      **attack_kwargs)
         timing[norm_name(p)] = time.perf_counter() - t0
         cost = {k: v for k, v in d.cost.items() if k != "seconds"}  # files must not vary by run
         meta = {"model": model_meta, "data": data_meta, "method": d.method,
@@ -249,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
         curves.append(curve)
         if args.certify:
             bands[curve.norm_name] = _certify_band(clf, x, y, p, d, curve, args, out,
-                                                   model_arg, ray_options)
+                                                   ray_options)
 
     new = [f"curve-{c.norm_name}.json" for c in curves]
     curves, bands, timing, commands = _folder_summary(out, curves, bands, timing, args)
@@ -339,9 +315,9 @@ def _evaluation_data(args: argparse.Namespace, module) -> tuple:
     return ds, meta, warning
 
 
-def _certify_band(clf, x, y, p, d, curve, args, out: Path, model_arg=None, ray_options=None):
+def _certify_band(clf, x, y, p, d, curve, args, out: Path, ray_options=None):
     """Certified lower bounds for one norm, saved next to the attack curve; their band (the
-    batches on Ray workers with ``ray_options``, each loading ``model_arg``)."""
+    batches on Ray workers with ``ray_options``, each receiving the network once)."""
     from ..bands import band
     from ..certificates import METHODS, certify
     from ..curve import RobustnessCurve
@@ -353,7 +329,7 @@ def _certify_band(clf, x, y, p, d, curve, args, out: Path, model_arg=None, ray_o
     lo = certify(clf, x, y, p, args.certify, upper=d.distances, indices=d.indices,
                  batch_size=args.batch_size,
                  store=out / "work" / f"certify-{args.certify}-{norm_name(p)}",
-                 progress=not args.no_progress)
+                 progress=not args.no_progress, **ray_kwargs(ray_options))
     cost = {k: v for k, v in lo.cost.items() if not k.startswith("seconds")}
     lcurve = RobustnessCurve.from_distances(
         lo, name=f"{curve.name} ({args.certify})",

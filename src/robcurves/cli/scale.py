@@ -8,7 +8,7 @@ import math
 import time
 from pathlib import Path
 
-from ._common import parse_norms, positive
+from ._common import add_backend_args, check_backend, parse_norms, positive, ray_kwargs
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -34,6 +34,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "conflicting duplicates (default 0: exact duplicates)")
     p.add_argument("--block-size", type=int, default=1024, help="rows per block (memory knob)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_backend_args(p, "the exact second pass, one query block per batch, on Ray workers "
+                        "that each hold the data set once; byte-identical results", gpus=False)
     return p
 
 
@@ -57,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--limit must be >= 1; got {args.limit}")
     positive(args.block_size, "--block-size")
     positive(args.duplicate_tol, "--duplicate-tol", allow_zero=True)
+    backend = ray_kwargs(check_backend(args), gpus=False)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     kwargs = {"split": args.split} if args.split else {}
@@ -82,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
             r = interclass_distances(ds.x, ds.y, p, same_class=args.same_class,
                                      duplicate_tol=args.duplicate_tol,
                                      block_size=args.block_size,
-                                     progress=not args.no_progress, name=ds.name)
+                                     progress=not args.no_progress, name=ds.name,
+                                     **backend)
             res = _finite_or_none(r.to_dict())
             res["seconds"] = round(time.perf_counter() - t0, 3)
             entry["norms"][norm_name(p)] = res

@@ -50,7 +50,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    choices=["constant", "cosine", "step", "triangle"])
     p.add_argument("--eval-points", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default=None, help="cpu, cuda... (default: cuda if available)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (cuda if "
+                   "available); default cpu")
     p.add_argument("--checkpoint", default=None, help="per-epoch checkpoint file (default: "
                    "OUT.ckpt); rerun the same command to resume")
     p.add_argument("--out", required=True, help="model file to write (e.g. model.rcm)")

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import data as rdata
+from .._device import resolve_device
 from .._norms import NormLike
 from ..attacks._pgd import pgd
 from ..model import wrap
@@ -73,9 +74,9 @@ def _as_dataset(data: object) -> rdata.Dataset:
 
 
 def _device(device: str | None) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    """The training device: ``None`` is where a freshly built network lives (the CPU),
+    ``"auto"`` CUDA when available; a device this machine lacks is refused."""
+    return resolve_device(device)
 
 
 @torch.no_grad()
@@ -195,7 +196,9 @@ def fit(data: object, arch: str = "cnn-small", method: str = "standard", *,
             ``eval_data``).
         eval_steps: PGD steps of the final evaluation (margin loss, one random restart).
         seed: seeds initialisation, shuffling and attacks (deterministic on CPU).
-        device: ``"cpu"``, ``"cuda"``...; default CUDA when available.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (CUDA when available);
+            default: the CPU, where the network is built (a device this machine lacks is
+            refused, naming the devices it has).
         progress: show a tqdm bar with loss and accuracy.
         checkpoint: file written after every epoch; an existing one of the same run is
             resumed (a different run's raises ``ValueError``).
