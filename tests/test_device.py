@@ -57,6 +57,21 @@ def test_auto_and_indices_with_gpus(two_gpus):
         resolve_device("cuda:2")
 
 
+def test_training_defaults_to_cuda_when_available(two_gpus):
+    """fit builds a fresh network (on the CPU), so its default is "auto", not the model's
+    device: a GPU machine trains on its GPU without being told."""
+    from robcurves.train.loop import _device as training_device
+
+    assert training_device(None) == torch.device("cuda:0")
+    assert training_device("cpu") == torch.device("cpu")
+
+
+def test_training_defaults_to_the_cpu_without_cuda(no_cuda):
+    from robcurves.train.loop import _device as training_device
+
+    assert training_device(None) == torch.device("cpu")
+
+
 def test_cuda_without_cuda_is_a_clear_error_before_any_work(no_cuda, tmp_path):
     msg = r"device 'cuda' is not available here: CUDA is not available .*this machine has: cpu"
     with pytest.raises(ValueError, match=msg):

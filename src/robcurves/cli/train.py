@@ -51,7 +51,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--eval-points", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (cuda if "
-                   "available); default cpu")
+                   "available); default auto")
     p.add_argument("--checkpoint", default=None, help="per-epoch checkpoint file (default: "
                    "OUT.ckpt); rerun the same command to resume")
     p.add_argument("--out", required=True, help="model file to write (e.g. model.rcm)")

@@ -74,9 +74,10 @@ def _as_dataset(data: object) -> rdata.Dataset:
 
 
 def _device(device: str | None) -> torch.device:
-    """The training device: ``None`` is where a freshly built network lives (the CPU),
-    ``"auto"`` CUDA when available; a device this machine lacks is refused."""
-    return resolve_device(device)
+    """The training device: ``None`` and ``"auto"`` are CUDA when available, else the CPU (a
+    freshly built network has no device of its own to keep); a device this machine lacks is
+    refused."""
+    return resolve_device("auto" if device is None else device)
 
 
 @torch.no_grad()
@@ -196,8 +197,8 @@ def fit(data: object, arch: str = "cnn-small", method: str = "standard", *,
             ``eval_data``).
         eval_steps: PGD steps of the final evaluation (margin loss, one random restart).
         seed: seeds initialisation, shuffling and attacks (deterministic on CPU).
-        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (CUDA when available);
-            default: the CPU, where the network is built (a device this machine lacks is
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``; default (``None``) as
+            ``"auto"``: CUDA when available, else the CPU (a device this machine lacks is
             refused, naming the devices it has).
         progress: show a tqdm bar with loss and accuracy.
         checkpoint: file written after every epoch; an existing one of the same run is
