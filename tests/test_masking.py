@@ -67,3 +67,31 @@ def test_refuses_bad_input(problem) -> None:
         gradient_masking(lin, x, y, "l2", ratio=1.5)
     with pytest.raises(ValueError, match=r"options for attacks that are not run: \['boundary'\]"):
         gradient_masking(lin, x, y, "inf", options={"boundary": {}})
+
+
+@pytest.mark.parametrize("name, norm", [("hsja", "l2"), ("hsja", "inf"), ("boundary", "l2")])
+def test_min_budget_is_the_budget_the_attack_starts_with(problem, name, norm) -> None:
+    """The rule callers use to refuse a budget before any work agrees with the attacks: one
+    query less and the attack itself refuses to start, the minimum and it runs."""
+    from robcurves import wrap
+    from robcurves.attacks import ATTACKS
+    from robcurves.attacks._hsja import min_budget
+
+    lin, x, y = problem
+    need = min_budget(name, x[0].numel())
+    clf = wrap(lin)
+    run = ATTACKS[name][0]
+    with pytest.raises(ValueError, match="cannot even cover the start"):
+        run(clf, x[:2], y[:2], norm, budget=need - 1)
+    run(clf, x[:2], y[:2], norm, budget=need, steps=1)
+
+
+def test_a_budget_too_small_is_refused_before_any_model_pass(problem) -> None:
+    from robcurves import wrap
+
+    lin, x, y = problem
+    clf = wrap(lin)
+    with pytest.raises(ValueError, match=r"a budget of 200 queries per point is too small for "
+                                         r"boundary in l2 on inputs of 10 values"):
+        gradient_masking(clf, x, y, "l2", options={"boundary": {"budget": 200}})
+    assert clf.n_forward == 0

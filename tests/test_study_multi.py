@@ -192,6 +192,7 @@ def test_bad_input_fails_clearly_before_any_work(tmp_path, digits_model, monkeyp
         (["--eps", "linf:0.1,l2:x,l1:5"], "--eps takes norm:radius pairs"),
         (["--masking-norms", "l1"], "masking_norms must be among linf, l2"),
         (["--attack", "nope"], "attack must be one of"),
+        (["--masking-budget", "100"], "too small for hsja in linf on inputs of 64 values"),
         (["--epochs", "1", "--models",
           ",".join(f"{n}={digits_model}" for n in multi.MODELS)],
          "--epochs sets training, but --models gives every model"),

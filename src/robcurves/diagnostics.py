@@ -429,6 +429,28 @@ class GradientMasking:
                    fraction=float(obj["fraction"]), level=float(obj["level"]))
 
 
+def check_masking_budget(d: int, norm: object, options: dict | None = None) -> None:
+    """Refuse, before any work, a ``budget`` in ``options`` (per attack name, as
+    :func:`gradient_masking` takes them) that a decision-based attack run in ``norm`` cannot
+    start with on inputs of ``d`` values (HopSkipJump's start alone costs about
+    ``77 + log2(d)`` queries per point; the boundary attack gives it a third of its budget)."""
+    from .attacks import ATTACKS
+    from .attacks._hsja import min_budget
+
+    p = parse_norm(norm)
+    for name in _DECISION_ATTACKS:
+        if p not in ATTACKS[name][1]:
+            continue
+        opts = dict((options or {}).get(name, {}))
+        if "budget" not in opts:
+            continue
+        need = min_budget(name, int(d), opts)
+        if int(opts["budget"]) < need:
+            raise ValueError(f"a budget of {opts['budget']} queries per point is too small for "
+                             f"{name} in {norm_name(p)} on inputs of {d} values: its start "
+                             f"alone needs {need}; give at least {need}")
+
+
 def gradient_masking(model: object, x: np.ndarray, y: np.ndarray, norm: object = "inf", *,
                      ratio: float = 0.9, fraction: float = 0.05, level: float = 0.95,
                      n_boot: int = 500, seed: int = 0,
@@ -451,7 +473,9 @@ def gradient_masking(model: object, x: np.ndarray, y: np.ndarray, norm: object =
 
     Raises:
         ValueError: a norm no decision-based attack supports (l1), ``ratio`` outside (0, 1],
-            ``fraction`` outside [0, 1), options for an attack that is not run.
+            ``fraction`` outside [0, 1), options for an attack that is not run, a ``budget``
+            too small for an attack's start on inputs of this size
+            (:func:`check_masking_budget`).
     """
     from .attacks import ATTACKS
     from .comparison import compare
@@ -471,6 +495,7 @@ def gradient_masking(model: object, x: np.ndarray, y: np.ndarray, norm: object =
     if unknown:
         raise ValueError(f"options for attacks that are not run: {unknown}; the check runs "
                          f"{['auto', *names]}")
+    check_masking_budget(int(np.prod(np.shape(x)[1:])), p, options)
     grad = distances(model, x, y, p, attack="auto", seed=seed, **options.get("auto", {}))
     runs = [distances(model, x, y, p, attack=a, seed=seed, **options.get(a, {})) for a in names]
     best = np.minimum.reduce([r.distances for r in runs])

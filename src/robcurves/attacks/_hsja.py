@@ -211,6 +211,34 @@ def _walk(oracle: LabelOracle, x: torch.Tensor, xa: torch.Tensor, dist: torch.Te
     return best, dist
 
 
+def start_queries(d: int, *, gamma: float = 1.0, init_rays: int = 10, init_tries: int = 50,
+                  tol: float | None = None, n_targets: int = 1) -> int:
+    """Label queries per point HopSkipJump spends on its start (the clean check, the random
+    rays, the uniform draws and the binary search to the boundary) for inputs of ``d``
+    values: the smallest ``budget`` it accepts with these options."""
+    tol = float(tol) if tol is not None else min(1e-4, 0.1 * gamma / d)
+    bs_iters = max(1, math.ceil(math.log2(1.0 / tol)))
+    rays = max(int(init_rays), 1 if int(n_targets) > 1 else 0)
+    return 2 + rays * 15 + int(init_tries) + bs_iters
+
+
+def min_budget(name: str, d: int, options: dict | None = None) -> int:
+    """The smallest ``budget`` the decision-based attack ``name`` (``hsja`` or ``boundary``)
+    accepts on inputs of ``d`` values with ``options`` (its other keyword options), so a
+    caller can refuse a budget before any work."""
+    opts = dict(options or {})
+    keys = ("gamma", "init_rays", "init_tries", "tol", "n_targets")
+    start = start_queries(d, **{k: opts[k] for k in keys if k in opts})
+    if name == "hsja":
+        return start
+    if name == "boundary":
+        if opts.get("init_queries") is not None or opts.get("x_init") is not None:
+            return 1
+        # its HopSkipJump start gets min(3000, budget // 3) queries
+        return 3 * start
+    raise ValueError(f"min_budget knows hsja and boundary; got {name!r}")
+
+
 @attack(norms=(2.0, math.inf))
 def hsja(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *, budget: int = 5000,
          n_targets: int = 1, steps: int | None = None,
@@ -257,7 +285,8 @@ def hsja(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *, budge
     tol = float(tol) if tol is not None else min(1e-4, 0.1 * gamma / d)
     bs_iters = max(1, math.ceil(math.log2(1.0 / tol)))
     init_rays = max(int(init_rays), 1 if targets > 1 else 0)
-    start_cost = 2 + init_rays * 15 + init_tries + bs_iters
+    start_cost = start_queries(d, gamma=gamma, init_rays=init_rays, init_tries=init_tries,
+                               tol=tol, n_targets=targets)
     if max_queries < start_cost:
         raise ValueError(f"budget={max_queries} cannot even cover the start ({start_cost} "
                          f"queries: the clean check, {init_rays} rays, {init_tries} random draws "

@@ -51,7 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from ..curve import RobustnessCurve
-from ..diagnostics import gradient_masking
+from ..diagnostics import check_masking_budget, gradient_masking
 from ..evaluate import distances
 from ..train import ZOO_THREATS, is_model_file, load_model, read_meta, save_model
 from ..train import fit as train_fit
@@ -266,6 +266,15 @@ def _curve_path(out: Path, name: str, part: str) -> Path:
     return out / "curves" / f"{name}-{part}.json"
 
 
+def _masking_options(cfg: MultiConfig, norm: str) -> dict | None:
+    """Options of the gradient-masking check in ``norm``: ``masking_budget`` for each
+    decision-based attack it runs (hsja; in l2 also boundary)."""
+    if cfg.masking_budget is None:
+        return None
+    return {a: {"budget": int(cfg.masking_budget)}
+            for a in (("hsja",) if norm == "linf" else ("hsja", "boundary"))}
+
+
 def _evaluate(name: str, module, cfg: MultiConfig, test, out: Path, res: dict,
               res_path: Path, log: Callable[[str], None]) -> dict:
     """Fill the missing parts of ``res`` (one model's results), saving after each part."""
@@ -353,10 +362,7 @@ def _evaluate(name: str, module, cfg: MultiConfig, test, out: Path, res: dict,
         key = f"masking-{nm}"
         if key in parts:
             continue
-        opts = None
-        if cfg.masking_budget is not None:
-            opts = {a: {"budget": int(cfg.masking_budget)}
-                    for a in (("hsja",) if nm == "linf" else ("hsja", "boundary"))}
+        opts = _masking_options(cfg, nm)
         g, t = _timed(lambda nm=nm, opts=opts: gradient_masking(module, x[:m], y[:m], nm,
                                                                 seed=cfg.seed, options=opts))
         parts[key] = {"points": m, "flagged": bool(g.flagged), "reasons": list(g.reasons),
@@ -452,12 +458,9 @@ def run(out: str | Path, config: MultiConfig | None = None, *,
     given = check_models(models)
     train, test = _load_splits(cfg.data)
     check_models(given, train.input_shape, train.num_classes)
-    if cfg.affine:
-        from .. import unions
-
-        if not hasattr(unions, "affine_distances"):
-            raise ValueError("affine=True needs robcurves.unions.affine_distances, which this "
-                             "robcurves does not have")
+    if cfg.masking_points:
+        for nm in cfg.masking_norms:  # a budget too small for the attacks' start: refuse now
+            check_masking_budget(int(np.prod(train.input_shape)), nm, _masking_options(cfg, nm))
     sources = {n: ({"file": str(given[n].resolve()), "sha256": _sha256(given[n])}
                    if n in given else "trained") for n in MODELS}
     key = {**cfg.key(), "models": sources}
