@@ -13,6 +13,7 @@ import pytest
 from conftest import shared_data
 
 from robcurves.cli import main
+from robcurves.comparison import compare
 from robcurves.curve import RobustnessCurve
 from robcurves.studies import reproduce as R
 
@@ -83,6 +84,9 @@ def test_captions_state_the_computed_numbers(done: Path) -> None:
         want = (f"robust error at eps = {eps:.3g}: ST {100 * st.robust_error(eps):.1f}%, "
                 f"AT {100 * at.robust_error(eps):.1f}%.")
         assert want in md
+        cmp = compare([st, at], n_boot=R.QUICK["n_boot"], seed=0)
+        assert (f"{nm}: {len(cmp.crossings)} crossing(s) between pairs of curves, "
+                f"{sum(c.significant for c in cmp.crossings)} significant at 95%") in md
         # Table 1's cells are the curves' robust errors at the table's eps
         for e in R.TABLE_EPS[nm]:
             row = f"| {e:.3g} | {100 * st.robust_error(e):.1f}% "

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -132,6 +131,11 @@ def _check_out(out: Path, settings: dict) -> None:
                              "it is another study's or someone's folder; use another --out")
 
 
+def _first_of_permutation(n: int, k: int, seed: int) -> np.ndarray:
+    """``min(n, k)`` positions of ``0..n-1`` drawn by a seeded permutation, sorted."""
+    return np.sort(np.random.default_rng(seed).permutation(n)[:min(n, k)])
+
+
 # ------------------------------------------------------------------------------ stages
 # Module-level hooks so a test can count the expensive calls.
 def _train(*args, **kwargs):
@@ -158,22 +162,24 @@ class _Run:
 
     def data(self, name: str, path: Path) -> tuple:
         """``(train, test)`` of a data set: its own splits, else the seeded hold-out rule;
-        ``train`` cut to ``train_points`` (seeded), ``test`` to its first ``test_points``."""
+        both cut to seeded subsets of ``train_points`` and ``test_points`` points."""
         if name not in self.splits:
             from ..data.splits import train_test
 
             train, test = train_test(str(path))
             rule = (train.info.get("split") or {}).get("rule", "native")
-            n_tr = min(train.n, int(self.cfg["train_points"]))
-            order = np.random.default_rng(self.seed).permutation(train.n)
-            tr = train.subset(np.sort(order[:n_tr]))
-            te = test.subset(np.arange(min(test.n, int(self.cfg["test_points"]))))
+            tr = train.subset(_first_of_permutation(train.n, int(self.cfg["train_points"]),
+                                                    self.seed))
+            n_tr = tr.n
+            # seeded subsets: some sets are stored sorted by class (the CIFAR-10 JPEG folders)
+            te = test.subset(_first_of_permutation(test.n, int(self.cfg["test_points"]),
+                                                   self.seed))
             how = ("its own training split" if rule == "native" else
                    f"the seeded hold-out rule on its {train.n + test.n} points (80% for "
                    "training, 20% held out; robcurves.data.splits)")
             self.split_text[name] = (f"{DATASETS[name]['label']}: {n_tr} training points "
                                      f"(seeded subset of {train.n}) from {how}; {te.n} test "
-                                     "points (the first of the held-out part)")
+                                     "points (seeded subset of the held-out part)")
             self.splits[name] = (tr, te)
         return self.splits[name]
 
@@ -321,9 +327,13 @@ def _fig2_table1(run: _Run, fmnist: Path | None, methods: list[str], results: di
                       + _md_table(["eps", *tab.models, "flag"], rows))
         at = DATASETS["fmnist"][nm]
         errs = ", ".join(f"{c.name} {_pct(float(c.robust_error(at)))}" for c in cs)
+        listed = "; ".join(f"{c.better_before} -> {c.better_after} at {_fmt(c.eps)}"
+                           + (" (significant)" if c.significant else "") for c in cross[:8])
+        more = f" and {len(cross) - 8} more" if len(cross) > 8 else ""
         measured.append(
             f"{nm}: {len(cross)} crossing(s) between pairs of curves, {n_sig} significant at "
-            f"95%; rows of Table 1 whose ranking another row reverses: "
+            f"95%" + (f" ({listed}{more})" if cross else "")
+            + "; rows of Table 1 whose ranking another row reverses: "
             f"{', '.join(map(_fmt, flips)) or 'none'} (significant in both rows: "
             f"{', '.join(map(_fmt, sig_flips)) or 'none'}); robust error at eps = {_fmt(at)}: "
             f"{errs}.")
@@ -382,27 +392,30 @@ def _interclass(run: _Run, found: dict, results: dict) -> list:
              "class) differ by orders of magnitude between data sets and norms; a perturbation "
              "size is only small or large relative to them, so robustness thresholds must be "
              "chosen per data set (Fig. 5, Table 2).")
-    rows, res, missing = [], {}, []
+    rows, res, missing, unusable = [], {}, [], []
     fig, axes = plt.subplots(1, 2, figsize=(9.2, 3.4))
     for name, path in found.items():
         if path is None:
             missing.append(DATASETS[name]["label"])
             continue
         n_pts = int(run.cfg["interclass_points"])
-        ds = None
-        for ax, nm in zip(axes, ("linf", "l2"), strict=True):
+        ds, dist = None, {}
+        for nm in ("linf", "l2"):
             file = run.out / "interclass" / f"{name}@{nm}.npy"
             if file.exists():
-                d = np.load(file)
+                dist[nm] = np.load(file)
             else:
                 if ds is None:
                     ds = rdata.load(str(path))
-                    ds = ds.subset(np.arange(min(ds.n, n_pts)))
+                    ds = ds.subset(_first_of_permutation(ds.n, n_pts, run.seed))
                 run.log(f"inter-class distances of {name} in {nm} ({ds.n} points)")
-                d = np.asarray(interclass_distances(ds.x, ds.y, nm, name=name))
-                np.save(file, d)
-            ok = d[np.isfinite(d)]
-            s = np.sort(ok)
+                dist[nm] = np.asarray(interclass_distances(ds.x, ds.y, nm, name=name))
+                np.save(file, dist[nm])
+        if not all(np.isfinite(d).any() for d in dist.values()):
+            unusable.append(DATASETS[name]["label"])
+            continue
+        for ax, nm in zip(axes, ("linf", "l2"), strict=True):
+            s = np.sort(dist[nm][np.isfinite(dist[nm])])
             ax.step(s, np.arange(1, s.size + 1) / s.size, where="post",
                     label=DATASETS[name]["label"])
             res.setdefault(name, {})[nm] = {"min": float(s.min()), "max": float(s.max()),
@@ -421,12 +434,16 @@ def _interclass(run: _Run, found: dict, results: dict) -> list:
     if res:
         lo = min(res, key=lambda k: res[k]["linf"]["median"])
         hi = max(res, key=lambda k: res[k]["linf"]["median"])
-        measured = (f"On the first {run.cfg['interclass_points']} points of each set found: "
+        measured = (f"On {run.cfg['interclass_points']} points of each set found (seeded "
+                    "subset): "
                     f"median l_inf inter-class distance from {_fmt(res[lo]['linf']['median'])} "
                     f"({DATASETS[lo]['label']}) to {_fmt(res[hi]['linf']['median'])} "
                     f"({DATASETS[hi]['label']}). ")
     else:
         measured = "No data set was found. "
+    if unusable:
+        measured += (f"No finite inter-class distance (a single class among the points "
+                     f"taken): {', '.join(unusable)}. ")
     if missing:
         measured += f"Not found here, so not measured: {', '.join(missing)}."
     body = _md_table(["data set", "points", "l_inf min", "l_inf median", "l_inf max",
@@ -693,4 +710,4 @@ def reproduce(out: str | Path, *, quick: bool = False, methods: Sequence[str] = 
 def _threads() -> int:
     import torch
 
-    return int(torch.get_num_threads()) if torch else int(os.cpu_count() or 1)
+    return int(torch.get_num_threads())
