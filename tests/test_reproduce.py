@@ -17,8 +17,8 @@ from robcurves.comparison import compare
 from robcurves.curve import RobustnessCurve
 from robcurves.studies import reproduce as R
 
-TINY = ["--quick", "--methods", "standard,pgd-at", "--robust-method", "pgd-at", "--points", "24",
-        "--train-points", "300", "--interclass-points", "200"]
+TINY = ["--quick", "--epochs", "1", "--methods", "standard,pgd-at", "--robust-method", "pgd-at",
+        "--points", "24", "--train-points", "300", "--interclass-points", "200"]
 
 
 def _write_idx(path: Path, arr: np.ndarray) -> None:

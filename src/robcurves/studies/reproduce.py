@@ -35,7 +35,7 @@ __all__ = ["PAPER_METHODS", "METHOD_LABELS", "DATASETS", "QUICK", "FULL", "check
 PAPER_METHODS = ("standard", "pgd-at", "kw", "mmr-at", "mmr-universal")
 #: the paper's names for them
 METHOD_LABELS = {"standard": "ST", "pgd-at": "AT", "kw": "KW", "mmr-at": "MMR+AT",
-                 "mmr-universal": "MMR-Universal"}
+                 "mmr-universal": "MMR-Universal", "trades": "TRADES", "ibp": "IBP"}
 
 #: data sets looked for, in page order: file or folder under a data folder, the model's
 #: training eps in l_inf and l2 (this study's choice for the threat models the models are
@@ -57,7 +57,7 @@ DATASETS = {
 #: eps of the rows of Table 1 (Fashion-MNIST; around the training eps 0.1 in l_inf)
 TABLE_EPS = {"linf": (0.05, 0.1, 0.15, 0.2), "l2": (0.5, 1.0, 1.5, 2.0)}
 
-QUICK = {"train_points": 2000, "test_points": 100, "epochs": 1, "train_steps": 3,
+QUICK = {"train_points": 2000, "test_points": 100, "epochs": 3, "train_steps": 3,
          "batch_size": 64, "attack": "fmn", "attack_kwargs": {"steps": 30},
          "interclass_points": 1000, "gallery_points": 6, "n_boot": 200}
 FULL = {"train_points": 20000, "test_points": 1000, "epochs": 10, "train_steps": 10,
@@ -332,7 +332,7 @@ def _fig2_table1(run: _Run, fmnist: Path | None, methods: list[str], results: di
         more = f" and {len(cross) - 8} more" if len(cross) > 8 else ""
         measured.append(
             f"{nm}: {len(cross)} crossing(s) between pairs of curves, {n_sig} significant at "
-            f"95%" + (f" ({listed}{more})" if cross else "")
+            f"95%" + (f" (better before -> better after: {listed}{more})" if cross else "")
             + "; rows of Table 1 whose ranking another row reverses: "
             f"{', '.join(map(_fmt, flips)) or 'none'} (significant in both rows: "
             f"{', '.join(map(_fmt, sig_flips)) or 'none'}); robust error at eps = {_fmt(at)}: "
@@ -537,14 +537,19 @@ def _fig3_fig4(run: _Run, found: dict, method: str, results: dict) -> list:
         res4[nm] = {"auc": a, "better": better, "eps_max": top}
         parts.append(f"in {nm}, mean robust error on [0, {_fmt(top)}]: l_inf-trained "
                      f"{a['linf']:.3f}, l2-trained {a['l2']:.3f} (better: {better})")
-    scales = {tn: fit_scale(pair[tn]["linf"], pair[tn]["l2"]) for tn in ("linf", "l2")}
+    scales, no_scale = {}, []
+    for tn in ("linf", "l2"):
+        try:
+            scales[tn] = fit_scale(pair[tn]["linf"], pair[tn]["l2"])
+        except ValueError as exc:  # e.g. every point misclassified or unbroken
+            no_scale.append(f"{tn}-trained: no scale factor ({exc})")
     res4["scale"] = {tn: {"factor": s.factor, "misfit": s.misfit} for tn, s in scales.items()}
     results["fig4"] = res4
     measured4 = (f"{DATASETS[k]['label']}, {label} trained for l_inf (eps "
                  f"{_fmt(DATASETS[k]['linf'])}) and for l2 (eps {_fmt(DATASETS[k]['l2'])}): "
                  + "; ".join(parts) + ". Fitted l_inf -> l2 scale factors: "
-                 + ", ".join(f"{tn}-trained {s.factor:.3g} (misfit {s.misfit:.3f})"
-                             for tn, s in scales.items()) + ".")
+                 + ", ".join([f"{tn}-trained {s.factor:.3g} (misfit {s.misfit:.3f})"
+                              for tn, s in scales.items()] + no_scale) + ".")
     out.append(_section("Fig. 4: transfer of robustness across norms", paper4, measured4,
                         [fig4]))
     return out
@@ -644,7 +649,7 @@ def reproduce(out: str | Path, *, quick: bool = False, methods: Sequence[str] = 
     Args:
         out: output folder (created; an existing one must hold this study with the same
             settings, which then resumes).
-        quick: the :data:`QUICK` setting (few points, one epoch) instead of :data:`FULL`.
+        quick: the :data:`QUICK` setting (few points and epochs) instead of :data:`FULL`.
         methods: training methods of Fig. 2 / Table 1 / Fig. 7 (``robcurves.train`` names).
         robust_method: the family of Figs. 3 and 4 (the paper's MMR+AT).
         data_dirs: folders searched for the data sets of :data:`DATASETS` (default:
