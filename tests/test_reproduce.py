@@ -148,6 +148,8 @@ def test_bad_input_is_refused_before_any_work(done: Path, data_dir: Path, tmp_pa
     assert main([*base, "--out", str(new), "--methods", "standard", "--robust-method",
                  "kw-typo"]) == 2
     assert "'kw-typo' are not registered" in capsys.readouterr().err
+    assert main([*base, "--out", str(new), "--methods", "standard,multi-max"]) == 2
+    assert "'multi-max' train(s) against several threat models" in capsys.readouterr().err
     # the paper's default families, where this tree lacks some of them
     from robcurves.train import method_names
 

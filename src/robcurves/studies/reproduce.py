@@ -87,6 +87,11 @@ def check_methods(methods: Sequence[str], what: str = "--methods") -> list[str]:
                          "registered ones")
     if len(set(ms)) != len(ms):
         raise ValueError(f"{what} names a method twice: {ms}")
+    multi = [m for m in ms if m.startswith("multi-")]  # robcurves.train.fit's convention
+    if multi:
+        raise ValueError(f"{what}: {', '.join(map(repr, multi))} train(s) against several "
+                         "threat models at once; reproduce trains each family for one (l_inf "
+                         "or l2 at the data set's eps)")
     return ms
 
 
@@ -389,9 +394,9 @@ def _interclass(run: _Run, found: dict, results: dict) -> list:
     from ..scale import interclass_distances
 
     paper = ("Inter-class distances (each point's distance to the nearest point of another "
-             "class) differ by orders of magnitude between data sets and norms; a perturbation "
-             "size is only small or large relative to them, so robustness thresholds must be "
-             "chosen per data set (Fig. 5, Table 2).")
+             "class) characterise the scale of a data set: they differ between data sets and "
+             "norms, a perturbation size is only small or large relative to them, so "
+             "robustness thresholds must be chosen per data set (Fig. 5, Table 2).")
     rows, res, missing, unusable = [], {}, [], []
     fig, axes = plt.subplots(1, 2, figsize=(9.2, 3.4))
     for name, path in found.items():
@@ -455,9 +460,8 @@ def _interclass(run: _Run, found: dict, results: dict) -> list:
 def _gallery(run: _Run, fmnist: Path | None, methods: list[str]) -> list:
     from ..report.gallery import save_gallery
 
-    paper = ("Fig. 7 shows adversarial examples at the minimal distance for the models of "
-             "Fig. 2: at the same eps the perturbations of robust models are visible and "
-             "sometimes change the content of the image.")
+    paper = ("Fig. 7 shows adversarial examples of the compared models at their minimal "
+             "distances, to make the distances on the curves' eps axis concrete.")
     if fmnist is None:
         return [_section("Fig. 7: minimal adversarials", paper,
                          "Fashion-MNIST was not found: no gallery.")]
@@ -521,8 +525,7 @@ def _fig3_fig4(run: _Run, found: dict, method: str, results: dict) -> list:
     out = [_section("Fig. 3: the robust family across data sets", paper3, measured3, [fig3])]
 
     paper4 = ("Robustness transfers across norms: the MMR+AT model trained for l_inf is more "
-              "robust than the one trained for l2 in both l_inf and l2 (Fig. 4); the curves of "
-              "one model in two norms are close to rescaled copies.")
+              "robust than the one trained for l2 in both l_inf and l2 (Fig. 4).")
     k = sets[0]
     pair = {tn: {nm: run.curve(k, found[k], method, tn, nm) for nm in ("linf", "l2")}
             for tn in ("linf", "l2")}
@@ -557,8 +560,8 @@ def _fig3_fig4(run: _Run, found: dict, method: str, results: dict) -> list:
 
 def _fig8(run: _Run, found: dict, checkpoint: str | None, results: dict) -> list:
     title = "Fig. 8: a larger architecture (wrn-28-10 on CIFAR-10)"
-    paper = ("In the appendix the paper shows that larger models (wide ResNets on CIFAR-10) "
-             "show the same phenomena: curves of differently trained models intersect.")
+    paper = ("The appendix repeats the curve analysis for larger architectures (wide ResNets "
+             "on CIFAR-10).")
     if checkpoint is None:
         return [_section(title, paper, "Not run: this section needs a wrn-28-10 checkpoint "
                          "on disk (pass --wrn-checkpoint PATH, a RobustBench-format state "
