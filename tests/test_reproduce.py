@@ -95,6 +95,17 @@ def test_captions_state_the_computed_numbers(done: Path) -> None:
     a = curves["fmnist-pgd-at-linf@l2"].auc(2.0, normalized=True)
     b = curves["fmnist-pgd-at-l2@l2"].auc(2.0, normalized=True)
     assert f"in l2, mean robust error on [0, 2]: l_inf-trained {a:.3f}, l2-trained {b:.3f}" in md
+    # Fig. 4's table: fit_scale of the saved l_inf and l2 curves of each l_inf model
+    from robcurves.diagnostics import fit_scale
+
+    for key, label in (("fmnist", "Fashion-MNIST"), ("mnist", "MNIST")):
+        row = next(ln for ln in md.splitlines() if ln.startswith(f"| {label} |") and "%" in ln)
+        try:
+            f = fit_scale(curves[f"{key}-pgd-at-linf@linf"], curves[f"{key}-pgd-at-linf@l2"])
+        except ValueError:  # a tiny model may misclassify every point
+            assert "| none (no point with finite positive distances" in row
+        else:
+            assert row.endswith(f"| {f.factor:.3g} | {f.misfit:.3f} |"), row
     # Fig. 5 / Table 2: min and max of the saved inter-class distances
     d = np.load(done / "interclass" / "fmnist@l2.npy")
     line = next(ln for ln in md.splitlines() if ln.startswith("| Fashion-MNIST | 200 |"))
@@ -123,7 +134,7 @@ def test_rerun_recomputes_nothing(done: Path, data_dir: Path,
     # models, curves, inter-class distances and galleries (the cheap plots are redrawn)
     files = [p for p in done.rglob("*") if p.is_file() and p.parent != done
              and (p.parent.name != "plots" or p.name.startswith("fig7-"))]
-    assert len(files) == 4 + 7 + 4 + 4  # models, curves, inter-class, galleries
+    assert len(files) == 4 + 8 + 4 + 4  # models, curves, inter-class, galleries
     mtimes = {p: p.stat().st_mtime_ns for p in files}
     before = (done / "reproduce.md").read_text()
     assert main(["reproduce", "--out", str(done), "--data-dir", str(data_dir), *TINY]) == 0
