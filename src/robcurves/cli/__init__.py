@@ -13,13 +13,14 @@ import importlib
 import sys
 
 COMMANDS = ["demo", "curve", "eval", "plot", "compare", "scale", "train", "zoo", "study",
-            "gallery", "label"]
+            "reproduce", "gallery", "label"]
 
 #: What each command keeps when interrupted (printed on Ctrl-C).
 _ON_INTERRUPT = {
     "curve": "finished batches are saved in OUT/work/; rerun the same command to resume",
     "train": "finished epochs are saved in the checkpoint; rerun the same command to resume",
     "zoo": "finished models and epochs are saved; rerun the same command to resume",
+    "reproduce": "finished models and curves are saved in OUT; rerun the same command to resume",
 }
 
 #: Library keyword hints in error messages, as the command line spells them.
