@@ -645,12 +645,10 @@ def _md_to_html(md: str) -> str:
 def _write_page(out: Path, sections: list[dict], header: dict) -> list[Path]:
     import base64
 
-    import jinja2
+    from ..report.render import environment
 
-    env = jinja2.Environment(loader=jinja2.PackageLoader("robcurves.studies", "templates"),
-                             autoescape=jinja2.select_autoescape(["html"]),
-                             keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
-    env.filters["md"] = lambda s: _md_to_html(s)
+    env = environment()  # the one environment of every page robcurves writes
+    env.filters.setdefault("md", _md_to_html)
     inline = {f: base64.b64encode((out / "plots" / f).read_bytes()).decode()
               for s in sections for f in s["figures"]}
     md = out / "reproduce.md"
