@@ -10,6 +10,7 @@ import json
 import math
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -226,8 +227,8 @@ def fit(data: object, arch: str = "cnn-small", method: str = "standard", *,
                              "norm and eps")
         tms = [ThreatModel(norm, eps, steps, step_size, kwargs.pop("sparsity", 0.99))]
     certified = method in ("ibp",)
-    if warmup is None:
-        warmup = epochs / 2 if certified else 0.0
+    if warmup is None:  # kw: Wong et al.'s eps schedule over 20 epochs (half of short runs)
+        warmup = epochs / 2 if certified else min(20.0, epochs / 2) if method == "kw" else 0.0
     if warmup_start is None:
         warmup_start = epochs / 10 if certified else 0.0
     kappa_end = 0.5 if kappa is None else float(kappa)
@@ -303,8 +304,9 @@ def fit(data: object, arch: str = "cnn-small", method: str = "standard", *,
                 step = epoch * n_batches + b
                 for g in opt.param_groups:
                     g["lr"] = lr * lr_factor(lr_schedule, step / total)
-                sched = schedule_at(epoch + b / n_batches, warmup_start, warmup,
-                                    kappa_end=kappa_end)
+                sched = replace(schedule_at(epoch + b / n_batches, warmup_start, warmup,
+                                            kappa_end=kappa_end),
+                                epoch=epoch + b / n_batches, epochs=int(epochs))
                 loss, z = meth.loss(module, clf, xb, yb, sched)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -381,5 +383,8 @@ def fit(data: object, arch: str = "cnn-small", method: str = "standard", *,
     }
     if "ibp_certified_accuracy" in res:
         meta["ibp_certified_accuracy"] = res["ibp_certified_accuracy"]
+    if hasattr(meth, "certified_accuracy"):  # kw: certified by its own dual network
+        meta["kw_certified_accuracy"] = {first.label: meth.certified_accuracy(
+            module, x_ev[:k].to(dev), y_ev[:k].to(dev))}
     module.robcurves_meta = meta
     return module
