@@ -145,19 +145,16 @@ def test_region_geometry_of_a_conv_net_matches_autograd_gradients():
     steps = sequential_layers(net, (1, 8, 8), like=x)
     d_b, d_d = region_distances(steps, x, y, 1.0)
     pre = [net[0], net[:3], net[:6]]  # the pre-activations of the three ReLUs
+    jacobian = torch.autograd.functional.jacobian
     for i in range(3):
         want_b = []
         for sub in pre:
-            xi = x[i:i + 1].clone().requires_grad_(True)
-            z = sub(xi).reshape(-1)
-            jac = torch.stack([torch.autograd.grad(z[j], xi, retain_graph=True)[0].reshape(-1)
-                               for j in range(z.numel())])
-            want_b.append(z.detach().abs() / jac.abs().sum(1))
+            z = sub(x[i:i + 1]).reshape(-1).detach()
+            jac = jacobian(lambda v, sub=sub: sub(v).reshape(-1), x[i:i + 1]).reshape(len(z), -1)
+            want_b.append(z.abs() / jac.abs().sum(1))
         torch.testing.assert_close(d_b[i], torch.cat(want_b))
-        xi = x[i:i + 1].clone().requires_grad_(True)
-        f = net(xi)[0]
-        g = torch.stack([torch.autograd.grad(f[k], xi, retain_graph=True)[0].reshape(-1)
-                         for k in range(3)])
+        f = net(x[i:i + 1])[0].detach()
+        g = jacobian(lambda v: net(v)[0], x[i:i + 1]).reshape(3, -1)
         for k in range(3):
             if k != int(y[i]):
                 want = (f[y[i]] - f[k]).detach() / (g[y[i]] - g[k]).abs().sum()
@@ -188,12 +185,12 @@ def _certified_radius_kw(steps, x, y, p, iters=20):
 def test_kw_never_certifies_beyond_the_exact_milp_distance(p):
     net = _tiny_mlp(5, d=6, widths=(10, 8), k=3)
     torch.manual_seed(6)
-    x = torch.rand(10, 6, dtype=torch.float64)
+    x = torch.rand(6, 6, dtype=torch.float64)
     y = net(x).argmax(1)
     steps = sequential_layers(net, (6,), like=x)
     res = milp_distances(steps, x, y, p, (0.0, 1.0), time_limit=10)
     solved = np.array([s == "optimal" for s in res.status])
-    assert solved.sum() >= 8
+    assert solved.sum() >= 5
     exact = torch.from_numpy(res.upper)  # an adversarial exists at this distance
     radius = _certified_radius_kw(steps, x, y, p)
     assert (radius[solved] <= exact[solved] * (1 + 1e-9)).all(), (radius, exact)
@@ -271,7 +268,7 @@ def test_kw_bound_is_differentiable_in_the_weights():
 
 # ------------------------------------------------------------------- training: robustness
 EPS = 0.15
-TRAIN = dict(arch="mlp", arch_kwargs=MLP_SMALL, epochs=6, lr=3e-3, progress=False,
+TRAIN = dict(arch="mlp", arch_kwargs=MLP_SMALL, epochs=5, lr=3e-3, progress=False,
              eval_points=10, eval_steps=2, seed=0, norm="inf", eps=EPS)
 
 
@@ -281,7 +278,7 @@ def standard(digits):
     return fit(digits[0], method="standard", **TRAIN)
 
 
-def _robust_accuracy(model, test, norm="inf", eps=EPS, n=120):
+def _robust_accuracy(model, test, norm="inf", eps=EPS, n=100):
     """Fraction of test points whose minimal adversarial distance found by the attack engine
     (not the training attack) exceeds ``eps``."""
     from robcurves.evaluate import distances
@@ -293,7 +290,7 @@ def _robust_accuracy(model, test, norm="inf", eps=EPS, n=120):
 def test_kw_training_certifies_and_resists_where_standard_does_not(digits, standard):
     train, test = digits
     cert = fit(train, method="kw", warmup=3, **TRAIN)
-    xt, yt = torch.from_numpy(test.x[:120]), torch.from_numpy(test.y[:120]).long()
+    xt, yt = torch.from_numpy(test.x[:100]), torch.from_numpy(test.y[:100]).long()
     meth = make_method("kw", [ThreatModel("inf", EPS)])
     ca = {n: meth.certified_accuracy(m.eval(), xt, yt) for n, m in (("st", standard),
                                                                     ("kw", cert))}
