@@ -360,3 +360,40 @@ def test_fit_refuses_bad_options_before_training(digits):
     with pytest.raises(ValueError, match="eps_start must lie in"):
         fit(train.subset(slice(0, 20)), arch="mlp", method="kw", eps=0.1, eps_start=0.2,
             progress=False)
+
+
+# ----------------------------------------------------------------------------------- CLI
+def test_cli_passes_the_method_options_and_records_them(tmp_path, capsys):
+    from robcurves.cli import main
+    from robcurves.train import read_meta
+
+    out = tmp_path / "m.rcm"
+    assert main(["train", "--data", "digits", "--arch", "mlp", "--arch-opt", "width=16",
+                 "--method", "mmr-at", "--gamma-b", "0.2", "--mmr-lambda", "0.5",
+                 "--ramp-epochs", "1", "--steps", "2", "--epochs", "1", "--batch-size", "256",
+                 "--eval-points", "20",
+                 "--out", str(out), "--no-progress"]) == 0
+    meta = read_meta(out)
+    assert meta["method"] == "mmr-at"
+    assert meta["method_options"] == {"gamma_b": 0.2, "lam": 0.5, "ramp_epochs": 1.0}
+    out_kw = tmp_path / "kw.rcm"
+    assert main(["train", "--data", "digits", "--arch", "mlp", "--arch-opt", "width=16",
+                 "--method", "kw", "--eps", "0.05", "--epochs", "1", "--batch-size", "256",
+                 "--eval-points", "20",
+                 "--out", str(out_kw), "--no-progress"]) == 0
+    assert "KW-certified accuracy linf@0.05" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--method", "kw", "--eps-start", "0.5"], "eps_start must lie in [0, eps=0.1]"),
+    (["--method", "mmr-universal", "--gamma-b", "0.1"], "not gamma_b"),
+    (["--method", "standard", "--ramp-epochs", "3"], "bad options ['ramp_epochs']"),
+])
+def test_cli_refuses_bad_method_options_with_one_clear_line(tmp_path, capsys, extra, message):
+    from robcurves.cli import main
+
+    out = tmp_path / "m.rcm"
+    assert main(["train", "--data", "digits", "--arch", "mlp", *extra, "--out", str(out),
+                 "--no-progress"]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
