@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 
 import torch
-from torch.utils.checkpoint import checkpoint
 
 from ..certificates._layers import Affine, ReLU, Step
 
@@ -144,6 +143,8 @@ def mmr_terms(steps: list[Step], x: torch.Tensor, y: torch.Tensor, qs: tuple[flo
     widest = max(math.prod(s.in_shape) for s in steps)
     if x.shape[0] * d * widest <= _SMALL_JACOBIANS:
         return part(x, y)  # small enough to keep: no recomputation
+    from torch.utils.checkpoint import checkpoint  # slow to import: only when needed
+
     outs = []
     for i in range(0, x.shape[0], chunk):
         xc, yc = x[i:i + chunk], y[i:i + chunk]
