@@ -463,6 +463,11 @@ class MMR(Method):
       ``epoch`` counted from 0 (published: 10).
     - ``ae_frac``: fraction of each batch replaced by adversarials (mmr-at 0.5; mmr-universal 0).
     - ``chunk``: points per checkpointed chunk of the regulariser (memory only, 16).
+
+    Like ``kw``, the network must be a ``nn.Sequential`` of the layers the certifiers walk
+    (ReLU networks: ``cnn-small``, ``mlp``...). The regulariser costs one forward pass per input
+    coordinate through each point's linear region (about 120 s per batch of 128 for
+    ``cnn-small`` on 28x28 inputs, one CPU thread on a loaded machine).
     """
 
     def __init__(self, threats, generator=None, universal: bool = False,
