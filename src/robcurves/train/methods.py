@@ -466,8 +466,8 @@ class MMR(Method):
 
     Like ``kw``, the network must be a ``nn.Sequential`` of the layers the certifiers walk
     (ReLU networks: ``cnn-small``, ``mlp``...). The regulariser costs one forward pass per input
-    coordinate through each point's linear region (about 120 s per batch of 128 for
-    ``cnn-small`` on 28x28 inputs, one CPU thread on a loaded machine).
+    coordinate through each point's linear region (about 40 CPU-seconds per batch of 128 for
+    ``cnn-small`` on 28x28 inputs, one thread).
     """
 
     def __init__(self, threats, generator=None, universal: bool = False,
