@@ -11,7 +11,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     from ..train import arch_names, method_names
 
     p = sub.add_parser(
-        "train", help="train a standard, adversarial, multi-perturbation or certified model",
+        "train", help="train a standard, adversarial, multi-perturbation, certified (IBP, KW) "
+        "or MMR model",
         description="Train a model with one of robcurves' training methods and save it, with "
                     "its architecture, data, method, threat model, seed, accuracies and training "
                     "time, as a file that `robcurves curve` loads directly.")
@@ -38,6 +39,47 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    "(default 0.5)")
     p.add_argument("--clean-mix", type=float, default=None,
                    help="pgd-at weight of the clean loss (default 0)")
+    g = p.add_argument_group(
+        "kw (Wong & Kolter 2018)", "cross-entropy of the dual network's lower bounds on the "
+        "logit margins (l_inf as published; l2, l1 also work); eps grows linearly from "
+        "--eps-start over --warmup epochs (default min(20, epochs/2), Wong et al.'s schedule)")
+    g.add_argument("--eps-start", type=float, default=None,
+                   help="radius at the start of the eps ramp (default 0.01, published)")
+    g.add_argument("--kw-bounds", default=None, choices=["dual", "ibp"],
+                   help="hidden-layer bounds: dual network (default, published) or interval "
+                   "bounds (much cheaper, looser)")
+    g = p.add_argument_group(
+        "mmr-at / mmr-universal (Croce, Andriushchenko & Hein 2019; Croce & Hein 2020)",
+        "loss = CE + ramp * lambda * MMR, MMR = mean over the k_B nearest hidden-unit "
+        "hyperplanes of max(0, 1 - d_B/gamma_B) + mean over the k_D nearest decision "
+        "hyperplanes of max(0, 1 - d_D/gamma_D) in the linear region of each point. Defaults: "
+        "the papers' Fashion-MNIST small-CNN models. mmr-at uses --norm (linf or l2) and "
+        "replaces --ae-frac of each batch by PGD adversarials (the papers ran 40 steps: "
+        "--steps 40); mmr-universal sums l1 and l_inf terms and uses no adversarials")
+    g.add_argument("--mmr-lambda", type=float, default=None,
+                   help="mmr-at lambda (default 2.0 for linf, 1.5 for l2)")
+    g.add_argument("--gamma-b", type=float, default=None,
+                   help="mmr-at gamma_B (default 0.15 linf, 0.45 l2)")
+    g.add_argument("--gamma-d", type=float, default=None,
+                   help="mmr-at gamma_D (default 0.15 linf, 0.45 l2)")
+    g.add_argument("--gamma-l1", type=float, default=None,
+                   help="mmr-universal gamma for the l1 terms (default 1.0)")
+    g.add_argument("--gamma-linf", type=float, default=None,
+                   help="mmr-universal gamma for the l_inf terms (default 0.15)")
+    g.add_argument("--lambda-l1", type=float, default=None,
+                   help="mmr-universal weight of the l1 terms (default 3.0)")
+    g.add_argument("--lambda-linf", type=float, default=None,
+                   help="mmr-universal weight of the l_inf terms (default 40.0)")
+    g.add_argument("--kb-start", type=float, default=None, help="k_B as a fraction of all "
+                   "hidden units in the first epoch (default 0.1 mmr-at, 0.2 mmr-universal)")
+    g.add_argument("--kb-end", type=float, default=None, help="k_B fraction in the last epoch, "
+                   "linear in between (default 0.02 mmr-at, 0.05 mmr-universal)")
+    g.add_argument("--k-d", type=int, default=None,
+                   help="k_D, nearest decision hyperplanes counted (default: number of classes)")
+    g.add_argument("--ramp-epochs", type=float, default=None, help="regulariser weight "
+                   "min((epoch+1)/R, 1) (default 10)")
+    g.add_argument("--ae-frac", type=float, default=None,
+                   help="mmr-at fraction of each batch replaced by PGD adversarials (default 0.5)")
     p.add_argument("--warmup", type=float, default=None, help="epochs of linear eps warm-up")
     p.add_argument("--warmup-start", type=float, default=None,
                    help="epoch where the eps warm-up starts")
@@ -81,7 +123,15 @@ def run(args: argparse.Namespace) -> int:
     eval_data = rdata.load(args.data, split=args.eval_split) if args.eval_split else held
     opts = {k: v for k, v in (("beta", args.beta), ("kappa", args.kappa),
                               ("clean_mix", args.clean_mix), ("warmup", args.warmup),
-                              ("warmup_start", args.warmup_start)) if v is not None}
+                              ("warmup_start", args.warmup_start),
+                              ("eps_start", args.eps_start), ("intermediate", args.kw_bounds),
+                              ("lam", args.mmr_lambda), ("gamma_b", args.gamma_b),
+                              ("gamma_d", args.gamma_d), ("gamma_l1", args.gamma_l1),
+                              ("gamma_linf", args.gamma_linf), ("lambda_l1", args.lambda_l1),
+                              ("lambda_linf", args.lambda_linf), ("kb_start", args.kb_start),
+                              ("kb_end", args.kb_end), ("k_d", args.k_d),
+                              ("ramp_epochs", args.ramp_epochs), ("ae_frac", args.ae_frac))
+            if v is not None}
     out = Path(args.out)
     ckpt = Path(args.checkpoint) if args.checkpoint else out.with_name(out.name + ".ckpt")
     module = fit(data, arch=args.arch, method=args.method, norm=args.norm,
@@ -106,6 +156,9 @@ def run(args: argparse.Namespace) -> int:
                f"(seed {m['train_data']['seed']}, {m['train_data']['fraction']:.0%} held out)")
         print(f"trained on {data.name} ({how}); `robcurves curve --model {out} --data "
               f"{args.data}` evaluates on the {held.n} held-out points of {held.name}")
+    if "kw_certified_accuracy" in m:
+        cert = ", ".join(f"{k} {v:.3f}" for k, v in m["kw_certified_accuracy"].items())
+        print(f"KW-certified accuracy {cert}")
     if "ibp_certified_accuracy" in m:
         cert = ", ".join(f"{k} {v:.3f}" for k, v in m["ibp_certified_accuracy"].items())
         print(f"IBP-certified accuracy {cert}")

@@ -1,6 +1,7 @@
 """Train the models people compare: standard, PGD adversarial training (l_inf, l2, l1),
-TRADES, multi-perturbation training (MAX/AVG) and certified training by interval bound
-propagation, on the architectures of the robustness literature.
+TRADES, multi-perturbation training (MAX/AVG), certified training by interval bound
+propagation and by Wong & Kolter's dual network, and the maximum-margin regularisers MMR+AT and
+MMR-Universal, on the architectures of the robustness literature.
 
 ``fit(data, arch, method, ...)`` trains one model and attaches its metadata as
 ``module.robcurves_meta``; ``save_model`` / ``load_model`` write and read model files;

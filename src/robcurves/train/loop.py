@@ -10,6 +10,7 @@ import json
 import math
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -178,7 +179,8 @@ def fit(data: object, arch: str = "cnn-small", method: str = "standard", *,
     Args:
         data: a :class:`robcurves.data.Dataset` or anything :func:`robcurves.data.load` takes.
         arch: ``cnn-small``, ``mlp``, ``cnn-wide``, ``preact-resnet18`` or ``wrn-16-k``.
-        method: ``standard``, ``pgd-at``, ``trades``, ``multi-avg``, ``multi-max`` or ``ibp``.
+        method: ``standard``, ``pgd-at``, ``trades``, ``multi-avg``, ``multi-max``, ``ibp``,
+            ``kw``, ``mmr-at`` or ``mmr-universal`` (:mod:`robcurves.train.methods`).
         norm, eps, steps, step_size: the threat model (training attack for pgd-at/trades/ibp;
             the evaluation threat model for ``standard``). ``step_size`` is a multiple of
             ``eps / steps``.
@@ -187,8 +189,9 @@ def fit(data: object, arch: str = "cnn-small", method: str = "standard", *,
         epochs, batch_size, lr, optimizer (``adam``/``sgd``), weight_decay, lr_schedule
             (``constant``, ``cosine``, ``step``, ``triangle``; applied per batch).
         warmup: epochs over which eps grows linearly from 0 to ``eps`` (default 0 for attacks,
-            half the epochs for ``ibp``), starting at epoch ``warmup_start`` (default 0 for
-            attacks, a tenth of the epochs of clean training first for ``ibp``).
+            half the epochs for ``ibp``, ``min(20, epochs / 2)`` for ``kw``, whose radius
+            starts at ``eps_start``), starting at epoch ``warmup_start`` (default 0 for
+            attacks and ``kw``, a tenth of the epochs of clean training first for ``ibp``).
         kappa: final weight of the clean loss for ``ibp`` (default 0.5; starts at 1).
         arch_kwargs: the architecture's options (``{"width": 256}`` for ``mlp``...).
         eval_data: data for the final evaluation (a Dataset or a source); default: the first
@@ -203,7 +206,11 @@ def fit(data: object, arch: str = "cnn-small", method: str = "standard", *,
         progress: show a tqdm bar with loss and accuracy.
         checkpoint: file written after every epoch; an existing one of the same run is
             resumed (a different run's raises ``ValueError``).
-        **kwargs: method options: ``beta`` (trades), ``clean_mix`` (pgd-at).
+        **kwargs: method options: ``beta`` (trades), ``clean_mix`` (pgd-at), ``eps_start``
+            and ``intermediate`` (kw), ``lam``, ``gamma_b``, ``gamma_d``, ``kb_start``,
+            ``kb_end``, ``k_d``, ``ramp_epochs``, ``ae_frac`` (mmr-at), ``gamma_l1``,
+            ``gamma_linf``, ``lambda_l1``, ``lambda_linf`` (mmr-universal); see
+            :class:`robcurves.train.methods.KW` and :class:`~robcurves.train.methods.MMR`.
 
     Raises:
         ValueError: unknown architecture/method/option, bad numbers, mismatching checkpoint.
@@ -230,8 +237,8 @@ def fit(data: object, arch: str = "cnn-small", method: str = "standard", *,
                              "norm and eps")
         tms = [ThreatModel(norm, eps, steps, step_size, kwargs.pop("sparsity", 0.99))]
     certified = method in ("ibp",)
-    if warmup is None:
-        warmup = epochs / 2 if certified else 0.0
+    if warmup is None:  # kw: Wong et al.'s eps schedule over 20 epochs (half of short runs)
+        warmup = epochs / 2 if certified else min(20.0, epochs / 2) if method == "kw" else 0.0
     if warmup_start is None:
         warmup_start = epochs / 10 if certified else 0.0
     kappa_end = 0.5 if kappa is None else float(kappa)
@@ -307,8 +314,9 @@ def fit(data: object, arch: str = "cnn-small", method: str = "standard", *,
                 step = epoch * n_batches + b
                 for g in opt.param_groups:
                     g["lr"] = lr * lr_factor(lr_schedule, step / total)
-                sched = schedule_at(epoch + b / n_batches, warmup_start, warmup,
-                                    kappa_end=kappa_end)
+                sched = replace(schedule_at(epoch + b / n_batches, warmup_start, warmup,
+                                            kappa_end=kappa_end),
+                                epoch=epoch + b / n_batches, epochs=int(epochs))
                 loss, z = meth.loss(module, clf, xb, yb, sched)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -385,5 +393,8 @@ def fit(data: object, arch: str = "cnn-small", method: str = "standard", *,
     }
     if "ibp_certified_accuracy" in res:
         meta["ibp_certified_accuracy"] = res["ibp_certified_accuracy"]
+    if hasattr(meth, "certified_accuracy"):  # kw: certified by its own dual network
+        meta["kw_certified_accuracy"] = {first.label: meth.certified_accuracy(
+            module, x_ev[:k].to(dev), y_ev[:k].to(dev))}
     module.robcurves_meta = meta
     return module

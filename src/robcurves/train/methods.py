@@ -7,8 +7,9 @@ network in eval mode (BatchNorm uses running statistics) and then trained on in 
 
 Methods: ``standard``, ``pgd-at`` (Madry et al. 2018; l_inf, l2, l1 with sparse steps), ``trades``
 (Zhang et al. 2019), ``multi-avg`` / ``multi-max`` (Tramer & Boneh 2019), ``ibp`` (Gowal et al.
-2018) and ``crown-ibp`` (Zhang et al. 2020) when
-:mod:`robcurves.certificates` provides CROWN bounds.
+2018), ``kw`` (Wong & Kolter 2018, the dual network of :mod:`._kw`), ``mmr-at`` (Croce,
+Andriushchenko & Hein 2019, the regulariser of :mod:`._mmr` plus PGD) and ``mmr-universal``
+(Croce & Hein 2020).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from ..model import Classifier
 
 __all__ = [
     "ThreatModel", "Schedule", "Method", "METHODS", "make_method", "method_names",
-    "combine_losses", "parse_threats", "worst_case_logits", "ibp_logit_bounds",
+    "combine_losses", "parse_threats", "worst_case_logits", "ibp_logit_bounds", "KW", "MMR",
 ]
 
 
@@ -117,10 +118,14 @@ class Schedule:
     Attributes:
         eps_scale: fraction of the training eps used now (eps warm-up), in [0, 1].
         kappa: weight of the clean loss in certified training (1 -> 0.5 typically).
+        epoch: fractional epochs done before this batch (``2.5``: half-way through the third).
+        epochs: epochs of the whole run (MMR's schedules depend on both).
     """
 
     eps_scale: float = 1.0
     kappa: float = 0.0
+    epoch: float = 0.0
+    epochs: int = 1
 
 
 def combine_losses(losses: torch.Tensor, mode: str) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -348,6 +353,228 @@ class IBP(Method):
         return loss, z
 
 
+def _steps_of(module: nn.Module, x: torch.Tensor) -> list:
+    """The certifiers' flattened layers of ``module`` for inputs shaped like ``x``."""
+    from ..certificates._layers import sequential_layers
+
+    return sequential_layers(module, x.shape[1:], like=x)
+
+
+class KW(Method):
+    """Wong & Kolter 2018: cross-entropy of the worst-case logits ``-m`` where ``m`` lower-bounds
+    the margins ``f_y - f_k`` over the l_p ball (∩ the input box) by the dual network
+    (:func:`robcurves.train._kw.kw_margins`; l_inf as published, l2 and l1 also work). The radius
+    grows linearly from ``eps_start`` (published 0.01) to the training eps over the warm-up
+    (:func:`robcurves.train.fit` default: ``min(20, epochs / 2)`` epochs, Wong et al.'s
+    ``schedule_length`` 20). Options:
+
+    - ``eps_start``: radius at the start of the ramp (0.01; must not exceed eps).
+    - ``intermediate``: ``"dual"`` (pre-activation bounds by the dual network, as published) or
+      ``"ibp"`` (interval bounds; much cheaper, looser).
+
+    The network must be a ``nn.Sequential`` the certifiers can walk (``cnn-small``, ``mlp``...),
+    evaluated with BatchNorm in eval mode.
+    """
+
+    name = "kw"
+    certified = True
+
+    def __init__(self, threats, generator=None, eps_start: float = 0.01,
+                 intermediate: str = "dual") -> None:
+        from ._kw import INTERMEDIATE
+
+        if len(threats) != 1:
+            raise ValueError(f"kw trains against exactly one threat model; got {len(threats)}")
+        tm = threats[0]
+        if not (math.isfinite(float(eps_start)) and 0 <= float(eps_start) <= tm.eps):
+            raise ValueError(f"eps_start must lie in [0, eps={tm.eps:g}]; got {eps_start!r}")
+        if intermediate not in INTERMEDIATE:
+            raise ValueError(f"intermediate must be one of {', '.join(INTERMEDIATE)}; got "
+                             f"{intermediate!r}")
+        super().__init__(threats, generator, eps_start=float(eps_start),
+                         intermediate=intermediate)
+
+    def eps_now(self, schedule: Schedule) -> float:
+        """The radius trained at now: ``eps_start + eps_scale * (eps - eps_start)``."""
+        e0 = self.options["eps_start"]
+        return e0 + float(schedule.eps_scale) * (self.threats[0].eps - e0)
+
+    def margins(self, module: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
+                bounds: tuple[float, float]) -> torch.Tensor:
+        """Lower bounds ``(N, K)`` on ``f_y - f_k`` at radius ``eps`` (0 at ``k = y``)."""
+        from ._kw import kw_margins
+
+        e = torch.full((x.shape[0],), float(eps), dtype=x.dtype, device=x.device)
+        return kw_margins(_steps_of(module, x), x, y, e, self.threats[0].p, bounds,
+                          self.options["intermediate"])
+
+    def loss(self, module, clf, x, y, schedule):
+        z = module(x)
+        m = self.margins(module, x, y, self.eps_now(schedule), clf.bounds)
+        return F.cross_entropy(-m, y), z
+
+    @torch.no_grad()
+    def certified_accuracy(self, module: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                           bounds: tuple[float, float] = (0.0, 1.0), batch: int = 64) -> float:
+        """Fraction of points whose margins the dual network certifies at the training eps."""
+        ok = 0
+        for i in range(0, x.shape[0], batch):
+            m = self.margins(module, x[i:i + batch], y[i:i + batch], self.threats[0].eps,
+                             bounds)
+            m = m.masked_fill(F.one_hot(y[i:i + batch], m.shape[1]).bool(), math.inf)
+            ok += int((m.amin(1) > 0).sum())
+        return ok / max(1, x.shape[0])
+
+
+def _positive(name: str, value: object) -> float:
+    if not (isinstance(value, (int, float)) and math.isfinite(float(value)) and value > 0):
+        raise ValueError(f"{name} must be a number > 0; got {value!r}")
+    return float(value)
+
+
+def _fraction(name: str, value: object) -> float:
+    if not (isinstance(value, (int, float)) and 0 <= float(value) <= 1):
+        raise ValueError(f"{name} must lie in [0, 1]; got {value!r}")
+    return float(value)
+
+
+class MMR(Method):
+    """Maximum Margin Regularisation: ``CE + ramp * lambda * MMR`` (:mod:`robcurves.train._mmr`).
+
+    ``mmr-at`` (Croce, Andriushchenko & Hein 2019): one norm (the threat model's, l_inf or l2),
+    and the first ``ae_frac`` of each batch replaced by PGD adversarials of the threat model
+    (published: half; PGD with 40 steps on MNIST/Fashion-MNIST, pass ``steps=40``).
+    ``mmr-universal`` (Croce & Hein 2020): the l1 and l_inf terms together (weights
+    ``lambda_l1``, ``lambda_linf``; radii ``gamma_l1``, ``gamma_linf``), no adversarial examples;
+    its threat model only names the evaluation norm and eps.
+
+    Options and their published defaults (the Fashion-MNIST small-CNN models of the papers'
+    repositories):
+
+    - ``lam``: lambda (mmr-at: 2.0 for l_inf, 1.5 for l2).
+    - ``gamma_b``, ``gamma_d``: hyperplane radii gamma_B, gamma_D (mmr-at: 0.15 l_inf, 0.45 l2).
+    - ``gamma_l1`` (1.0), ``gamma_linf`` (0.15), ``lambda_l1`` (3.0), ``lambda_linf`` (40.0):
+      mmr-universal.
+    - ``kb_start``, ``kb_end``: k_B as a fraction of all hidden units, moved linearly from the
+      first to the last epoch (mmr-at 0.1 -> 0.02; mmr-universal 0.2 -> 0.05).
+    - ``k_d``: k_D, the nearest decision hyperplanes counted (default: the number of classes,
+      i.e. all; the true class counts as 0, as published).
+    - ``ramp_epochs``: the regulariser's weight is ``min((epoch + 1) / ramp_epochs, 1)`` with
+      ``epoch`` counted from 0 (published: 10).
+    - ``ae_frac``: fraction of each batch replaced by adversarials (mmr-at 0.5; mmr-universal 0).
+    - ``chunk``: points per checkpointed chunk of the regulariser (memory only, 16).
+
+    Like ``kw``, the network must be a ``nn.Sequential`` of the layers the certifiers walk
+    (ReLU networks: ``cnn-small``, ``mlp``...). The regulariser costs one forward pass per input
+    coordinate through each point's linear region (about 40 CPU-seconds per batch of 128 for
+    ``cnn-small`` on 28x28 inputs, one thread).
+    """
+
+    def __init__(self, threats, generator=None, universal: bool = False,
+                 lam: float | None = None, gamma_b: float | None = None,
+                 gamma_d: float | None = None, gamma_l1: float = 1.0, gamma_linf: float = 0.15,
+                 lambda_l1: float = 3.0, lambda_linf: float = 40.0,
+                 kb_start: float | None = None, kb_end: float | None = None,
+                 k_d: int | None = None, ramp_epochs: float = 10.0,
+                 ae_frac: float | None = None, chunk: int = 16) -> None:
+        self.name = "mmr-universal" if universal else "mmr-at"
+        if len(threats) != 1:
+            raise ValueError(f"{self.name} trains against exactly one threat model; got "
+                             f"{len(threats)}")
+        tm = threats[0]
+        if universal:
+            unused = {k: v for k, v in (("lam", lam), ("gamma_b", gamma_b),
+                                        ("gamma_d", gamma_d)) if v is not None}
+            if unused:
+                raise ValueError(f"mmr-universal takes gamma_l1, gamma_linf, lambda_l1 and "
+                                 f"lambda_linf, not {', '.join(sorted(unused))}")
+            if ae_frac not in (None, 0, 0.0):
+                raise ValueError(f"mmr-universal uses no adversarial examples; got ae_frac="
+                                 f"{ae_frac!r}")
+            opts = {"gamma_l1": _positive("gamma_l1", gamma_l1),
+                    "gamma_linf": _positive("gamma_linf", gamma_linf),
+                    "lambda_l1": _positive("lambda_l1", lambda_l1),
+                    "lambda_linf": _positive("lambda_linf", lambda_linf), "ae_frac": 0.0}
+            kb = (0.2, 0.05)
+        else:
+            if tm.norm not in (math.inf, 2.0):
+                raise ValueError(f"mmr-at trains against l_inf or l2; got {tm.label} (use "
+                                 "mmr-universal for l1)")
+            linf = tm.norm == math.inf
+            opts = {"lam": _positive("lam", 2.0 if lam is None and linf else
+                                     1.5 if lam is None else lam),
+                    "gamma_b": _positive("gamma_b", (0.15 if linf else 0.45)
+                                         if gamma_b is None else gamma_b),
+                    "gamma_d": _positive("gamma_d", (0.15 if linf else 0.45)
+                                         if gamma_d is None else gamma_d),
+                    "ae_frac": _fraction("ae_frac", 0.5 if ae_frac is None else ae_frac)}
+            kb = (0.1, 0.02)
+        opts["kb_start"] = _fraction("kb_start", kb[0] if kb_start is None else kb_start)
+        opts["kb_end"] = _fraction("kb_end", kb[1] if kb_end is None else kb_end)
+        if k_d is not None and not (isinstance(k_d, int) and k_d >= 1):
+            raise ValueError(f"k_d must be an integer >= 1; got {k_d!r}")
+        opts["k_d"] = k_d
+        opts["ramp_epochs"] = _positive("ramp_epochs", ramp_epochs)
+        if not (isinstance(chunk, int) and chunk >= 1):
+            raise ValueError(f"chunk must be an integer >= 1; got {chunk!r}")
+        opts["chunk"] = chunk
+        super().__init__(threats, generator, **opts)
+        self.universal = universal
+
+    def ramp(self, schedule: Schedule) -> float:
+        """The regulariser's weight factor at this batch (published: per epoch)."""
+        return min((math.floor(schedule.epoch) + 1) / self.options["ramp_epochs"], 1.0)
+
+    def k_b(self, schedule: Schedule, hidden: int) -> int:
+        """k_B at this batch: a fraction of the ``hidden`` units moving linearly from
+        ``kb_start`` (epoch 1) to ``kb_end`` (last epoch), at least 1."""
+        o = self.options
+        t = min((math.floor(schedule.epoch) + 1) / max(1, schedule.epochs), 1.0)
+        start, end = int(o["kb_start"] * hidden), int(o["kb_end"] * hidden)
+        return max(1, int(start + (end - start) * t))
+
+    def regulariser(self, module: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                    schedule: Schedule) -> torch.Tensor:
+        """Per-point MMR (or MMR-Universal) term, lambda included, ramp not ``(N,)``."""
+        from ..certificates._layers import ReLU
+        from ._mmr import mmr_terms
+
+        steps = _steps_of(module, x)
+        hidden = sum(math.prod(s.in_shape) for s in steps if isinstance(s, ReLU))
+        k_classes = steps[-1].out_shape[0]
+        o = self.options
+        k_d = k_classes if o["k_d"] is None else o["k_d"]
+        kb = self.k_b(schedule, hidden)
+        if self.universal:
+            # q = inf is the dual of l1, q = 1 the dual of l_inf
+            return mmr_terms(steps, x, y, (math.inf, 1.0), (o["gamma_l1"], o["gamma_linf"]),
+                             (o["gamma_l1"], o["gamma_linf"]),
+                             (o["lambda_l1"], o["lambda_linf"]), kb, k_d, o["chunk"])
+        p = self.threats[0].norm
+        q = 1.0 if p == math.inf else 2.0
+        return mmr_terms(steps, x, y, (q,), (o["gamma_b"],), (o["gamma_d"],), (o["lam"],), kb,
+                         k_d, o["chunk"])
+
+    def loss(self, module, clf, x, y, schedule):
+        n_adv = int(self.options["ae_frac"] * x.shape[0])
+        if n_adv > 0:
+            x_adv = self.attack(module, clf, x[:n_adv], y[:n_adv], self.threats[0],
+                                schedule.eps_scale)
+            x = torch.cat([x_adv, x[n_adv:]])
+        z = module(x)
+        loss = F.cross_entropy(z, y)
+        r = self.ramp(schedule)
+        if r > 0:
+            loss = loss + r * self.regulariser(module, x, y, schedule).mean()
+        return loss, z
+
+
+def _make_mmr(universal: bool):
+    def make(threats, generator=None, **options):
+        return MMR(threats, generator, universal=universal, **options)
+    return make
+
+
 def _make_multi(mode: str):
     def make(threats, generator=None, **options):
         return MultiAT(threats, generator, mode=mode, **options)
@@ -362,6 +589,9 @@ METHODS = {
     "multi-avg": _make_multi("avg"),
     "multi-max": _make_multi("max"),
     "ibp": IBP,
+    "kw": KW,
+    "mmr-at": _make_mmr(False),
+    "mmr-universal": _make_mmr(True),
 }
 
 
