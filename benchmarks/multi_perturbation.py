@@ -45,13 +45,15 @@ def _table(res: dict) -> list[str]:
     affine = any("affine" in r for r in res["table"])
     head = ["model", "clean", f"l_inf @ {eps['linf']:g}", f"l2 @ {eps['l2']:g}",
             f"l1 @ {eps['l1']:g}", "union (all l_p)", "RT (30°, 3 px)", "l_inf ∪ RT"]
-    head += ["affine"] if affine else []
+    n_aff = res["config"].get("affine_points")
+    head += [f"union (first {n_aff})", f"affine (first {n_aff})"] if affine else []
     head += ["masking flagged"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in res["table"]:
         cells = [r["model"], *(_pct(r[k]) for k in ("clean", "linf", "l2", "l1", "union",
                                                      "spatial", "linf_spatial"))]
-        cells += [_pct(r["affine"]) if "affine" in r else ""] if affine else []
+        cells += ([_pct(r["affine_union_same_points"]), _pct(r["affine"])] if "affine" in r
+                  else ["", ""]) if affine else []
         cells += [", ".join(n for n, f in r["masking"].items() if f) or "none"]
         lines.append("| " + " | ".join(cells) + " |")
     return lines

@@ -44,9 +44,8 @@ class _Count:
             monkeypatch.setattr(multi, attr, self._wrap(getattr(multi, attr), key))
         from robcurves import unions
 
-        if hasattr(unions, "affine_distances"):
-            monkeypatch.setattr(unions, "affine_distances",
-                                self._wrap(unions.affine_distances, "affine"))
+        monkeypatch.setattr(unions, "affine_distances",
+                            self._wrap(unions.affine_distances, "affine"))
 
     def _wrap(self, fn, key):
         def counted(*a, **k):
@@ -141,7 +140,7 @@ def test_rerun_recomputes_nothing_and_other_settings_are_refused(study, capsys):
 
 
 def test_affine_column_is_added_on_resume(study, tmp_path, monkeypatch):
-    """Needs ``robcurves.unions.affine_distances`` (the affine threat model)."""
+    """Adding the affine threat later computes only it, next to the union on its points."""
     import shutil
 
     out = tmp_path / "out"
@@ -163,7 +162,8 @@ def test_affine_column_is_added_on_resume(study, tmp_path, monkeypatch):
         # the union on the same 4 points, from the union curve
         u = RobustnessCurve.load(out / res["results"][r["model"]]["parts"]["union"]["curve"])
         assert r["affine_union_same_points"] == pytest.approx(np.mean(u.distances[:4] > 1))
-    assert "affine (first 4)" in (out / "multi.html").read_text()
+    page = (out / "multi.html").read_text()
+    assert "affine (first 4)" in page and "union (first 4)" in page
     # the same affine settings again: nothing recomputed
     multi.run(out, cfg, models=given, progress=False, log=lambda _: None)
     assert calls["affine"] == 6

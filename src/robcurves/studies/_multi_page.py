@@ -17,7 +17,8 @@ def _columns(cfg) -> list[tuple[str, str]]:
     cols += [("union", "union (all l_p)"), ("spatial", "RT (30°, 3 px)"),
              ("linf_spatial", "l_inf ∪ RT")]
     if cfg.affine:
-        cols.append(("affine", f"affine (first {cfg.affine_points})"))
+        cols += [("affine_union_same_points", f"union (first {cfg.affine_points})"),
+                 ("affine", f"affine (first {cfg.affine_points})")]
     return cols
 
 
