@@ -161,6 +161,41 @@ def test_region_geometry_of_a_conv_net_matches_autograd_gradients():
                 torch.testing.assert_close(d_d[i, k], want)
 
 
+def test_mmr_conv_fast_path_equals_the_identity_batch_values_and_gradients(monkeypatch):
+    # two conv layers with non-square kernels, strides and paddings, several channels: the
+    # patch/fold fast path must give the regulariser and its parameter gradients of the dense
+    # identity-batch computation (the same function with the fast path switched off)
+    from robcurves.train import _mmr
+
+    torch.manual_seed(7)
+    convs = nn.Sequential(nn.Conv2d(2, 3, (3, 2), stride=(1, 2), padding=(0, 1)), nn.ReLU(),
+                          nn.Conv2d(3, 4, (2, 3), stride=(2, 1), padding=(1, 1)), nn.ReLU(),
+                          nn.Flatten())
+    flat = convs(torch.zeros(1, 2, 9, 7)).shape[1]
+    net = nn.Sequential(*convs, nn.Linear(flat, 6), nn.ReLU(), nn.Linear(6, 3)).double()
+    x = torch.rand(7, 2, 9, 7, dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 0, 1, 2, 1])
+    steps = sequential_layers(net, (2, 9, 7), like=x)
+    assert _mmr._conv_plan(steps) is not None  # the fast path is the one tested
+    params = list(net.parameters())
+    cases = [((1.0,), (9.0,), (9.0,), (1.0,)), ((2.0,), (5.0,), (7.0,), (1.5,)),
+             ((math.inf, 1.0), (40.0, 9.0), (40.0, 9.0), (3.0, 0.5))]
+    for qs, gb, gd, w in cases:
+        for kb, kd in ((60, 3), (5, 2)):
+            fast = mmr_terms(steps, x, y, qs, gb, gd, w, kb, kd)
+            with monkeypatch.context() as m:
+                m.setattr(_mmr, "_conv_plan", lambda steps: None)
+                dense = mmr_terms(steps, x, y, qs, gb, gd, w, kb, kd)
+            torch.testing.assert_close(fast, dense, rtol=1e-10, atol=1e-12)
+            assert float(dense.detach().min()) > 0
+            weights = torch.arange(1.0, 8.0, dtype=torch.float64)  # a gradient per point
+            g_fast = torch.autograd.grad((fast * weights).sum(), params)
+            g_dense = torch.autograd.grad((dense * weights).sum(), params)
+            for a, b in zip(g_fast, g_dense, strict=True):
+                assert float(b.abs().max()) > 0
+                torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
 def test_hinge_topk_is_the_mean_hinge_of_the_k_nearest():
     d = torch.tensor([[0.5, 0.1, 2.0, 0.3]])
     # k = 2: distances 0.1, 0.3 -> hinges 0.9, 0.7 with gamma 1
