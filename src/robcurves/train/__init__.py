@@ -12,7 +12,7 @@ architecture;
 
 from __future__ import annotations
 
-from .archs import ARCHS, arch_names, build
+from .archs import ARCHS, WideResNet, arch_names, build, resolve_arch, wide_resnet
 from .io import (
     MODEL_FORMAT,
     MODEL_VERSION,
@@ -39,9 +39,11 @@ from .zoo import DEFAULT_TRAIN_POINTS, ZOO, ZOO_THREATS, train_zoo, zoo_path
 
 __all__ = [
     "ARCHS", "CHECKPOINT_FORMAT", "DEFAULT_TRAIN_POINTS", "METHODS", "MODEL_FORMAT",
-    "MODEL_VERSION", "Method", "Schedule", "ThreatModel", "ZOO", "ZOO_THREATS", "arch_names",
+    "MODEL_VERSION", "Method", "Schedule", "ThreatModel", "WideResNet", "ZOO", "ZOO_THREATS",
+    "arch_names",
     "build", "combine_losses", "evaluate_model", "fit", "ibp_logit_bounds", "is_model_file",
     "load_checkpoint", "load_model", "lr_factor", "make_method", "method_names",
-    "parse_threats", "read_meta",
-    "save_model", "schedule_at", "train_zoo", "worst_case_logits", "zoo_path",
+    "parse_threats", "read_meta", "resolve_arch",
+    "save_model", "schedule_at", "train_zoo", "wide_resnet", "worst_case_logits",
+    "zoo_path",
 ]
