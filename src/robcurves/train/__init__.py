@@ -24,7 +24,9 @@ from .io import (
 )
 from .loop import CHECKPOINT_FORMAT, evaluate_model, fit, lr_factor, schedule_at
 from .methods import (
+    KW,
     METHODS,
+    MMR,
     Method,
     Schedule,
     ThreatModel,
@@ -38,7 +40,7 @@ from .methods import (
 from .zoo import DEFAULT_TRAIN_POINTS, ZOO, ZOO_THREATS, train_zoo, zoo_path
 
 __all__ = [
-    "ARCHS", "CHECKPOINT_FORMAT", "DEFAULT_TRAIN_POINTS", "METHODS", "MODEL_FORMAT",
+    "ARCHS", "CHECKPOINT_FORMAT", "DEFAULT_TRAIN_POINTS", "KW", "METHODS", "MMR", "MODEL_FORMAT",
     "MODEL_VERSION", "Method", "Schedule", "ThreatModel", "WideResNet", "ZOO", "ZOO_THREATS",
     "arch_names",
     "build", "combine_losses", "evaluate_model", "fit", "ibp_logit_bounds", "is_model_file",
