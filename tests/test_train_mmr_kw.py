@@ -293,10 +293,26 @@ def _tiny_cnn() -> nn.Sequential:
     return net.eval()
 
 
+def _kw_rows_reference(steps, i, x, eps, p, bounds, pts, rows, rel, cache):
+    """The dual bounds as first written: for every (point, neuron) pair its own dense unit
+    row, with that point's relaxations copied for it, pushed back through every step."""
+    import robcurves.train._kw as kw
+
+    shape = steps[i].in_shape
+    r = pts.numel()
+    eye = torch.zeros((r, 1, math.prod(shape)), dtype=x.dtype)
+    eye[torch.arange(r), 0, rows] = 1.0
+    a_in, c_lo, c_hi = kw._dual_backward(steps, i, eye.reshape((r, 1) + shape),
+                                         {j: (d[pts], t[pts]) for j, (d, t) in rel.items()})
+    lower = kw.concretize_lower(a_in, x[pts], eps[pts], p, bounds) + c_lo
+    upper = c_hi - kw.concretize_lower(-a_in, x[pts], eps[pts], p, bounds)
+    return lower[:, 0], upper[:, 0]
+
+
 @pytest.mark.parametrize("p,eps", [(math.inf, 0.06), (2.0, 0.6), (1.0, 1.5)])
-def test_kw_patch_path_gives_the_dense_path_bounds_and_gradients(monkeypatch, p, eps):
-    """Conv rows kept as patches (the fast path) against one dense unit row per neuron pushed
-    through every step (the reference, forced by reporting no patch geometry)."""
+def test_kw_fast_paths_give_the_reference_bounds_and_gradients(monkeypatch, p, eps):
+    """Conv rows kept as patches and dense rows batched per point (the fast paths) against one
+    dense unit row per (point, neuron) pair (the reference)."""
     import robcurves.train._kw as kw
 
     net = _tiny_cnn()
@@ -304,9 +320,10 @@ def test_kw_patch_path_gives_the_dense_path_bounds_and_gradients(monkeypatch, p,
     x = torch.rand(5, 2, 11, 10, dtype=torch.float64)
     y = torch.tensor([0, 1, 2, 0, 1])
     e = torch.full((5,), eps, dtype=torch.float64)
-    steps = sequential_layers(net, (2, 11, 10), like=x)
-    relus = [i for i, s in enumerate(steps) if isinstance(s, ReLU)]
-    assert [kw._patch_geometries(steps, i) is not None for i in relus] == [True, True, False]
+    e[3] = eps / 3  # points with unequal numbers of unstable neurons
+    steps0 = sequential_layers(net, (2, 11, 10), like=x)
+    relus = [i for i, s in enumerate(steps0) if isinstance(s, ReLU)]
+    assert [kw._patch_geometries(steps0, i) is not None for i in relus] == [True, True, False]
 
     def run():
         steps = sequential_layers(net, (2, 11, 10), like=x)  # fresh graph of the BN's scale
@@ -318,11 +335,12 @@ def test_kw_patch_path_gives_the_dense_path_bounds_and_gradients(monkeypatch, p,
                 [q.grad.clone() for q in net.parameters()])
 
     pre, m, grads = run()
-    monkeypatch.setattr(kw, "_patch_geometries", lambda steps, i: None)
+    monkeypatch.setattr(kw, "_tighten", _kw_rows_reference)
     pre_ref, m_ref, grads_ref = run()
-    for i in relus:  # the patch path tightened many neurons below the interval bounds
-        lo, hi = pre_ref[i]
-        assert int(((lo < 0) & (hi > 0)).sum()) >= 10
+    for i in relus:  # the dual pass tightened neurons of every layer, unequally per point
+        lo, hi = (b.flatten(1) for b in pre_ref[i])
+        counts = ((lo < 0) & (hi > 0)).sum(1)
+        assert int(counts.sum()) >= 10 and int(counts.max()) > int(counts.min()), counts
         torch.testing.assert_close(pre[i], pre_ref[i], rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(m, m_ref, rtol=1e-10, atol=1e-12)
     assert all(float(g.abs().sum()) > 0 for g in grads_ref)

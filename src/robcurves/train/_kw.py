@@ -87,30 +87,42 @@ def _dual_backward(steps: list[Step], upto: int, a: torch.Tensor, rel: dict[int,
     return a, c_lo, c_hi
 
 
-def _rows_for(rel: dict[int, KWRelax], pts: torch.Tensor) -> dict[int, KWRelax]:
-    return {i: (d[pts], t[pts]) for i, (d, t) in rel.items()}
+def _tighten(steps: list[Step], i: int, x: torch.Tensor, eps: torch.Tensor, p: float,
+             bounds: tuple[float, float], pts: torch.Tensor, rows: torch.Tensor,
+             rel: dict[int, KWRelax], cache: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dual lower and upper bounds on neurons ``rows`` of step ``i``'s input for points
+    ``pts`` (one entry per pair): as patches where the steps below allow, else dense rows."""
+    geos = _patch_geometries(steps, i)
+    if geos is None:
+        return _tighten_dense(steps, i, x, eps, p, bounds, pts, rows, rel)
+    return _tighten_patches(steps, i, geos, x, eps, p, bounds, pts, rows, rel, cache)
 
 
-def _tighten_dense(steps: list[Step], i: int, geos: None, x: torch.Tensor, eps: torch.Tensor,
-                   p: float, bounds: tuple[float, float], pts: torch.Tensor, rows: torch.Tensor,
-                   rel: dict[int, KWRelax], cache: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """Dual bounds on neurons ``rows`` of step ``i``'s input for points ``pts``: one dense
-    unit row per neuron pushed back through every step below."""
+def _tighten_dense(steps: list[Step], i: int, x: torch.Tensor, eps: torch.Tensor, p: float,
+                   bounds: tuple[float, float], pts: torch.Tensor, rows: torch.Tensor,
+                   rel: dict[int, KWRelax]) -> tuple[torch.Tensor, torch.Tensor]:
+    """One dense unit row per neuron pushed back through every step below, the rows of each
+    point side by side (``(N, R)``, ``R`` its most rows; the others zero), so that every
+    point's relaxations and centre apply to its rows without being copied for each row."""
+    n = x.shape[0]
     shape = steps[i].in_shape
     m = math.prod(shape)
+    counts = torch.bincount(pts, minlength=n)
+    slot = torch.arange(pts.numel(), device=pts.device) - (counts.cumsum(0) - counts)[pts]
+    r = int(counts.max())
     width = max(math.prod(st.in_shape) for st in steps[: i + 1])
-    chunk = max(1, _CHUNK_ELEMENTS // width)
+    chunk = max(1, _CHUNK_ELEMENTS // (r * width))  # points at once
+    eye = torch.zeros((n, r, m), dtype=x.dtype, device=x.device)
+    eye[pts, slot, rows] = 1.0
     new_lo, new_hi = [], []
-    for c0 in range(0, pts.numel(), chunk):
-        pt, rw = pts[c0:c0 + chunk], rows[c0:c0 + chunk]
-        r = pt.numel()
-        eye = torch.zeros((r, 1, m), dtype=x.dtype, device=x.device)
-        eye[torch.arange(r, device=x.device), 0, rw] = 1.0
-        a_in, c_lo, c_hi = _dual_backward(steps, i, eye.reshape((r, 1) + shape),
-                                          _rows_for(rel, pt))
-        new_lo.append((concretize_lower(a_in, x[pt], eps[pt], p, bounds) + c_lo)[:, 0])
-        new_hi.append((c_hi - concretize_lower(-a_in, x[pt], eps[pt], p, bounds))[:, 0])
-    return torch.cat(new_lo), torch.cat(new_hi)
+    for c0 in range(0, n, chunk):
+        sl = slice(c0, c0 + chunk)
+        a = eye[sl].reshape((-1, r) + shape)
+        a_in, c_lo, c_hi = _dual_backward(steps, i, a, {k: (d[sl], t[sl])
+                                                         for k, (d, t) in rel.items()})
+        new_lo.append(concretize_lower(a_in, x[sl], eps[sl], p, bounds) + c_lo)
+        new_hi.append(c_hi - concretize_lower(-a_in, x[sl], eps[sl], p, bounds))
+    return torch.cat(new_lo)[pts, slot], torch.cat(new_hi)[pts, slot]
 
 
 def _tighten_patches(steps: list[Step], i: int, geos: list[Geometry], x: torch.Tensor,
@@ -197,9 +209,7 @@ def kw_preactivation_bounds(steps: list[Step], x: torch.Tensor, eps: torch.Tenso
             lo_f, hi_f = lo.reshape(n, m), hi.reshape(n, m)
             pts, rows = ((lo_f < 0) & (hi_f > 0)).nonzero(as_tuple=True)
             if pts.numel():
-                geos = _patch_geometries(steps, i)
-                tighten = _tighten_dense if geos is None else _tighten_patches
-                nl, nh = tighten(steps, i, geos, x, eps, p, bounds, pts, rows, rel, cache)
+                nl, nh = _tighten(steps, i, x, eps, p, bounds, pts, rows, rel, cache)
                 lo_f = lo_f.index_put((pts, rows), torch.maximum(lo_f[pts, rows], nl))
                 hi_f = hi_f.index_put((pts, rows), torch.minimum(hi_f[pts, rows], nh))
                 hi_f = torch.maximum(hi_f, lo_f)
