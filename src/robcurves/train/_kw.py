@@ -101,28 +101,34 @@ def _tighten(steps: list[Step], i: int, x: torch.Tensor, eps: torch.Tensor, p: f
 def _tighten_dense(steps: list[Step], i: int, x: torch.Tensor, eps: torch.Tensor, p: float,
                    bounds: tuple[float, float], pts: torch.Tensor, rows: torch.Tensor,
                    rel: dict[int, KWRelax]) -> tuple[torch.Tensor, torch.Tensor]:
-    """One dense unit row per neuron pushed back through every step below, the rows of each
-    point side by side (``(N, R)``, ``R`` its most rows; the others zero), so that every
-    point's relaxations and centre apply to its rows without being copied for each row."""
+    """One dense unit row per neuron pushed back through every step below. The rows of each
+    point go in blocks of ``B`` side by side (``(blocks, B)``, the last block of a point padded
+    with zero rows; ``B`` half the mean number of rows per point, so padding adds at most about
+    half the rows), so a point's relaxations and centre are copied once per block, not per row.
+    """
     n = x.shape[0]
     shape = steps[i].in_shape
     m = math.prod(shape)
     counts = torch.bincount(pts, minlength=n)
+    size = max(1, -(-pts.numel() // (2 * n)))  # B
+    per_point = -(-counts // size)
     slot = torch.arange(pts.numel(), device=pts.device) - (counts.cumsum(0) - counts)[pts]
-    r = int(counts.max())
+    blk = (per_point.cumsum(0) - per_point)[pts] + slot // size
+    col = slot % size
+    owner = torch.repeat_interleave(torch.arange(n, device=pts.device), per_point)
     width = max(math.prod(st.in_shape) for st in steps[: i + 1])
-    chunk = max(1, _CHUNK_ELEMENTS // (r * width))  # points at once
-    eye = torch.zeros((n, r, m), dtype=x.dtype, device=x.device)
-    eye[pts, slot, rows] = 1.0
+    chunk = max(1, _CHUNK_ELEMENTS // (size * width))  # blocks at once
+    eye = torch.zeros((owner.numel(), size, m), dtype=x.dtype, device=x.device)
+    eye[blk, col, rows] = 1.0
     new_lo, new_hi = [], []
-    for c0 in range(0, n, chunk):
-        sl = slice(c0, c0 + chunk)
-        a = eye[sl].reshape((-1, r) + shape)
-        a_in, c_lo, c_hi = _dual_backward(steps, i, a, {k: (d[sl], t[sl])
+    for c0 in range(0, owner.numel(), chunk):
+        q = owner[c0:c0 + chunk]
+        a = eye[c0:c0 + chunk].reshape((-1, size) + shape)
+        a_in, c_lo, c_hi = _dual_backward(steps, i, a, {k: (d[q], t[q])
                                                          for k, (d, t) in rel.items()})
-        new_lo.append(concretize_lower(a_in, x[sl], eps[sl], p, bounds) + c_lo)
-        new_hi.append(c_hi - concretize_lower(-a_in, x[sl], eps[sl], p, bounds))
-    return torch.cat(new_lo)[pts, slot], torch.cat(new_hi)[pts, slot]
+        new_lo.append(concretize_lower(a_in, x[q], eps[q], p, bounds) + c_lo)
+        new_hi.append(c_hi - concretize_lower(-a_in, x[q], eps[q], p, bounds))
+    return torch.cat(new_lo)[blk, col], torch.cat(new_hi)[blk, col]
 
 
 def _tighten_patches(steps: list[Step], i: int, geos: list[Geometry], x: torch.Tensor,
