@@ -112,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
              f"on {args.batch} images ({rows[0][5] if rows else '-'}), torch on one thread, "
              f"mean of {args.steps} steps after one untimed step, fresh process per case "
              "(a shared machine: other jobs may have been running). "
-             f"Command: `python benchmarks/train_cost.py {argline}`.".rstrip(), "",
+             f"Command: `python benchmarks/train_cost.py {argline}`."
+             + ("" if args.baseline is None else " `baseline`: the `src` of the commit named "
+                "(exported with `git archive`)."), "",
              "| method | eps | code | commit | CPU s / step |", "|---|---|---|---|---|"]
     for method, eps, label, commit, sec, _ in rows:
         lines.append(f"| {method} | {eps:g} | {label} | {commit} | {sec:.2f} |")
