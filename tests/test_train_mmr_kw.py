@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from robcurves import data as rdata
-from robcurves.certificates._layers import sequential_layers
+from robcurves.certificates import Normalize
+from robcurves.certificates._layers import ReLU, sequential_layers
 from robcurves.certificates.crown import ibp_margins
 from robcurves.certificates.milp import milp_distances
 from robcurves.train import ThreatModel, fit, make_method
@@ -299,6 +300,87 @@ def test_kw_bound_is_differentiable_in_the_weights():
     F.cross_entropy(-m, y).backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
     assert any(float(p.grad.abs().sum()) > 0 for p in net.parameters())
+
+
+def _tiny_cnn() -> nn.Sequential:
+    """Non-square kernels, unequal strides and paddings, an input the windows do not tile, a
+    per-channel scale inside the chain and two convolutions without a ReLU between them."""
+    torch.manual_seed(11)
+    net = nn.Sequential(
+        Normalize([0.4, 0.6], [0.5, 0.25]),
+        nn.Conv2d(2, 3, (3, 2), stride=(2, 1), padding=(1, 0)),  # 2x11x10 -> 3x6x9
+        nn.ReLU(),
+        nn.BatchNorm2d(3),
+        nn.Conv2d(3, 4, (2, 3), stride=(1, 2), padding=(0, 1)),  # -> 4x5x5
+        nn.Conv2d(4, 4, 2, padding=1, dilation=2, groups=2),  # rows reach the padding
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(100, 6),
+        nn.ReLU(),
+        nn.Linear(6, 3),
+    ).double()
+    with torch.no_grad():
+        bn = net[3]
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-0.3, 0.3)
+    return net.eval()
+
+
+def _kw_rows_reference(steps, i, x, eps, p, bounds, pts, rows, rel, cache):
+    """The dual bounds as first written: for every (point, neuron) pair its own dense unit
+    row, with that point's relaxations copied for it, pushed back through every step."""
+    import robcurves.train._kw as kw
+
+    shape = steps[i].in_shape
+    r = pts.numel()
+    eye = torch.zeros((r, 1, math.prod(shape)), dtype=x.dtype)
+    eye[torch.arange(r), 0, rows] = 1.0
+    a_in, c_lo, c_hi = kw._dual_backward(steps, i, eye.reshape((r, 1) + shape),
+                                         {j: (d[pts], t[pts]) for j, (d, t) in rel.items()})
+    lower = kw.concretize_lower(a_in, x[pts], eps[pts], p, bounds) + c_lo
+    upper = c_hi - kw.concretize_lower(-a_in, x[pts], eps[pts], p, bounds)
+    return lower[:, 0], upper[:, 0]
+
+
+@pytest.mark.parametrize("p,eps", [(math.inf, 0.06), (2.0, 0.6), (1.0, 1.5)])
+def test_kw_fast_paths_give_the_reference_bounds_and_gradients(monkeypatch, p, eps):
+    """Conv rows kept as patches and dense rows batched per point (the fast paths) against one
+    dense unit row per (point, neuron) pair (the reference)."""
+    import robcurves.train._kw as kw
+
+    net = _tiny_cnn()
+    torch.manual_seed(12)
+    x = torch.rand(5, 2, 11, 10, dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 0, 1])
+    e = torch.full((5,), eps, dtype=torch.float64)
+    e[3] = eps / 3  # points with unequal numbers of unstable neurons
+    steps0 = sequential_layers(net, (2, 11, 10), like=x)
+    relus = [i for i, s in enumerate(steps0) if isinstance(s, ReLU)]
+    assert [kw._patch_geometries(steps0, i) is not None for i in relus] == [True, True, False]
+
+    def run():
+        steps = sequential_layers(net, (2, 11, 10), like=x)  # fresh graph of the BN's scale
+        pre, _ = kw_preactivation_bounds(steps, x, e, p, (0.0, 1.0))
+        m = kw_margins(steps, x, y, e, p, (0.0, 1.0))
+        net.zero_grad()
+        F.cross_entropy(-m, y).backward()
+        return ({i: (lo.detach(), hi.detach()) for i, (lo, hi) in pre.items()}, m.detach(),
+                [q.grad.clone() for q in net.parameters()])
+
+    pre, m, grads = run()
+    monkeypatch.setattr(kw, "_tighten", _kw_rows_reference)
+    pre_ref, m_ref, grads_ref = run()
+    for i in relus:  # the dual pass tightened neurons of every layer, unequally per point
+        lo, hi = (b.flatten(1) for b in pre_ref[i])
+        counts = ((lo < 0) & (hi > 0)).sum(1)
+        assert int(counts.sum()) >= 10 and int(counts.max()) > int(counts.min()), counts
+        torch.testing.assert_close(pre[i], pre_ref[i], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(m, m_ref, rtol=1e-10, atol=1e-12)
+    assert all(float(g.abs().sum()) > 0 for g in grads_ref)
+    for g, g_ref in zip(grads, grads_ref, strict=True):
+        torch.testing.assert_close(g, g_ref, rtol=1e-9, atol=1e-11)
 
 
 # ------------------------------------------------------------------- training: robustness
