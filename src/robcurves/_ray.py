@@ -115,6 +115,20 @@ def import_ray():
     return ray
 
 
+def backend_options(backend: str, address: str | None = None, workers: int | None = None,
+                    gpus_per_worker: float = 0.0) -> RayOptions | None:
+    """Check ``backend`` (``"local"`` or ``"ray"``); for Ray, check the options and connect
+    now, so that a missing extra or a wrong address fails before any work. Returns the
+    :class:`RayOptions` (``None`` for the local backend)."""
+    if backend not in ("local", "ray"):
+        raise ValueError(f"backend must be 'local' or 'ray'; got {backend!r}")
+    if backend == "local":
+        return None
+    options = RayOptions(address, workers, gpus_per_worker)
+    connect(address)
+    return options
+
+
 def connect(address: str | None):
     """Connect to Ray (see :class:`RayOptions`); fails within :data:`CONNECT_TIMEOUT_S`
     naming the address when nothing answers there."""

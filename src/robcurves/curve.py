@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ._norms import NormLike, parse_norm
-from .results import Distances, PerPoint
+from .results import Distances, PerPoint, read_json_file
 
 __all__ = ["RobustnessCurve", "CURVE_FORMAT", "CURVE_VERSION"]
 
@@ -223,13 +223,7 @@ class RobustnessCurve(PerPoint):
     @classmethod
     def load(cls, path: str | Path) -> RobustnessCurve:
         """Read a curve written by :meth:`save`; fails clearly on another format or version."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"curve file {str(path)!r} does not exist")
-        try:
-            obj = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+        obj = read_json_file(path, "curve file")
         return cls.from_dict(obj, origin=str(path))
 
     # ------------------------------------------------------------------ plotting

@@ -14,7 +14,7 @@ from torch import nn
 
 from ._device import BATCH_CAP, attack_batch_size
 from ._norms import NormLike, lp_norm_np, norm_name, parse_norm
-from ._ray import ModelSpec, RayOptions, connect, run_batches_ray
+from ._ray import ModelSpec, RayOptions, backend_options, run_batches_ray
 from ._threads import using_threads
 from .attacks import ATTACKS, get_attack
 from .classifier import check_finite_logits
@@ -204,12 +204,7 @@ def distances(model: nn.Module | Classifier | ModelSpec, x: np.ndarray | torch.T
             data or whose logits are NaN or infinite on some points (named by index), all
             before any attack work.
     """
-    if backend not in ("local", "ray"):
-        raise ValueError(f"backend must be 'local' or 'ray'; got {backend!r}")
-    ray_options = None
-    if backend == "ray":
-        ray_options = RayOptions(ray_address, workers, gpus_per_worker)
-        connect(ray_address)  # a missing extra or a wrong address fails before any work
+    ray_options = backend_options(backend, ray_address, workers, gpus_per_worker)
     with using_threads(threads):
         return _distances(model, x, y, norm, attack, bounds, batch_size, seed, indices,
                           return_adversarials, store, progress, attack_kwargs, ray_options)

@@ -11,6 +11,20 @@ import numpy as np
 
 from ._norms import norm_name, parse_threat
 
+
+def read_json_file(path: str | Path, what: str) -> dict:
+    """The JSON object in ``path``; a missing file or invalid JSON is an error naming the file
+    and ``what`` it should hold (e.g. ``"curve file"``)."""
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {str(path)!r} does not exist")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+
 __all__ = ["Distances", "PerPoint", "Kind"]
 
 Kind = Literal["upper", "lower", "exact"]

@@ -223,14 +223,10 @@ def interclass_distances(
     if k < 1 or block_size < 1 or levels < 1:
         raise ValueError(f"k, block_size and levels must be >= 1; got {k}, {block_size}, "
                          f"{levels}")
-    if backend not in ("local", "ray"):
-        raise ValueError(f"backend must be 'local' or 'ray'; got {backend!r}")
-    ray = None
-    if backend == "ray":
-        from ._ray import RayOptions, connect
+    from ._ray import backend_options
 
-        ray = (RayOptions(ray_address, workers), torch.get_num_threads())
-        connect(ray_address)  # a missing extra or a wrong address fails before any work
+    options = backend_options(backend, ray_address, workers)
+    ray = None if options is None else (options, torch.get_num_threads())
     n = int(x_np.shape[0])
     flat = x_np.reshape(n, -1)
     if flat.dtype != np.float32:

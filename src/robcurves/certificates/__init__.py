@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from .._norms import NormLike, norm_name, parse_norm
-from .._ray import RayOptions, connect, run_batches_ray
+from .._ray import backend_options, run_batches_ray
 from ..classifier import check_finite_logits
 from ..model import Classifier, TorchClassifier, wrap
 from ..results import Distances
@@ -132,12 +132,7 @@ def certify(model: object, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.T
             raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
     if not time_limit > 0:
         raise ValueError(f"time_limit must be > 0 seconds; got {time_limit!r}")
-    if backend not in ("local", "ray"):
-        raise ValueError(f"backend must be 'local' or 'ray'; got {backend!r}")
-    ray_options = None
-    if backend == "ray":
-        ray_options = RayOptions(ray_address, workers, gpus_per_worker)
-        connect(ray_address)  # a missing extra or a wrong address fails before any work
+    ray_options = backend_options(backend, ray_address, workers, gpus_per_worker)
     x_np = _as_numpy(x).astype(np.float64)
     y_np = _as_numpy(y).astype(np.int64)
     if x_np.ndim < 2 or y_np.shape != (x_np.shape[0],):

@@ -363,15 +363,9 @@ def save_masking(path: str | Path, model: str, result: GradientMasking) -> Path:
 
 def load_masking(path: str | Path) -> tuple[str, GradientMasking]:
     """The model name and the check in a file written by :func:`save_masking`."""
-    import json
+    from ..results import read_json_file
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"masking check file {str(path)!r} does not exist")
-    try:
-        obj = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+    obj = read_json_file(path, "masking check file")
     res = GradientMasking.from_dict(obj, origin=str(path))
     if not isinstance(obj.get("model"), str):
         raise ValueError(f"{path} names no model (a \"model\" field); write it with "

@@ -189,13 +189,9 @@ class HumanStudy:
     @classmethod
     def load(cls, path: str | Path) -> HumanStudy:
         """Read ``human.json`` (written by :meth:`write`)."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"human study file {str(path)!r} does not exist")
-        try:
-            obj = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+        from ..results import read_json_file
+
+        obj = read_json_file(path, "human study file")
         return cls.from_dict(obj, origin=str(path))
 
     def write(self, out_dir: str | Path) -> dict[str, Path]:
