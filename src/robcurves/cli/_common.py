@@ -94,6 +94,37 @@ def positive(value: int | float | None, option: str, allow_zero: bool = False) -
         raise ValueError(f"{option} must be {'>= 0' if allow_zero else '> 0'}; got {value}")
 
 
+def add_input_args(p: argparse.ArgumentParser) -> None:
+    """The options saying how a model sees the data (bounds, preprocessing, device) and which
+    points it is evaluated on (split, training points), shared by ``curve`` and ``eval``;
+    :func:`parse_input_args` checks them."""
+    p.add_argument("--bounds", default=None,
+                   help="input bounds low,high; 'none' for unbounded inputs (default: the data "
+                        "set's, 0,1 for data on disk, unbounded for tsipras:...)")
+    p.add_argument("--mean", default=None, help="preprocessing mean, comma-separated per channel")
+    p.add_argument("--std", default=None, help="preprocessing std, comma-separated per channel")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (cuda if "
+                   "available); default: where the model's parameters are (cpu for a file)")
+    p.add_argument("--split", default=None, help="split for data folders (train/test); for a "
+                   "robcurves model file and the --data it was trained with, the default is the "
+                   "held-out part recorded in the model file")
+    p.add_argument("--allow-train-points", action="store_true",
+                   help="evaluate even on points the model was trained on (refused by default); "
+                        "every output then carries a warning")
+
+
+def parse_input_args(args: argparse.Namespace) -> dict:
+    """``--bounds``, ``--mean`` and ``--std`` of :func:`add_input_args`, checked before any
+    work: ``{"bounds": (low, high) or None (the data set's), "mean": [...] or None, "std":
+    [...] or None}``."""
+    bounds = parse_bounds(args.bounds)  # None: the data set's (0, 1 on disk; tsipras: none)
+    mean = parse_floats(args.mean, "--mean") if args.mean is not None else None
+    std = parse_floats(args.std, "--std") if args.std is not None else None
+    if std is not None and min(std) <= 0:
+        raise ValueError(f"--std must be > 0 everywhere; got {args.std!r}")
+    return {"bounds": bounds, "mean": mean, "std": std}
+
+
 def add_backend_args(p: argparse.ArgumentParser, what: str, gpus: bool = True) -> None:
     """``--backend local|ray`` with ``--address``, ``--workers`` (and ``--gpus-per-worker``);
     ``what``: what the Ray backend does in this command."""

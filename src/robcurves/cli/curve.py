@@ -14,11 +14,11 @@ from .._norms import norm_name
 from ._common import (
     MODEL_FORMATS,
     add_backend_args,
+    add_input_args,
     check_backend,
     load_model_spec,
-    parse_bounds,
     parse_eps_list,
-    parse_floats,
+    parse_input_args,
     parse_kv,
     parse_norms,
     positive,
@@ -51,25 +51,13 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    "sweep=false (repeatable)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--bounds", default=None,
-                   help="input bounds low,high; 'none' for unbounded inputs (default: the data "
-                        "set's, 0,1 for data on disk, unbounded for tsipras:...)")
-    p.add_argument("--mean", default=None, help="preprocessing mean, comma-separated per channel")
-    p.add_argument("--std", default=None, help="preprocessing std, comma-separated per channel")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (cuda if "
-                   "available); default cpu")
+    add_input_args(p)
     p.add_argument("--channels-last", action="store_true",
                    help="the model takes NHWC images (Keras): inputs are transposed inside")
     p.add_argument("--name", default=None, help="model name in plots (default: file stem)")
     p.add_argument("--eps", default=None,
                    help="eps values for the printed table and plot markers, e.g. 0.1,0.2 or "
                         "4/255,8/255 (default: quartiles of the distances)")
-    p.add_argument("--split", default=None, help="split for data folders (train/test); for a "
-                   "robcurves model file and the --data it was trained with, the default is the "
-                   "held-out part recorded in the model file")
-    p.add_argument("--allow-train-points", action="store_true",
-                   help="evaluate even on points the model was trained on (refused by default); "
-                        "every output then carries a warning")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_backend_args(p, "the same batches on Ray workers, byte-identical results, same "
                         "OUT/work/ store; --model must be readable by every worker")
@@ -96,15 +84,11 @@ def _check_args(args: argparse.Namespace) -> dict:
     from ..evaluate import check_attack_options
 
     norms = parse_norms(args.norms)
-    bounds = parse_bounds(args.bounds)  # None: the data set's (0, 1 on disk; tsipras: none)
+    inputs = parse_input_args(args)
     if args.n is not None and args.n < 1:
         raise ValueError(f"--n must be >= 1; got {args.n}")
     positive(args.batch_size, "--batch-size")
     positive(args.budget, "--budget")
-    mean = parse_floats(args.mean, "--mean") if args.mean is not None else None
-    std = parse_floats(args.std, "--std") if args.std is not None else None
-    if std is not None and min(std) <= 0:
-        raise ValueError(f"--std must be > 0 everywhere; got {args.std!r}")
     attack_kwargs = dict(args.attack_opt)
     if args.budget is not None:
         if args.attack not in _takers("budget"):
@@ -118,7 +102,7 @@ def _check_args(args: argparse.Namespace) -> dict:
     eps_list = parse_eps_list(args.eps) if args.eps else None
     if args.eps is not None and not eps_list:
         raise ValueError(f"--eps {args.eps!r} holds no eps; expected e.g. 0.1,0.2 or 4/255")
-    return {"norms": norms, "bounds": bounds, "mean": mean, "std": std,
+    return {"norms": norms, **inputs,
             "attack_kwargs": attack_kwargs, "eps_list": eps_list, "ray": ray_options}
 
 

@@ -10,11 +10,11 @@ from pathlib import Path
 from .._norms import norm_name, parse_norm
 from ._common import (
     MODEL_FORMATS,
+    add_input_args,
     load_curves,
     load_model_spec,
-    parse_bounds,
     parse_eps,
-    parse_floats,
+    parse_input_args,
     positive,
 )
 
@@ -42,17 +42,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, metavar="FILE", help="also write the result as JSON")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--bounds", default=None,
-                   help="input bounds low,high; 'none' for unbounded inputs (default: the data "
-                        "set's, 0,1 for data on disk, unbounded for tsipras:...)")
-    p.add_argument("--mean", default=None, help="preprocessing mean, comma-separated per channel")
-    p.add_argument("--std", default=None, help="preprocessing std, comma-separated per channel")
-    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cpu)")
-    p.add_argument("--split", default=None, help="split for data folders (train/test); for a "
-                   "robcurves model file and the --data it was trained with, the default is the "
-                   "held-out part recorded in the model file")
-    p.add_argument("--allow-train-points", action="store_true",
-                   help="evaluate even on points the model was trained on (refused by default)")
+    add_input_args(p)
     return p
 
 
@@ -76,18 +66,14 @@ def _check_args(args: argparse.Namespace) -> dict:
         raise ValueError(f"--n must be >= 1; got {args.n}")
     positive(args.batch_size, "--batch-size")
     positive(args.n_queries, "--n-queries")
-    bounds = parse_bounds(args.bounds)  # None: the data set's (0, 1 on disk; tsipras: none)
-    mean = parse_floats(args.mean, "--mean") if args.mean is not None else None
-    std = parse_floats(args.std, "--std") if args.std is not None else None
-    if std is not None and min(std) <= 0:
-        raise ValueError(f"--std must be > 0 everywhere; got {args.std!r}")
+    inputs = parse_input_args(args)
     curve = None
     if args.curve is not None:
         (curve,) = load_curves([args.curve])
         if curve.norm != p:
             raise ValueError(f"--curve {args.curve!r} is a {curve.norm_name} curve; --norm is "
                              f"{norm_name(p)}")
-    return {"norm": p, "eps": eps, "bounds": bounds, "mean": mean, "std": std, "curve": curve}
+    return {"norm": p, "eps": eps, **inputs, "curve": curve}
 
 
 def _check_curve_points(curve, data_meta: dict, fingerprint: str, path: str) -> None:
