@@ -25,11 +25,16 @@ How the answer stays exact yet fast (all distances are on the raw, flattened inp
   writes only its rows' current best), so they can be computed anywhere: with ``ray`` they are
   the batches of :func:`robcurves._ray.run_batches_ray`, on workers that each receive this
   engine (the points and the run's constants, no caches) once through Ray's object store.
+* Every tensor of a search lives on the device of the points it is given (the CPU or a GPU),
+  and only the finished distances come back to the host. The host waits on the device once per
+  coordinate chunk of an exact measurement and once per reference block (whether pairs are
+  left, whether to switch to dense bounds): per block, never per pair.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -420,11 +425,20 @@ class Engine:
             best[rows], arg[rows] = b, a
 
     def __getstate__(self) -> dict:
-        """What a Ray worker gets: the data and the run's constants, no caches or options."""
+        """What a Ray worker gets: the data and the run's constants, no caches or options.
+        Tensors travel as NumPy arrays, which Ray's object store hands to each worker without
+        a copy (a pickled tensor is copied into and out of the pickle)."""
         state = dict(self.__dict__)
         state.update(_ref_cache={}, x_sub=None, x_pool=None, _ind_cache=None, _dense=False,
                      ray=None)
-        return state
+        return {k: _Array(v.cpu().numpy()) if isinstance(v, torch.Tensor) else v
+                for k, v in state.items()}
+
+    def __setstate__(self, state: dict) -> None:
+        with warnings.catch_warnings():  # the store's arrays are read-only; nothing writes
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            self.__dict__.update({k: torch.from_numpy(v.array) if isinstance(v, _Array) else v
+                                  for k, v in state.items()})
 
     def second_pass_block(self, rows: torch.Tensor, same: bool, best: torch.Tensor,
                           arg: torch.Tensor, lv: list[tuple[float, float]] | None) -> None:
@@ -490,3 +504,10 @@ class highest_precision:
 
     def __exit__(self, *exc: object) -> None:
         torch.set_float32_matmul_precision(self.prev)
+
+
+class _Array:
+    """A tensor's values on their way to a Ray worker (marks what becomes a tensor again)."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array = array
