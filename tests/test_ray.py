@@ -305,14 +305,14 @@ def test_ray_interclass_distances_are_byte_identical(monkeypatch):
 
 
 def _slow_engine(marks: str):
-    """An inter-class engine that sleeps per query block and leaves a file named by its
+    """An inter-class engine that sleeps (0.1 s) per query block and leaves a file named by its
     process id in ``marks`` when it starts one (it travels to the workers by value)."""
     from robcurves._interclass_engine import Engine
 
     class SlowEngine(Engine):
         def second_pass_block(self, *args, **kwargs):
             open(os.path.join(marks, str(os.getpid())), "w").close()
-            time.sleep(0.3)
+            time.sleep(0.1)
             return super().second_pass_block(*args, **kwargs)
 
     return SlowEngine
