@@ -9,6 +9,13 @@ l_inf and l2 throughput it extrapolates the paper's Fig. 2 workload: 5 models x 
 (l_inf, l2), assuming each of the 5 models costs what the WRN measured (target: under 10
 minutes on one H100-class GPU).
 
+Then, on the same device: ``robcurves.certify`` (CROWN, l_inf and l2, ``--certify-points``
+points, ``--certify-iters`` bisection steps below ``fmn`` attack distances, which are not timed) of
+the random-init ``cnn-small`` (the WRN has
+residual blocks, which the certifiers do not take), and ``robcurves.interclass_distances``
+(l_inf and l2) of ``--scale-points`` points (the ``--data`` set with its labels, else random
+images with random labels, seed 0), each with points per second and peak GPU memory.
+
 Models, both **random-init** (seed 0; no training, so the numbers measure the attack engine,
 not a robust model's difficulty): ``wrn-28-10`` when the architecture registry has it, else
 ``wrn-16-k`` with k=10 (the output says which), and ``cnn-small``, the zoo's small CNN, both on
@@ -19,7 +26,8 @@ model is wrong on most true labels, which would make those points free).
 
     python benchmarks/gpu.py                       # on the GPU machine: --device auto
     # smoke on a CPU (the WRN costs about 3 GFLOP a pass: a few points only)
-    python benchmarks/gpu.py --device cpu --points 20 --budget 100 --models cnn-small --no-write
+    python benchmarks/gpu.py --device cpu --points 20 --budget 100 --models cnn-small \
+        --certify-points 4 --certify-iters 4 --scale-points 300 --no-write
     python benchmarks/gpu.py --device cpu --points 2 --budget 100 --models wrn --no-write
 
 Writes its table into the ``gpu`` section of benchmarks/RESULTS.md (``--results`` another
@@ -59,6 +67,11 @@ def main(argv: list[str] | None = None) -> int:
                     "loads (default: uniform random images, seed 0)")
     ap.add_argument("--deterministic", action="store_true",
                     help="reproducible GPU kernels (robcurves.set_deterministic)")
+    ap.add_argument("--certify-points", type=int, default=200,
+                    help="points certified (CROWN, cnn-small); 0: none")
+    ap.add_argument("--certify-iters", type=int, default=10, help="bisection steps")
+    ap.add_argument("--scale-points", type=int, default=10_000,
+                    help="points of the inter-class distances; 0: none")
     ap.add_argument("--results", default=str(RESULTS), help="file for the table")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
@@ -169,12 +182,77 @@ def main(argv: list[str] | None = None) -> int:
                      f"x {' and '.join(FIG2['norms'])}) if each model costs what {name} "
                      f"measured here: **{total / 60:.1f} min** ({ok} the 10-minute target; "
                      f"extrapolated linearly from {len(x)} points).")
+    lines += _certify_and_scale(args, dev, x, shape, classes, robcurves, build, np, torch)
     body = "## GPU path (`benchmarks/gpu.py`)\n\n" + "\n".join(lines)
     print("\n" + body)
     if not args.no_write:
         path = write_section("gpu", body, Path(args.results))
         print(f"\nwrote {path}")
     return 0
+
+
+def _timed(dev, torch, run) -> tuple[object, float, float]:
+    """``run()``'s result, wall seconds and peak GPU memory in GiB (nan off CUDA)."""
+    cuda = dev.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+    t0 = time.perf_counter()
+    out = run()
+    if cuda:
+        torch.cuda.synchronize(dev)
+    wall = time.perf_counter() - t0
+    return out, wall, (torch.cuda.max_memory_allocated(dev) / 2**30 if cuda else math.nan)
+
+
+def _certify_and_scale(args, dev, x, shape, classes, robcurves, build, np, torch) -> list[str]:
+    """Rows for certify (CROWN on cnn-small) and interclass_distances on ``dev``."""
+    rows = []
+    if args.certify_points > 0:
+        torch.manual_seed(0)
+        clf = robcurves.wrap(build("cnn-small", shape, classes).eval().to(dev),
+                             bounds=(0.0, 1.0))
+        xc = x[: args.certify_points]
+        yc = clf.predict(xc).numpy()
+        from robcurves.certificates import _default_batch_size, network_steps
+
+        batch = _default_batch_size(network_steps(clf, shape, dev), "crown", shape)
+        for norm in ("linf", "l2"):
+            # the bisection's bracket: attack distances (as `robcurves curve --certify`), untimed
+            up = robcurves.distances(clf, xc, yc, norm, attack="fmn", steps=50).distances
+            r, wall, peak = _timed(dev, torch, lambda norm=norm, up=up: robcurves.certify(
+                clf, xc, yc, norm, "crown", upper=up, iters=args.certify_iters))
+            rows.append((f"certify crown {norm}, cnn-small", len(xc), batch, wall, peak,
+                         f"median radius {np.median(r.distances):.4g}"))
+            print(f"certify crown {norm}: {len(xc) / wall:.3g} pt/s, {wall:.1f} s", flush=True)
+    if args.scale_points > 0:
+        if args.data:
+            ds = robcurves.data.load(args.data)
+            xs, ys = ds.x[: args.scale_points], ds.y[: args.scale_points]
+            what = f"the first {len(xs)} points of {args.data}"
+        else:
+            rng = np.random.default_rng(0)
+            xs = rng.random((args.scale_points, *shape), dtype=np.float32)
+            ys = rng.integers(0, classes, args.scale_points)
+            what = f"{args.scale_points} random images, random labels"
+        for norm in ("linf", "l2"):
+            r, wall, peak = _timed(dev, torch, lambda norm=norm: robcurves.interclass_distances(
+                xs, ys, norm, device=dev))
+            rows.append((f"interclass {norm}, {what}", len(xs), 1024, wall, peak,
+                         f"median {np.median(r.distances):.4g}"))
+            print(f"interclass {norm}: {len(xs) / wall:.3g} pt/s, {wall:.1f} s", flush=True)
+    if not rows:
+        return []
+    out = ["", f"Certificates and inter-class distances on {dev}:", "",
+           "| work | points | batch | seconds | points/s | peak GPU memory | result |",
+           "|---|---|---|---|---|---|---|"]
+    for what, n, batch, wall, peak, res in rows:
+        mem = "-" if math.isnan(peak) else f"{peak:.2f} GiB"
+        out.append(f"| {what} | {n} | {batch} | {wall:.1f} | {n / wall:.3g} | {mem} | {res} |")
+    out.append("")
+    out.append("certify's batch: its default (from free GPU memory on CUDA, else 32); "
+               "interclass: blocks of 1024 rows.")
+    return out
 
 
 if __name__ == "__main__":

@@ -169,12 +169,24 @@ def main() -> None:
         write_section("ray-backend", body)
 
 
-def _certify_and_interclass(args, net, x, y, np, robcurves, rstore) -> list[str]:
+#: The inter-class overhead measured on the code before the pipelining and the NumPy transfer
+#: (kept as a dated record; the rows above are remeasured on every run).
+BEFORE = ("- Before this section's code (commit 352838e: one batch per worker at a time, the "
+          'inter-class engine sent as pickled tensors), the same inter-class measure gave +13 ms'
+          ' = +10.1% per 100-row block and +48 ms = +3.3% per 1024-row block (same machine and '
+          'load, 2026-11-29); now each worker holds the next batch in its own queue (no round '
+          'trip between batches) and the data set reaches a worker as NumPy arrays that Ray maps'
+          ' without copying (sending and loading it: ~90 ms -> ~22 ms per run).')
+
+
+def _certify_and_interclass(args, net, x, y, np, robcurves, rstore,
+                            only: tuple[str, ...] | None = None) -> list[str]:
     """The same comparison for ``certify`` (crown, l2, batches of ``--batch-size``) and for
     ``interclass_distances`` (l_inf on all of digits, query blocks of ``--batch-size`` rows):
     local, Ray with 1 and 2 workers, interleaved, best of ``--repeat``; results checked
-    byte-identical. Certify's overhead is measured outside the batches' own work, as above;
-    inter-class batches record no seconds, so there it is the wall-time difference."""
+    byte-identical. The overhead is measured outside the batches' own work, as above (for
+    inter-class distances, pass 2's blocks timed where they run). ``only``: a subset of the
+    kinds ("certify", "interclass", "interclass-1024")."""
     from robcurves import data as rdata
 
     n_cert = min(len(y), 3 * args.batch_size)
@@ -194,27 +206,62 @@ def _certify_and_interclass(args, net, x, y, np, robcurves, rstore) -> list[str]
            "| work | batches | local s | ray 1 worker s | ray 2 workers s | overhead per batch "
            "(1 worker) |", "|---|---:|---:|---:|---:|---:|"]
     for kind, run in kinds.items():
+        if only is not None and kind not in only:
+            continue
         walls: dict[str, list[tuple[float, float]]] = {"local": [], "ray1": [], "ray2": []}
+        blocks: dict[str, list[float]] = {"local": [], "ray1": [], "ray2": []}  # batches' work
         ref = None
         passes: list[int] = []
-        if kind.startswith("interclass"):  # how many query blocks pass 2 hands out
+        inside_ic = [0.0, 0.0]  # seconds in pass 1 (this process) and in pass 2's blocks
+        if kind.startswith("interclass"):
+            # pass 2's query blocks: how many, and the seconds each spends in its own work,
+            # timed where it runs (a worker's compute, or the local engine's block)
             from robcurves import _ray as rray
+            from robcurves._interclass_engine import Engine
 
             real = rray.run_batches_ray
+            real_block, real_first = Engine.second_pass_block, Engine._first_pass
 
-            def spy(n, bs, *a, passes=passes, real=real, **k):
+            def spy(n, bs, compute, *a, passes=passes, real=real, join=None, box=inside_ic,
+                    **k):
                 passes.append(len(rstore.batch_spans(n, bs)))
-                return real(n, bs, *a, **k)
+
+                def timed(m, a_, b_, compute=compute):
+                    t = time.perf_counter()
+                    out = compute(m, a_, b_)
+                    return out, time.perf_counter() - t
+
+                parts = real(n, bs, timed, *a, join=list, **k)
+                box[1] += sum(sec for _, sec in parts)
+                return join([part for part, _ in parts])
+
+            def block(self, *a, real_block=real_block, box=inside_ic, **k):
+                t = time.perf_counter()
+                try:
+                    return real_block(self, *a, **k)
+                finally:
+                    box[1] += time.perf_counter() - t
+
+            def first(self, *a, real_first=real_first, box=inside_ic, **k):
+                t = time.perf_counter()
+                try:
+                    return real_first(self, *a, **k)
+                finally:
+                    box[0] += time.perf_counter() - t
 
             rray.run_batches_ray = spy
+            Engine.second_pass_block = block  # this process only: workers import their own
+            Engine._first_pass = first
         for _ in range(args.repeat):
             for key, kw in (("local", {}), ("ray1", {"backend": "ray", "workers": 1}),
                             ("ray2", {"backend": "ray", "workers": 2})):
+                inside_ic[:] = [0.0, 0.0]
                 t0 = time.perf_counter()
                 r = run(**kw)
                 wall = time.perf_counter() - t0
-                inside = float(r.cost["seconds"]) if kind == "certify" else 0.0
+                inside = float(r.cost["seconds"]) if kind == "certify" else sum(inside_ic)
                 walls[key].append((wall, inside))
+                blocks[key].append(inside if kind == "certify" else inside_ic[1])
                 got = np.asarray(r.distances)
                 if ref is None:
                     ref = got
@@ -222,11 +269,11 @@ def _certify_and_interclass(args, net, x, y, np, robcurves, rstore) -> list[str]
                     raise SystemExit(f"{kind}: the {key} run differs from the local one")
         if kind.startswith("interclass"):
             rray.run_batches_ray = real
+            Engine.second_pass_block, Engine._first_pass = real_block, real_first
             nb = passes[0] if passes else 0
-            work = min(w for w, _ in walls["local"])
         else:
             nb = len(rstore.batch_spans(n_cert, args.batch_size))
-            work = float(np.median([i for _, i in walls["local"]]))
+        work = float(np.median(blocks["local"]))
         outside = {k: float(np.median([w - i for w, i in walls[k]])) for k in ("local", "ray1")}
         over = (outside["ray1"] - outside["local"]) / max(nb, 1)
         frac = over / (work / max(nb, 1))
@@ -238,11 +285,16 @@ def _certify_and_interclass(args, net, x, y, np, robcurves, rstore) -> list[str]
                                    "points, blocks of 1024 (the default)"}[kind]
         out.append(f"| {what} | {nb} | {best['local']:.2f} | {best['ray1']:.2f} | "
                    f"{best['ray2']:.2f} | {over * 1000:+.0f} ms = **{frac * 100:+.1f}%** |")
-    out += ["", "Certify: overhead outside the batches' own work, as for distances. Inter-class: "
-            "the batches record no seconds, so it is the median wall-time difference (Ray, 1 "
-            "worker, minus local) per pass-2 batch, relative to the whole local run per batch "
-            "(pass 1, in the driver either way, is part of that run: the overhead relative to "
-            "pass 2 alone is larger, by the share of pass 2 in the run).",
+    out += ["", "Overhead per batch: the time a run spends outside its batches' own work (wall "
+            "time minus the seconds inside the batches), Ray with 1 worker minus local, median "
+            "over the runs, per batch, relative to the local seconds of work per batch (the "
+            "wall times alone drift by more than that on this loaded machine). Certify: the "
+            "seconds each batch records. Inter-class: pass 2's query blocks timed where they "
+            "run (the worker's computation of a block, or the local engine's block) and pass 1 "
+            "(in this process either way) are the work; relative to pass 2's work. It "
+            "includes the costs of each run (sending the data set to the worker, its "
+            "loading), spread over the run's batches.",
+            BEFORE,
             "- **Estimate** for 8 GPUs x 4 machines, not measured: certify scales like distances "
             "(batches of seconds, overhead per batch as measured above). Inter-class distances "
             "are bounded by the first pass, which stays in the driver: with W workers the time is "

@@ -25,11 +25,16 @@ How the answer stays exact yet fast (all distances are on the raw, flattened inp
   writes only its rows' current best), so they can be computed anywhere: with ``ray`` they are
   the batches of :func:`robcurves._ray.run_batches_ray`, on workers that each receive this
   engine (the points and the run's constants, no caches) once through Ray's object store.
+* Every tensor of a search lives on the device of the points it is given (the CPU or a GPU),
+  and only the finished distances come back to the host. The host waits on the device once per
+  coordinate chunk of an exact measurement and once per reference block (whether pairs are
+  left, whether to switch to dense bounds): per block, never per pair.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -64,7 +69,9 @@ class Engine:
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, p: float, *, k: int, block: int,
                  levels: int, progress: bool, ray: tuple | None = None) -> None:
-        self.x, self.y, self.p = x, y, p
+        # every tensor of the search lives where x does (the CPU or a GPU); y follows it
+        self.x, self.y, self.p = x, y.to(x.device), p
+        dev = self.dev = x.device
         self.ray = ray  # (RayOptions, torch threads): pass 2 on Ray workers
         self._dense = False  # pass 2 switched to dense bounds (speed only)
         self._ind_cache: dict | bool | None = None  # l_inf reference indicators of a pass 2
@@ -76,9 +83,9 @@ class Engine:
         self._ref_cache: dict[int, torch.Tensor] = {}  # block start -> reference features
         if not (self.n and self.d):
             return
-        lo = torch.full((self.d,), math.inf, dtype=torch.float64)
-        hi = torch.full((self.d,), -math.inf, dtype=torch.float64)
-        xmean = torch.zeros(self.d, dtype=torch.float64)
+        lo = torch.full((self.d,), math.inf, dtype=torch.float64, device=dev)
+        hi = torch.full((self.d,), -math.inf, dtype=torch.float64, device=dev)
+        xmean = torch.zeros(self.d, dtype=torch.float64, device=dev)
         for s, e in self.blocks:
             xb = x[s:e].double()
             xmean += xb.sum(0)
@@ -88,17 +95,17 @@ class Engine:
         span = self.vmax - self.vmin
         self.t = [self.vmin + span * i / levels for i in range(levels + 1)]
         # stored values, if few (8-bit images): the l_inf certificate uses the extreme ones
-        sample = x[torch.linspace(0, self.n - 1, min(self.n, 512)).long()].reshape(-1)
+        sample = x[torch.linspace(0, self.n - 1, min(self.n, 512)).long().to(dev)].reshape(-1)
         vals = torch.unique(sample)
         self.values = vals.double() if vals.numel() <= 4096 else None
         # feature mean and squared norms (float64), then the product error margin
         self.fdim = self.d * (levels if p == 1.0 else 1)
-        mu = torch.zeros(self.fdim, dtype=torch.float64)
+        mu = torch.zeros(self.fdim, dtype=torch.float64, device=dev)
         for s, e in self.blocks:
             mu += self._raw_features(s, e).sum(0)
         self.mu = mu / self.n
-        self.fsq = torch.empty(self.n, dtype=torch.float64)
-        var = torch.zeros(self.d, dtype=torch.float64)
+        self.fsq = torch.empty(self.n, dtype=torch.float64, device=dev)
+        var = torch.zeros(self.d, dtype=torch.float64, device=dev)
         xmean /= self.n
         for s, e in self.blocks:
             f = self._raw_features(s, e) - self.mu
@@ -109,7 +116,7 @@ class Engine:
         # exact passes visit coordinate chunks with the most variance first
         chunk = 256
         starts = list(range(0, self.d, chunk))
-        weights = [float(var[s:s + chunk].sum()) for s in starts]
+        weights = [float(var[s:s + chunk].sum()) for s in starts]  # once per run
         order = sorted(range(len(starts)), key=lambda i: -weights[i])
         self.chunks = [(starts[i], min(starts[i] + chunk, self.d)) for i in order]
 
@@ -150,7 +157,7 @@ class Engine:
         eq = self.y[rows][:, None] == self.y[rs:re][None, :]
         if not same:
             return eq
-        return ~eq | (rows[:, None] == torch.arange(rs, re)[None, :])
+        return ~eq | (rows[:, None] == torch.arange(rs, re, device=self.dev)[None, :])
 
     def _exact(self, qi: torch.Tensor, rj: torch.Tensor, bound: torch.Tensor) -> torch.Tensor:
         """Float64 distances of pairs; pairs proven to reach ``bound`` get inf.
@@ -159,7 +166,7 @@ class Engine:
         rigorous lower bound of its partial value (the float32 value shrunk by its worst-case
         rounding) reaches the bound; the pairs left are measured in float64.
         """
-        out = torch.full((qi.shape[0],), math.inf, dtype=torch.float64)
+        out = torch.full((qi.shape[0],), math.inf, dtype=torch.float64, device=self.dev)
         if qi.numel() == 0:
             return out
         p = self.p
@@ -168,13 +175,13 @@ class Engine:
         shrink = 1.0 - 1.01 * _gamma(self.d + 4)
         per = max(1, (1 << 23) // max(self.d, 1))  # bounded memory per chunk of pairs
         for s in range(0, qi.shape[0], per):
-            idx = torch.arange(s, min(s + per, qi.shape[0]))
+            idx = torch.arange(s, min(s + per, qi.shape[0]), device=self.dev)
             a_i, b_j, l_i = qi[idx], rj[idx], lim[idx]
             if p == math.inf:
                 # float64 differences of float32 values are exact, so the running max is exact:
                 # a pair is dropped as soon as it reaches the bound (ties included), and a pair
                 # that survives every chunk has its exact distance in ``acc``.
-                acc64 = torch.zeros(idx.shape[0], dtype=torch.float64)
+                acc64 = torch.zeros(idx.shape[0], dtype=torch.float64, device=self.dev)
                 for cs, ce in self.chunks:
                     diff = self.x[a_i, cs:ce].double() - self.x[b_j, cs:ce].double()
                     acc64 = torch.maximum(acc64, diff.abs().amax(1))
@@ -186,7 +193,7 @@ class Engine:
                             break
                 out[idx] = acc64
                 continue
-            acc = torch.zeros(idx.shape[0], dtype=torch.float32)
+            acc = torch.zeros(idx.shape[0], dtype=torch.float32, device=self.dev)
             for cs, ce in self.chunks:
                 diff = self.x[a_i, cs:ce] - self.x[b_j, cs:ce]
                 if p == 1.0:
@@ -237,16 +244,16 @@ class Engine:
 
     def run(self, same: bool) -> tuple[np.ndarray, np.ndarray]:
         n = self.n
-        best = torch.full((n,), math.inf, dtype=torch.float64)
-        arg = torch.full((n,), -1, dtype=torch.int64)
+        best = torch.full((n,), math.inf, dtype=torch.float64, device=self.dev)
+        arg = torch.full((n,), -1, dtype=torch.int64, device=self.dev)
         if n == 0:
-            return best.numpy(), arg.numpy()
+            return best.cpu().numpy(), arg.cpu().numpy()
         if self.d == 0:  # every pair is at distance 0
             for i in range(n):
-                m = ~self._mask(torch.tensor([i]), 0, n, same)[0]
+                m = ~self._mask(torch.tensor([i], device=self.dev), 0, n, same)[0]
                 if bool(m.any()):
                     best[i], arg[i] = 0.0, int(torch.nonzero(m)[0])
-            return best.numpy(), arg.numpy()
+            return best.cpu().numpy(), arg.cpu().numpy()
         with highest_precision():
             kth = self._first_pass(same, best, arg)
             if self.p == math.inf:
@@ -255,19 +262,19 @@ class Engine:
                 todo = torch.nonzero(kth < best).reshape(-1)
             if todo.numel():
                 self._second_pass(todo, same, best, arg)
-        return best.numpy(), arg.numpy()
+        return best.cpu().numpy(), arg.cpu().numpy()
 
     def _first_pass(self, same: bool, best: torch.Tensor, arg: torch.Tensor) -> torch.Tensor:
         """Symmetric blocked products; keep the k smallest keys per row; measure them."""
         n, k = self.n, min(self.k, self.n)
-        vals = torch.full((n, k), math.inf, dtype=torch.float32)
-        idx = torch.full((n, k), -1, dtype=torch.int64)
+        vals = torch.full((n, k), math.inf, dtype=torch.float32, device=self.dev)
+        idx = torch.full((n, k), -1, dtype=torch.int64, device=self.dev)
         nb_ = len(self.blocks)
         bar = self._bar(nb_ * (nb_ + 1) // 2, f"{'same' if same else 'inter'}-class "
                         f"{norm_name(self.p)} pass 1")
         for bi, (qs, qe) in enumerate(self.blocks):
             q = self._side(qs, qe, query=True)
-            rows = torch.arange(qs, qe)
+            rows = torch.arange(qs, qe, device=self.dev)
             for rs, re in self.blocks[bi:]:
                 key = q @ self._ref_side(rs, re)
                 key.masked_fill_(self._mask(rows, rs, re, same), math.inf)
@@ -344,8 +351,8 @@ class Engine:
             if self.d <= 2 * m:
                 self.x_sub = self.x
             else:
-                gen = torch.Generator().manual_seed(0)
-                cols = torch.randperm(self.d, generator=gen)[:m].sort().values
+                gen = torch.Generator().manual_seed(0)  # the same subset on every device
+                cols = torch.randperm(self.d, generator=gen)[:m].sort().values.to(self.dev)
                 self.x_sub = self.x[:, cols].contiguous()
         d32 = torch.cdist(self.x_sub[rows], self.x_sub[rs:re], p=math.inf)
         return d32.double() * (1.0 - 4 * _U32) < best[rows][:, None]
@@ -364,8 +371,9 @@ class Engine:
         if self.x_pool is None:
             g = 4
             pad = (-self.d) % g
-            pooled = torch.empty(self.n, (self.d + pad) // g, dtype=torch.float32)
-            self.l1n = torch.empty(self.n, dtype=torch.float64)
+            pooled = torch.empty(self.n, (self.d + pad) // g, dtype=torch.float32,
+                                 device=self.dev)
+            self.l1n = torch.empty(self.n, dtype=torch.float64, device=self.dev)
             for s_, e_ in self.blocks:
                 xb = torch.nn.functional.pad(self.x[s_:e_].double(), (0, pad))
                 pooled[s_:e_] = xb.reshape(e_ - s_, -1, g).sum(2).float()
@@ -417,11 +425,20 @@ class Engine:
             best[rows], arg[rows] = b, a
 
     def __getstate__(self) -> dict:
-        """What a Ray worker gets: the data and the run's constants, no caches or options."""
+        """What a Ray worker gets: the data and the run's constants, no caches or options.
+        Tensors travel as NumPy arrays, which Ray's object store hands to each worker without
+        a copy (a pickled tensor is copied into and out of the pickle)."""
         state = dict(self.__dict__)
         state.update(_ref_cache={}, x_sub=None, x_pool=None, _ind_cache=None, _dense=False,
                      ray=None)
-        return state
+        return {k: _Array(v.cpu().numpy()) if isinstance(v, torch.Tensor) else v
+                for k, v in state.items()}
+
+    def __setstate__(self, state: dict) -> None:
+        with warnings.catch_warnings():  # the store's arrays are read-only; nothing writes
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            self.__dict__.update({k: torch.from_numpy(v.array) if isinstance(v, _Array) else v
+                                  for k, v in state.items()})
 
     def second_pass_block(self, rows: torch.Tensor, same: bool, best: torch.Tensor,
                           arg: torch.Tensor, lv: list[tuple[float, float]] | None) -> None:
@@ -487,3 +504,10 @@ class highest_precision:
 
     def __exit__(self, *exc: object) -> None:
         torch.set_float32_matmul_precision(self.prev)
+
+
+class _Array:
+    """A tensor's values on their way to a Ray worker (marks what becomes a tensor again)."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array = array

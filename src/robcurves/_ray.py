@@ -6,8 +6,11 @@ to worker actors, and writes each finished batch into the same per-batch store a
 Each actor loads the model once (:class:`ModelSpec` or a pickled model) and sets torch to the
 driver's thread count, and each batch is computed by the very function the local backend calls,
 with the seed of its start index, so the distances are byte-identical to a local run. A killed
-worker loses only the batches it was computing: they are handed to a replacement actor; a
-killed driver loses only the batches in flight, and rerunning the same call resumes.
+worker loses only the batches it held (the one it was computing and, while the queue is longer
+than the pool, the next one waiting in its own queue so that it starts without a round trip to
+the driver; :data:`PIPELINE`): they are handed to a replacement actor; a killed driver loses
+only the batches in flight, and rerunning the same call resumes. After an error, workers that
+hold no batch stay in the pool (a worker that started computing one is ended).
 
 Ray is an optional extra: ``pip install "robcurves[ray]"``.
 """
@@ -266,6 +269,11 @@ def _capacity(ray, options: RayOptions, threads: int) -> int:
     return int(res.get("CPU", 0) // threads)
 
 
+#: Batches a worker holds at once while the queue is longer than the pool: the next one
+#: waits in the worker's own queue, so it starts without a round trip to the driver.
+PIPELINE = 2
+
+
 def _run_todo(ray, todo, compute, model, store, options, threads, done, bar,
               fingerprint) -> None:
     from ray.exceptions import RayActorError, RayTaskError
@@ -290,7 +298,8 @@ def _run_todo(ray, todo, compute, model, store, options, threads, done, bar,
 
     queue = list(todo)
     loading: dict[Any, Any] = {}  # load() ref -> actor
-    idle: list[Any] = []
+    ready_actors: list[Any] = []  # loaded workers, alive
+    held: dict[Any, list[tuple[Any, tuple[int, int]]]] = {}  # actor -> its (ref, span), in order
     running: dict[Any, tuple[Any, tuple[int, int]]] = {}  # run() ref -> (actor, span)
     replacements = 2 * n_workers + 2  # workers that die are replaced at most this often
     t_wait = time.monotonic()
@@ -299,17 +308,38 @@ def _run_todo(ray, todo, compute, model, store, options, threads, done, bar,
         actor = pool.pop() if pool else Worker.remote(threads)
         loading[actor.load.remote(model_ref, compute_ref, fingerprint)] = actor
 
-    def lost(exc: BaseException, span: tuple[int, int] | None) -> None:
+    def lost(exc: BaseException, actor: Any) -> None:
+        """A worker died: every batch it held goes back to the front of the queue."""
         nonlocal replacements
         if replacements == 0:
             raise RuntimeError(f"Ray workers keep dying ({_cause(exc)}); the batches stored "
                                "so far are kept") from None
         replacements -= 1
-        if span is not None:
-            queue.insert(0, span)  # it was in flight on the dead worker: computed again
-            warnings.warn(f"a Ray worker died ({_cause(exc)}); its batch of points "
-                          f"{span[0]}..{span[1] - 1} is computed again", stacklevel=4)
+        spans = []
+        for ref, span in held.pop(actor, []):
+            running.pop(ref, None)
+            spans.append(span)
+        if actor in ready_actors:
+            ready_actors.remove(actor)
+        queue[:0] = spans  # they were in flight on the dead worker: computed again
+        if spans:
+            which = ", ".join(f"{a}..{b - 1}" for a, b in spans)
+            warnings.warn(f"a Ray worker died ({_cause(exc)}); its batch{'es' * (len(spans) > 1)}"
+                          f" of points {which} {'are' if len(spans) > 1 else 'is'} computed "
+                          "again", stacklevel=4)
         start_worker()
+
+    def submit() -> None:
+        """Give every worker a batch, and a second one while the queue outlasts the pool."""
+        for depth in range(1, PIPELINE + 1):
+            if depth > 1 and len(queue) <= len(ready_actors):
+                return
+            for actor in ready_actors:
+                if queue and len(held.get(actor, ())) < depth:
+                    span = queue.pop(0)
+                    ref = actor.run.remote(*span)
+                    running[ref] = (actor, span)
+                    held.setdefault(actor, []).append((ref, span))
 
     for _ in range(n_workers):
         start_worker()
@@ -323,30 +353,33 @@ def _run_todo(ray, todo, compute, model, store, options, threads, done, bar,
                     try:
                         ray.get(ref, timeout=POLL_S)
                     except RayTaskError as exc:
+                        ready_actors.append(actor)  # alive, holding no model: kept for later
                         raise RuntimeError(f"a Ray worker could not load the model {what!r}: "
                                            f"{_cause(exc)}") from None
                     except RayActorError as exc:
-                        lost(exc, None)
+                        lost(exc, actor)
                         continue
-                    idle.append(actor)
+                    ready_actors.append(actor)
                     t_wait = time.monotonic()
+                    continue
+                if ref not in running:  # a dead worker's batch, already queued again
                     continue
                 actor, span = running.pop(ref)
                 try:
                     part = ray.get(ref, timeout=POLL_S)
                 except RayActorError as exc:
-                    lost(exc, span)
+                    running[ref] = (actor, span)
+                    lost(exc, actor)
                     continue
+                finally:
+                    if ref not in running and actor in held:
+                        held[actor] = [h for h in held[actor] if h[0] != ref]
                 if store is not None:
                     store.put(*span, part)
                 done[span] = part
                 if bar is not None:
                     bar.update(span[1] - span[0])
-                idle.append(actor)
-            while idle and queue:
-                actor = idle.pop()
-                span = queue.pop(0)
-                running[actor.run.remote(*span)] = (actor, span)
+            submit()
             if running:
                 t_wait = time.monotonic()
             elif time.monotonic() - t_wait > READY_TIMEOUT_S:
@@ -355,8 +388,11 @@ def _run_todo(ray, todo, compute, model, store, options, threads, done, bar,
                                    f"worker asks for {cpus} CPU, {options.gpus_per_worker} GPU)")
         ok = True
     finally:
-        for actor in [*loading.values(), *idle, *(a for a, _ in running.values())]:
-            if ok:  # kept for the next run, without this run's model
+        busy = {a for a, _ in running.values()}
+        for actor in [*loading.values(), *ready_actors]:
+            if ok or (actor in ready_actors and actor not in busy):
+                # kept for the next run, without this run's model (a worker that holds no
+                # batch is kept after an error too: it computes nothing)
                 actor.load.remote(None, None)
                 pool.append(actor)
             else:  # an error or an interrupt: nothing may keep computing

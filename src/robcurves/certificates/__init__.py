@@ -29,13 +29,22 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._device import batch_size_for, resolve_device
 from .._norms import NormLike, norm_name, parse_norm
 from .._ray import backend_options, run_batches_ray
 from ..classifier import check_finite_logits
 from ..model import Classifier, TorchClassifier, wrap
 from ..results import Distances
 from ..store import BatchStore, fingerprint_data, fingerprint_model, run_batches
-from ._layers import SUPPORTED_LAYERS, Affine, Normalize, affine_blocks, forward, sequential_layers
+from ._layers import (
+    SUPPORTED_LAYERS,
+    Affine,
+    Normalize,
+    affine_blocks,
+    forward,
+    sequential_layers,
+    steps_to,
+)
 from .crown import certified_radius
 from .ibp import ibp_bounds
 from .linear import as_affine, linear_distances
@@ -54,13 +63,16 @@ METHODS = {
 }
 
 
-def network_steps(model: TorchClassifier, input_shape: tuple[int, ...]) -> list:
-    """The wrapped module (float64 copy) with its preprocessing, as certifier steps."""
-    module = copy.deepcopy(model.module).double().eval()
-    mean, std = (None if t is None else t.detach().cpu().double()
+def network_steps(model: TorchClassifier, input_shape: tuple[int, ...],
+                  device: str | torch.device | None = None) -> list:
+    """The wrapped module (float64 copy) with its preprocessing, as certifier steps on
+    ``device`` (default: the CPU)."""
+    dev = torch.device("cpu" if device is None else device)
+    module = copy.deepcopy(model.module).double().eval().to(dev)
+    mean, std = (None if t is None else t.detach().to(dev, torch.float64)
                  for t in model.pre.stats(input_shape))
     return sequential_layers(module, input_shape, mean=mean, std=std,
-                             like=torch.zeros((), dtype=torch.float64))
+                             like=torch.zeros((), dtype=torch.float64, device=dev))
 
 
 def _as_numpy(a: object) -> np.ndarray:
@@ -72,11 +84,12 @@ def _as_numpy(a: object) -> np.ndarray:
 def certify(model: object, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor,
             norm: NormLike = "linf", method: str = "auto", *,
             upper: Distances | np.ndarray | None = None,
-            bounds: tuple[float, float] | None = None, batch_size: int = 32,
+            bounds: tuple[float, float] | None = None, batch_size: int | None = None,
             iters: int = 14, time_limit: float = 10.0, indices: np.ndarray | None = None,
             store: str | Path | None = None, progress: bool = False, backend: str = "local",
             ray_address: str | None = None, workers: int | None = None,
-            gpus_per_worker: float = 0.0) -> Distances:
+            gpus_per_worker: float = 0.0, device: str | torch.device | None = None
+            ) -> Distances:
     """Certified lower bounds on each point's minimal adversarial distance.
 
     Args:
@@ -96,7 +109,10 @@ def certify(model: object, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.T
             unbounded inputs it needs a finite one for every point.
         bounds: input bounds when ``model`` is not a :class:`Classifier` (default ``(0, 1)``;
             ``(-inf, inf)`` for inputs without a box).
-        batch_size: points bounded at once (and per stored batch).
+        batch_size: points bounded at once (and per stored batch). Default: 32; for crown
+            and ibp on CUDA, as many points as half the free GPU memory holds by an estimate
+            of a point's working memory, at most 1024 (:func:`robcurves.batch_size_for`).
+            Part of a stored run's settings: resume with the same batch size.
         iters: bisection steps for crown/ibp (precision ``bracket / 2**iters``, rounded down).
         time_limit: MILP seconds per point.
         indices: positions of the points in their data set (default ``0..N-1``).
@@ -113,6 +129,15 @@ def certify(model: object, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.T
             ``pip install "robcurves[ray]"``.
         ray_address, workers, gpus_per_worker: for ``backend="ray"``, as in
             :func:`robcurves.distances`.
+        device: where crown and ibp run: ``None`` (default) the model's device (where its
+            parameters live), ``"auto"`` CUDA when available, or ``"cpu"``, ``"cuda"``,
+            ``"cuda:N"``; a device this machine does not have is refused before any work.
+            The bounds are float64 on every device (the last bits may differ between a CPU
+            and a GPU: sums in another order). The MILP and exact-linear run on the CPU
+            whatever the device (scipy solvers; the device is still checked). With
+            ``backend="ray"`` the workers compute on CUDA when ``gpus_per_worker > 0`` (the
+            GPU Ray gives each) and on their CPUs otherwise; a ``device`` of another kind is
+            refused.
 
     Returns:
         :class:`Distances` with ``kind="lower"`` (``0`` for misclassified points, ``inf`` where
@@ -127,11 +152,19 @@ def certify(model: object, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.T
     if p not in METHODS[method]:
         raise ValueError(f"method {method!r} does not support norm {norm_name(p)}; it supports "
                          f"{', '.join(norm_name(q) for q in METHODS[method])}")
-    for name, value in (("batch_size", batch_size), ("iters", iters)):
+    for name, value in (("batch_size", 1 if batch_size is None else batch_size),
+                        ("iters", iters)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
     if not time_limit > 0:
         raise ValueError(f"time_limit must be > 0 seconds; got {time_limit!r}")
+    if device is not None:  # a device this machine lacks: refused before any work
+        device = resolve_device(device)
+        if backend == "ray" and device.type != ("cuda" if gpus_per_worker > 0 else "cpu"):
+            raise ValueError(f"device {str(device)!r} does not fit backend='ray' with "
+                             f"gpus_per_worker={gpus_per_worker}: the workers compute on "
+                             f"{'CUDA' if gpus_per_worker > 0 else 'their CPUs'}; leave "
+                             "device unset or set gpus_per_worker")
     ray_options = backend_options(backend, ray_address, workers, gpus_per_worker)
     x_np = _as_numpy(x).astype(np.float64)
     y_np = _as_numpy(y).astype(np.int64)
@@ -168,7 +201,9 @@ def certify(model: object, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.T
                             f"nn.Module); got {type(model).__name__}")
         bnds = clf.bounds
         fingerprint = fingerprint_model(clf)
-        steps = network_steps(clf, x_np.shape[1:])
+        if device is None:
+            device = resolve_device(None, clf.module)
+        steps = network_steps(clf, x_np.shape[1:])  # on the CPU; crown and ibp move it below
         is_affine = all(isinstance(s, Affine) for s in steps)
         if method == "auto":
             method = "exact-linear" if is_affine else "crown"
@@ -186,17 +221,25 @@ def certify(model: object, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.T
                          f"radius for every point: pass upper= attack distances; points "
                          f"{missing[:10].tolist()} have none")
     settings["bounds"] = list(bnds)
+    if method in ("crown", "ibp") and ray_options is None:
+        steps = steps_to(steps, device)  # Ray workers get the CPU copy and move it themselves
     if method in ("crown", "ibp"):
         settings.update(iters=iters, bracket=("attack" if up_np is not None else
                                               "doubling" if unbounded else "box"))
     elif method == "milp":
         settings["time_limit"] = time_limit
+    # the points stay on the CPU; each batch goes to the network's device when it starts
     xt = torch.as_tensor(x_np, dtype=torch.float64)
     yt = torch.as_tensor(y_np)
     up = None if up_np is None else torch.as_tensor(up_np, dtype=torch.float64)
     if steps is not None:  # NaN/inf logits: bounds on such a model would mean nothing
+        where = _steps_device(steps)
         with torch.no_grad():
-            check_finite_logits(forward(steps, xt), idx)
+            for s in range(0, n, 4096):
+                check_finite_logits(forward(steps, xt[s:s + 4096].to(where)).cpu(),
+                                    idx[s:s + 4096])
+    if batch_size is None:
+        batch_size = _default_batch_size(steps, method, x_np.shape[1:])
 
     # what a batch needs of the model: the affine map or the certifier's network (sent once to
     # each Ray worker through the object store; the closure below holds only the data)
@@ -214,13 +257,18 @@ def certify(model: object, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.T
             cost["n_box_binding"] = n_box
             kind = "exact"
         else:
+            if isinstance(net, _WorkerNet):  # a Ray worker: its copy on its own device
+                net = net.steps()
+            dev = _steps_device(net)
+            xb, yb = xt[a:b].to(dev), yt[a:b].to(dev)
+            ub = None if ub is None else ub.to(dev)
             with torch.no_grad():
-                pred = forward(net, xt[a:b]).argmax(1).numpy()
+                pred = forward(net, xb).argmax(1).cpu().numpy()
             if method in ("crown", "ibp"):
-                d = certified_radius(net, xt[a:b], yt[a:b], p, bnds, method=method, upper=ub,
-                                     iters=iters, on_step=tick).numpy()
+                d = certified_radius(net, xb, yb, p, bnds, method=method, upper=ub,
+                                     iters=iters, on_step=tick).cpu().numpy()
             else:  # milp
-                res = milp_distances(net, xt[a:b], yt[a:b], p, bnds, upper=ub,
+                res = milp_distances(net, xb, yb, p, bnds, upper=ub,
                                      time_limit=time_limit,
                                      on_point=lambda: tick(1.0 / (b - a)))
                 d = res.lower
@@ -246,6 +294,8 @@ def certify(model: object, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.T
         result = run_batches(n, batch_size, functools.partial(compute, net), bstore,
                              ticks=True, progress=label)
     else:
+        if steps is not None and method != "milp":
+            net = _WorkerNet(steps, "cuda" if gpus_per_worker > 0 else "cpu")
         result = run_batches_ray(n, batch_size, compute, net, bstore, ray_options,
                                  torch.get_num_threads(), progress=label)
     final = dict(result.settings)
@@ -258,6 +308,52 @@ def certify(model: object, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.T
 
 
 _SOLVED = ("optimal", "misclassified", "no-adversarial")
+
+#: Largest batch certify picks by itself on CUDA.
+CUDA_BATCH_CAP = 1024
+
+
+def _steps_device(steps: list) -> torch.device:
+    """Where the certifier's network lives (the CPU for one without tensors)."""
+    for s in steps:
+        for t in vars(s).values():
+            if isinstance(t, torch.Tensor):
+                return t.device
+    return torch.device("cpu")
+
+
+def _default_batch_size(steps: list | None, method: str, input_shape: tuple) -> int:
+    """32 points; for crown and ibp on CUDA, what half the free memory holds (see certify)."""
+    if steps is None or method not in ("crown", "ibp"):
+        return 32
+    dev = _steps_device(steps)
+    if dev.type != "cuda":
+        return 32
+    # a point's working memory (float64): the margins' coefficients (K - 1 rows of the widest
+    # layer) pushed back through the network, the bounds and relaxations of every ReLU input,
+    # and the bisection's copies of both; the patch rows of CROWN's tightening go in chunks of
+    # a fixed size, whatever the batch
+    k = int(steps[-1].out_shape[0])
+    widest = max(math.prod(s.in_shape) for s in steps)
+    relus = sum(math.prod(s.in_shape) for s in steps if not isinstance(s, Affine))
+    per_point = 8.0 * (4 * (k - 1) * widest + 10 * relus + 4 * math.prod(input_shape))
+    return batch_size_for(dev, per_point, cap=CUDA_BATCH_CAP)
+
+
+class _WorkerNet:
+    """The certifier's network as sent to a Ray worker (on the CPU): the worker moves it to
+    its own ``device`` once, on its first batch."""
+
+    def __init__(self, steps: list, device: str) -> None:
+        self.cpu_steps, self.device, self._steps = steps, device, None
+
+    def steps(self) -> list:
+        if self._steps is None:
+            self._steps = steps_to(self.cpu_steps, self.device)
+        return self._steps
+
+    def __getstate__(self) -> dict:
+        return {"cpu_steps": self.cpu_steps, "device": self.device, "_steps": None}
 
 
 def _no_tick(fraction: float) -> None:

@@ -13,6 +13,7 @@ respect to the module's parameters.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["Normalize", "Affine", "ReLU", "sequential_layers", "forward",
-           "affine_blocks", "SUPPORTED_LAYERS"]
+           "affine_blocks", "steps_to", "SUPPORTED_LAYERS"]
 
 SUPPORTED_LAYERS = ("Linear", "Conv2d", "ReLU", "Flatten", "BatchNorm1d", "BatchNorm2d",
                     "AvgPool2d", "Identity", "Dropout (eval mode)", "robcurves Normalize")
@@ -119,11 +120,13 @@ class Affine(Step):
         import scipy.sparse as sp
 
         n_in = math.prod(self.in_shape)
+        dev = next((t.device for t in vars(self).values() if isinstance(t, torch.Tensor)),
+                   torch.device("cpu"))
         cols = []
         with torch.no_grad():
             for start in range(0, n_in, 512):
                 stop = min(n_in, start + 512)
-                eye = torch.zeros((stop - start, n_in), dtype=torch.float64)
+                eye = torch.zeros((stop - start, n_in), dtype=torch.float64, device=dev)
                 eye[torch.arange(stop - start), torch.arange(start, stop)] = 1.0
                 out = self.linear(eye.reshape((-1,) + self.in_shape)).reshape(stop - start, -1)
                 cols.append(sp.csr_matrix(out.detach().cpu().numpy().T))
@@ -327,6 +330,21 @@ def sequential_layers(module: nn.Module, input_shape: Sequence[int],
         # nn.Identity and eval-mode nn.Dropout: nothing to do
         shape = out_shape
     return steps
+
+
+def steps_to(steps: Sequence[Step], device: str | torch.device) -> list[Step]:
+    """Copies of ``steps`` whose tensors (weights, biases, scales) live on ``device``; the
+    steps themselves are returned where every tensor is there already."""
+    dev = torch.device(device)
+    out: list[Step] = []
+    for s in steps:
+        moved = {k: v.to(dev) for k, v in vars(s).items()
+                 if isinstance(v, torch.Tensor) and v.device != dev}
+        if moved:
+            s = copy.copy(s)
+            vars(s).update(moved)
+        out.append(s)
+    return out
 
 
 def forward(steps: Sequence[Step], x: torch.Tensor) -> torch.Tensor:

@@ -152,11 +152,12 @@ def _backward(steps: list[Step], start: int, upto: int, a: torch.Tensor,
     return a, const
 
 
-def _block(steps: list[Step], start: int, upto: int, cache: dict | None
+def _block(steps: list[Step], start: int, upto: int, cache: dict | None, like: torch.Tensor
            ) -> tuple[torch.Tensor, torch.Tensor] | None:
     """The affine map of ``steps[start:upto]`` (no ReLU among them) as a dense matrix
     ``(n_out, *in_shape)`` and bias ``(n_out,)``, computed once per ``cache``; ``None`` when it
-    would be too large (the rows are then pushed back through the steps each time)."""
+    would be too large (the rows are then pushed back through the steps each time); built with
+    ``like``'s dtype and device (the points')."""
     key = (start, upto)
     if cache is not None and key in cache:
         return cache[key]
@@ -165,22 +166,12 @@ def _block(steps: list[Step], start: int, upto: int, cache: dict | None
     m, width = math.prod(out_shape), math.prod(in_shape)
     block = None
     if m * width <= _DENSE_BLOCK_ELEMENTS:
-        like = _param_like(steps)
         eye = torch.eye(m, dtype=like.dtype, device=like.device).reshape((1, m) + out_shape)
         w, b = _backward(steps, start, upto, eye, {})
         block = (w[0], b[0])
     if cache is not None:
         cache[key] = block
     return block
-
-
-def _param_like(steps: list[Step]) -> torch.Tensor:
-    for s in steps:
-        for name in ("w", "scale"):
-            t = getattr(s, name, None)
-            if isinstance(t, torch.Tensor):
-                return t
-    return torch.zeros((), dtype=torch.float64)
 
 
 def _tighten(steps: list[Step], i: int, start: int, x: torch.Tensor, eps: torch.Tensor,
@@ -202,7 +193,7 @@ def _tighten(steps: list[Step], i: int, start: int, x: torch.Tensor, eps: torch.
         if cache is not None:
             cache[key] = geos
     geos = cache[key] if cache is not None else geos
-    block = None if geos is not None else _block(steps, start, i, cache)
+    block = None if geos is not None else _block(steps, start, i, cache, x)
     if geos is not None:  # a row is one patch per map, at most a map's channels x K_h x K_w
         width = max(steps[j].in_shape[0] * math.prod(geos[j][2]) for j in range(i + 1))
     else:

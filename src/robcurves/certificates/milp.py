@@ -234,7 +234,7 @@ def milp_distances(steps: list[Step], x: torch.Tensor, y: torch.Tensor, p: float
                 on_point()
             continue
         xr = x[j:j + 1]
-        eps = torch.tensor([radius[j]], dtype=x.dtype)
+        eps = torch.tensor([radius[j]], dtype=x.dtype, device=x.device)
         with torch.no_grad():
             pre = preactivation_bounds(ext, xr, eps, p, bounds, bound_method)
         pre_np = [(pre[i][0].reshape(-1).cpu().numpy(), pre[i][1].reshape(-1).cpu().numpy())

@@ -34,6 +34,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "conflicting duplicates (default 0: exact duplicates)")
     p.add_argument("--block-size", type=int, default=1024, help="rows per block (memory knob)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--device", default=None,
+                   help="cpu, cuda, cuda:N or auto (default: auto, i.e. cuda if available; "
+                        "cpu with --backend ray)")
     add_backend_args(p, "the exact second pass, one query block per batch, on Ray workers "
                         "that each hold the data set once; byte-identical results", gpus=False)
     return p
@@ -52,13 +55,15 @@ def run(args: argparse.Namespace) -> int:
 
     from .._norms import norm_name
     from ..data import load
-    from ..scale import interclass_distances
+    from ..scale import _search_device, interclass_distances
 
     norms = parse_norms(args.norms)
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be >= 1; got {args.limit}")
     positive(args.block_size, "--block-size")
     positive(args.duplicate_tol, "--duplicate-tol", allow_zero=True)
+    # a device this machine lacks, or one Ray does not use: refused before any work
+    _search_device(args.device, None, args.backend)
     backend = ray_kwargs(check_backend(args), gpus=False)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -86,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
                                      duplicate_tol=args.duplicate_tol,
                                      block_size=args.block_size,
                                      progress=not args.no_progress, name=ds.name,
-                                     **backend)
+                                     device=args.device, **backend)
             res = _finite_or_none(r.to_dict())
             res["seconds"] = round(time.perf_counter() - t0, 3)
             entry["norms"][norm_name(p)] = res
