@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 
@@ -110,8 +111,18 @@ def binaryish(n: int = 16, dim: int = 64, seed: int = 1):
 
 
 @pytest.fixture(scope="module")
-def toy():
-    """A 2-D, 3-class ReLU network trained on blobs in [0, 1]^2, and 40 points it labels."""
+def toy(_toy_trained):
+    """A 2-D, 3-class ReLU network trained on blobs in [0, 1]^2, and 40 points it labels.
+
+    Each module gets its own copy of the network and points; the training runs once per
+    session (the same seeds give the same network every time)."""
+    net, x, y = _toy_trained
+    return copy.deepcopy(net), x.clone(), y.clone()
+
+
+@pytest.fixture(scope="session")
+def _toy_trained():
+    """The training behind :func:`toy` (session-wide; use :func:`toy`, which copies it)."""
     g = torch.Generator().manual_seed(0)
     centers = torch.tensor([[0.25, 0.3], [0.75, 0.35], [0.5, 0.75]])
     yt = torch.randint(0, 3, (600,), generator=g)

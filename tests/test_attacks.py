@@ -78,13 +78,28 @@ def _grid_has_adversarial(net: nn.Module, x: torch.Tensor, y: int, radius: float
         return bool((net(pts).argmax(1) != y).any())
 
 
+@pytest.fixture(scope="module")
+def toy_crown(toy) -> dict[float, np.ndarray]:
+    """CROWN's certified radii of the toy network's points, per norm, each computed once (the
+    same bound for every attack; l2 CROWN takes seconds)."""
+    net, x, y = toy
+
+    class _PerNorm(dict):
+        def __missing__(self, p: float) -> np.ndarray:
+            self[p] = certify(net, x, y, p, method="crown").distances
+            return self[p]
+
+    return _PerNorm()
+
+
 @pytest.mark.parametrize("name,p", FAST)
-def test_never_below_certified_or_brute_force_bound(toy, name: str, p: float) -> None:
+def test_never_below_certified_or_brute_force_bound(toy, toy_crown, name: str,
+                                                    p: float) -> None:
     net, x, y = toy
     d = robcurves.distances(net, x, y, p, attack=name, return_adversarials=True)
     ok = np.isfinite(d.distances)
     assert ok.mean() > 0.9
-    lower = certify(net, x, y, p, method="crown").distances
+    lower = toy_crown[p]
     assert np.all(d.distances >= lower - 1e-6), "an attack distance below a CROWN bound"
     for i in np.flatnonzero(ok)[:8]:
         r = float(d.distances[i])
@@ -119,19 +134,33 @@ def toy_grid(toy) -> tuple[torch.Tensor, torch.Tensor]:
         return grid, toy[0](grid).argmax(1)
 
 
+@pytest.fixture(scope="module")
+def toy_brute(toy, toy_grid) -> dict[float, np.ndarray]:
+    """Per norm, each toy point's distance to the nearest grid point of another label, each
+    computed once (the same for every attack)."""
+    _, x, y = toy
+    grid, labels = toy_grid
+
+    class _PerNorm(dict):
+        def __missing__(self, p: float) -> np.ndarray:
+            self[p] = np.array([float(lp_norm(grid[labels != y[i]] - x[i], p).min())
+                                for i in range(x.shape[0])])
+            return self[p]
+
+    return _PerNorm()
+
+
 @pytest.mark.parametrize("name,p", GRID_CASES)
-def test_brute_force_grid_brackets_every_attack(toy, toy_grid, name: str, p: float) -> None:
+def test_brute_force_grid_brackets_every_attack(toy, toy_brute, name: str, p: float) -> None:
     """On the 2-D toy network the brute-force distance (the nearest grid point of another
     label, exact up to a grid cell) brackets every attack's distance: never below it
     (a real adversarial cannot be closer than the true minimum), and within the factor the
     attack measured (``GRID_TIGHT``)."""
     net, x, y = toy
-    grid, labels = toy_grid
     h = 1 / 600
     # some corner of the grid cell holding the nearest adversarial lies on the adversarial side
     slack = {math.inf: h, 2.0: h * math.sqrt(2), 1.0: 2 * h}[p]  # a grid cell's diagonal
-    brute = np.array([float(lp_norm(grid[labels != y[i]] - x[i], p).min())
-                      for i in range(x.shape[0])])
+    brute = toy_brute[p]
     d = robcurves.distances(net, x, y, p, attack=name).distances
     ok = np.isfinite(d)
     assert ok.sum() >= x.shape[0] - (2 if name == "deepfool" else 0)

@@ -188,17 +188,22 @@ def test_l1_pooled_fallback_matches_brute_force(dim: int, monkeypatch: pytest.Mo
     check(interclass_distances(x, y, 1, block_size=50, k=2), x, y, 1.0)
 
 
-@pytest.mark.parametrize("p", NORMS)
-def test_real_gtsrb_subset_matches_brute_force(p: float) -> None:
-    """Natural images (GTSRB, 3072 dims), where l_inf and l1 take the dense fallbacks: exact
-    against a float64 brute force, row by row."""
+@pytest.fixture(scope="module")
+def gtsrb_240():
+    """The first 240 GTSRB test images, loaded once for the three norms (the file holds 12,630).
+    """
     from conftest import shared_data
 
     from robcurves.data import load
 
-    path = shared_data("gtsrb/gtsrb_test_32x32.npz")
+    return load(shared_data("gtsrb/gtsrb_test_32x32.npz")).subset(slice(0, 240))
 
-    d = load(path).subset(slice(0, 240))
+
+@pytest.mark.parametrize("p", NORMS)
+def test_real_gtsrb_subset_matches_brute_force(gtsrb_240, p: float) -> None:
+    """Natural images (GTSRB, 3072 dims), where l_inf and l1 take the dense fallbacks: exact
+    against a float64 brute force, row by row."""
+    d = gtsrb_240
     x = d.x.reshape(len(d.x), -1)
     r = interclass_distances(x, d.y, p, block_size=64)
     x64 = x.astype(np.float64)
