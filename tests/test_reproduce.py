@@ -122,6 +122,22 @@ def test_captions_state_the_computed_numbers(done: Path) -> None:
     assert res["fig3"]["mnist"]["fired"] is k.detected
 
 
+def test_every_computed_stage_is_timed(done: Path) -> None:
+    t = json.loads((done / "timings.json").read_text())
+    models = {p.stem for p in (done / "models").glob("*.rcm")}
+    curves = {p.stem for p in (done / "curves").glob("*.json")}
+    assert {k.removeprefix("train ") for k, v in t.items() if v["kind"] == "train"} == models
+    assert {k.removeprefix("curve ") for k, v in t.items() if v["kind"] == "curve"} == curves
+    assert sum(v["kind"] == "interclass" for v in t.values()) == 4
+    assert all(v["wall"] > 0 and v["cpu"] >= 0 for v in t.values())
+    # training a model costs CPU time (a clock that missed the work would read 0)
+    assert all(v["cpu"] > 0 for v in t.values() if v["kind"] == "train")
+    md = (done / "reproduce.md").read_text()
+    total = sum(v["cpu"] for v in t.values())
+    assert f"| all stages | {len(t)} | {sum(v['wall'] for v in t.values()):.0f} | {total:.0f} |" in md
+    assert "its numbers are NOT those of the paper's setting" in md
+
+
 def test_rerun_recomputes_nothing(done: Path, data_dir: Path,
                                   monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
@@ -137,9 +153,11 @@ def test_rerun_recomputes_nothing(done: Path, data_dir: Path,
     assert len(files) == 4 + 8 + 4 + 4  # models, curves, inter-class, galleries
     mtimes = {p: p.stat().st_mtime_ns for p in files}
     before = (done / "reproduce.md").read_text()
+    timings = (done / "timings.json").read_text()
     assert main(["reproduce", "--out", str(done), "--data-dir", str(data_dir), *TINY]) == 0
     assert calls == []
     assert {p: p.stat().st_mtime_ns for p in files} == mtimes
+    assert (done / "timings.json").read_text() == timings  # reused stages keep their times
     strip = re.compile(r"This run took .*? CPU")
     assert strip.sub("", (done / "reproduce.md").read_text()) == strip.sub("", before)
 
@@ -169,7 +187,7 @@ def test_bad_input_is_refused_before_any_work(done: Path, data_dir: Path, tmp_pa
         assert main([*base, "--out", str(new)]) == 2
         assert f"{missing[0]!r}" in capsys.readouterr().err
     ok = [*base, "--methods", "standard", "--robust-method", "pgd-at"]
-    for flag in ("--points", "--epochs", "--train-points"):
+    for flag in ("--points", "--epochs", "--train-points", "--train-points-color"):
         assert main([*ok, "--out", str(new), flag, "0"]) == 2
         assert f"{flag} must be >= 1; got 0" in capsys.readouterr().err
     assert main([*ok, "--out", str(new), "--points", "1"]) == 2

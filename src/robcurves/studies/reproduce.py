@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -46,9 +48,9 @@ DATASETS = {
                "train": True},
     "mnist": {"label": "MNIST", "path": "mnist", "linf": 0.1, "l2": 1.0, "train": True},
     "gtsrb": {"label": "GTSRB", "path": "gtsrb/gtsrb_test_32x32.npz", "linf": 4 / 255,
-              "l2": 0.25, "train": True},
+              "l2": 0.25, "train": True, "color": True},
     "cifar10": {"label": "CIFAR-10", "path": "cifar10-jpeg/cifar10_test_jpg.tar.gz",
-                "linf": 2 / 255, "l2": 0.1, "train": True},
+                "linf": 2 / 255, "l2": 0.1, "train": True, "color": True},
     "tiny-imagenet": {"label": "Tiny-ImageNet", "path":
                       "tiny-imagenet-200/tiny-imagenet-200-val.tar", "train": False},
     "uci-har": {"label": "UCI HAR", "path": "uci-har", "train": False},
@@ -57,14 +59,20 @@ DATASETS = {
 #: eps of the rows of Table 1 (Fashion-MNIST; around the training eps 0.1 in l_inf)
 TABLE_EPS = {"linf": (0.05, 0.1, 0.15, 0.2), "l2": (0.5, 1.0, 1.5, 2.0)}
 
-QUICK = {"train_points": 2000, "test_points": 100, "epochs": 3, "train_steps": 3,
-         "batch_size": 64, "attack": "fmn", "attack_kwargs": {"steps": 30},
+#: the smoke setting (a CPU budget of about 15 minutes of one core, chosen from measured
+#: stage costs: one cnn-small training step of 64 points costs about 8 CPU-s for kw, 2.5 for
+#: mmr-at and 3 for mmr-universal on 28x28 images, 7.6 for mmr-at on the 32x32 colour sets,
+#: well under 1 for standard and pgd-at); ``train_points_color`` is the training subset of the
+#: 3x32x32 sets (GTSRB, CIFAR-10), whose MMR steps cost three times those on 28x28
+QUICK = {"train_points": 1000, "train_points_color": 500, "test_points": 300, "epochs": 2,
+         "train_steps": 3, "batch_size": 64, "attack": "fmn", "attack_kwargs": {"steps": 30},
          "interclass_points": 1000, "gallery_points": 6, "n_boot": 200}
-FULL = {"train_points": 20000, "test_points": 1000, "epochs": 10, "train_steps": 10,
-        "batch_size": 64, "attack": "auto", "attack_kwargs": {}, "interclass_points": 10000,
-        "gallery_points": 8, "n_boot": 1000}
+FULL = {"train_points": 20000, "train_points_color": 20000, "test_points": 1000,
+        "epochs": 10, "train_steps": 10, "batch_size": 64, "attack": "auto",
+        "attack_kwargs": {}, "interclass_points": 10000, "gallery_points": 8, "n_boot": 1000}
 
 _SETTINGS_FILE = "reproduce.json"
+_TIMINGS_FILE = "timings.json"
 _STUDY = "robcurves reproduce"
 # files another study leaves in its --out folder (robcurves study scaling / tradeoff ...)
 _OTHER_STUDIES = ("runs.json", "scaling.html", "tradeoff.html", "analysis.json")
@@ -155,6 +163,13 @@ def _distances(*args, **kwargs):
     return distances(*args, **kwargs)
 
 
+def cpu_seconds() -> float:
+    """CPU seconds of this process and its finished children (user + system, every thread):
+    what a run costs on a shared machine, where wall time also counts the others' work."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 class _Run:
     """The state of one run: settings, folders, cached stages and timings."""
 
@@ -164,6 +179,22 @@ class _Run:
         self.split_text: dict[str, str] = {}
         for sub in ("models", "curves", "interclass", "plots"):
             (out / sub).mkdir(parents=True, exist_ok=True)
+        tfile = out / _TIMINGS_FILE
+        #: stage -> {"kind", "wall", "cpu"}: kept across resumed runs (a reused stage keeps
+        #: the time it took when it was computed)
+        self.timings: dict[str, dict] = json.loads(tfile.read_text()) if tfile.exists() else {}
+
+    @contextmanager
+    def stage(self, key: str, kind: str) -> Iterator[None]:
+        """Time one computed stage (wall and :func:`cpu_seconds`) into ``timings.json``; the
+        first measurement of a stage is kept (data loading, the only stage a resumed run
+        repeats, keeps the time of the run that first did it)."""
+        t0, c0 = time.perf_counter(), cpu_seconds()
+        yield
+        if key not in self.timings:
+            self.timings[key] = {"kind": kind, "wall": time.perf_counter() - t0,
+                                 "cpu": cpu_seconds() - c0}
+            (self.out / _TIMINGS_FILE).write_text(json.dumps(self.timings, indent=1))
 
     def data(self, name: str, path: Path) -> tuple:
         """``(train, test)`` of a data set: its own splits, else the seeded hold-out rule;
@@ -171,10 +202,11 @@ class _Run:
         if name not in self.splits:
             from ..data.splits import train_test
 
-            train, test = train_test(str(path))
+            with self.stage(f"load {name}", "load"):
+                train, test = train_test(str(path))
             rule = (train.info.get("split") or {}).get("rule", "native")
-            tr = train.subset(_first_of_permutation(train.n, int(self.cfg["train_points"]),
-                                                    self.seed))
+            k = self.cfg["train_points_color" if DATASETS[name].get("color") else "train_points"]
+            tr = train.subset(_first_of_permutation(train.n, int(k), self.seed))
             n_tr = tr.n
             # seeded subsets: some sets are stored sorted by class (the CIFAR-10 JPEG folders)
             te = test.subset(_first_of_permutation(test.n, int(self.cfg["test_points"]),
@@ -200,13 +232,14 @@ class _Run:
         eps = float(DATASETS[data][norm])
         self.log(f"training {key} (eps {eps:g}, {train.n} points, {self.cfg['epochs']} "
                  "epochs)")
-        module = _train(train, arch="cnn-small", method=method, norm=norm, eps=eps,
-                        steps=int(self.cfg["train_steps"]), epochs=int(self.cfg["epochs"]),
-                        batch_size=int(self.cfg["batch_size"]), eval_data=test,
-                        eval_points=test.n, eval_steps=int(self.cfg["train_steps"]),
-                        seed=self.seed, device="cpu", progress=False,
-                        checkpoint=self.out / "models" / f"{key}.ckpt")
-        save_model(module, file)
+        with self.stage(f"train {key}", "train"):
+            module = _train(train, arch="cnn-small", method=method, norm=norm, eps=eps,
+                            steps=int(self.cfg["train_steps"]), epochs=int(self.cfg["epochs"]),
+                            batch_size=int(self.cfg["batch_size"]), eval_data=test,
+                            eval_points=test.n, eval_steps=int(self.cfg["train_steps"]),
+                            seed=self.seed, device="cpu", progress=False,
+                            checkpoint=self.out / "models" / f"{key}.ckpt")
+            save_model(module, file)
         (self.out / "models" / f"{key}.ckpt").unlink(missing_ok=True)
         return module, key
 
@@ -221,8 +254,9 @@ class _Run:
         module, _ = self.model(data, path, method, train_norm)
         _, test = self.data(data, path)
         self.log(f"distances of {key} in {norm} ({test.n} points, {self.cfg['attack']})")
-        d = _distances(module, test.x, test.y, norm, attack=self.cfg["attack"], bounds=(0, 1),
-                       seed=self.seed, **self.cfg["attack_kwargs"])
+        with self.stage(f"curve {key}@{norm}", "curve"):
+            d = _distances(module, test.x, test.y, norm, attack=self.cfg["attack"],
+                           bounds=(0, 1), seed=self.seed, **self.cfg["attack_kwargs"])
         name = METHOD_LABELS.get(method, method) + (f" ({train_norm})" if train_norm != "linf"
                                                     else "")
         meta = {"model": {"method": method, "train_norm": train_norm,
@@ -411,10 +445,12 @@ def _interclass(run: _Run, found: dict, results: dict) -> list:
                 dist[nm] = np.load(file)
             else:
                 if ds is None:
-                    ds = rdata.load(str(path))
+                    with run.stage(f"load {name} (inter-class)", "load"):
+                        ds = rdata.load(str(path))
                     ds = ds.subset(_first_of_permutation(ds.n, n_pts, run.seed))
                 run.log(f"inter-class distances of {name} in {nm} ({ds.n} points)")
-                dist[nm] = np.asarray(interclass_distances(ds.x, ds.y, nm, name=name))
+                with run.stage(f"interclass {name}@{nm}", "interclass"):
+                    dist[nm] = np.asarray(interclass_distances(ds.x, ds.y, nm, name=name))
                 np.save(file, dist[nm])
         if not all(np.isfinite(d).any() for d in dist.values()):
             unusable.append(DATASETS[name]["label"])
@@ -475,10 +511,11 @@ def _gallery(run: _Run, fmnist: Path | None, methods: list[str]) -> list:
                 _, test = run.data("fmnist", fmnist)
                 k = min(test.n, 3 * n)
                 try:
-                    save_gallery(file, module, test.x[:k], test.y[:k], nm, n=n,
-                                 attack=run.cfg["attack"], seed=run.seed,
-                                 title=f"{METHOD_LABELS.get(m, m)}, {nm}",
-                                 **run.cfg["attack_kwargs"])
+                    with run.stage(f"gallery {m}@{nm}", "gallery"):
+                        save_gallery(file, module, test.x[:k], test.y[:k], nm, n=n,
+                                     attack=run.cfg["attack"], seed=run.seed,
+                                     title=f"{METHOD_LABELS.get(m, m)}, {nm}",
+                                     **run.cfg["attack_kwargs"])
                 except ValueError as exc:
                     notes.append(f"{METHOD_LABELS.get(m, m)} {nm}: {exc}")
                     continue
@@ -687,15 +724,15 @@ def reproduce(out: str | Path, *, quick: bool = False, methods: Sequence[str] = 
     """
     from ..data.registry import data_dirs as default_dirs
 
-    t0, c0 = time.perf_counter(), time.process_time()
+    t0, c0 = time.perf_counter(), cpu_seconds()
     ms = check_methods(methods)
     (rm,) = check_methods([robust_method], "--robust-method")
     cfg = dict(QUICK if quick else FULL)
     for k, v in (settings or {}).items():
         if k not in cfg:
             raise ValueError(f"unknown setting {k!r}; known: {', '.join(sorted(cfg))}")
-        if k in ("train_points", "test_points", "epochs", "train_steps", "interclass_points",
-                 "gallery_points", "n_boot") and (int(v) != v or v < 1):
+        if k in ("train_points", "train_points_color", "test_points", "epochs", "train_steps",
+                 "interclass_points", "gallery_points", "n_boot") and (int(v) != v or v < 1):
             raise ValueError(f"{k} must be a positive integer; got {v!r}")
         cfg[k] = v
     if cfg["test_points"] < 2:
@@ -722,13 +759,53 @@ def reproduce(out: str | Path, *, quick: bool = False, methods: Sequence[str] = 
     sections += _gallery(run, found["fmnist"], ms)
     sections += _fig3_fig4(run, found, rm, results)
     sections += _fig8(run, found, wrn_checkpoint, results)
-    secs, cpu = time.perf_counter() - t0, time.process_time() - c0
+    secs, cpu = time.perf_counter() - t0, cpu_seconds() - c0
     header = {"settings": json.dumps(recorded, indent=1), "seconds": secs, "cpu": cpu,
-              "threads": _threads(), "quick": quick}
+              "threads": _threads(), "quick": quick, "setting_text": _setting_text(cfg, quick),
+              "timings": _timings_md(run.timings)}
     (out / "results.json").write_text(json.dumps(results, indent=1, default=float))
     paths = _write_page(out, sections, header)
     return {"results": results, "paths": paths, "seconds": secs, "cpu_seconds": cpu,
             "sections": [s["title"] for s in sections]}
+
+
+def _setting_text(cfg: dict, quick: bool) -> str:
+    """The setting in words, for the top of the page."""
+    what = ("--quick: a smoke run with few points and epochs; its numbers are NOT those of "
+            "the paper's setting" if quick else "the full setting")
+    return (f"{what}. Models: cnn-small trained for {cfg['epochs']} epoch(s) on "
+            f"{cfg['train_points']} training points ({cfg['train_points_color']} on the 3x32x32 "
+            f"sets GTSRB and CIFAR-10), batch {cfg['batch_size']}; curves on "
+            f"{cfg['test_points']} test points per model with the {cfg['attack']} attack "
+            f"({', '.join(f'{k} {v}' for k, v in cfg['attack_kwargs'].items()) or 'defaults'}; "
+            "upper bounds on the minimal distances); inter-class distances on "
+            f"{cfg['interclass_points']} points per data set; {cfg['n_boot']} bootstrap "
+            "resamples for significance. The authors' released notebooks compute the paper's "
+            "curves on 10,000 MNIST test points of models published by Croce et al. and by "
+            "Wong & Kolter, not on models trained here.")
+
+
+def _timings_md(timings: dict) -> str:
+    """Per kind of stage, and per training run: wall and CPU seconds as measured when each
+    stage was computed (a resumed run keeps the first measurement)."""
+    if not timings:
+        return ""
+    kinds: dict[str, list[float]] = {}
+    for t in timings.values():
+        k = kinds.setdefault(t["kind"], [0, 0.0, 0.0])
+        k[0] += 1
+        k[1] += t["wall"]
+        k[2] += t["cpu"]
+    rows = [[k, int(v[0]), f"{v[1]:.0f}", f"{v[2]:.0f}"] for k, v in kinds.items()]
+    rows.append(["all stages", len(timings), f"{sum(v[1] for v in kinds.values()):.0f}",
+                 f"{sum(v[2] for v in kinds.values()):.0f}"])
+    train = [[k.removeprefix("train "), f"{t['wall']:.0f}", f"{t['cpu']:.0f}"]
+             for k, t in timings.items() if t["kind"] == "train"]
+    return ("**Stage times (seconds; CPU: this process and its children, every thread; wall "
+            "also counts other jobs on a shared machine)**\n\n"
+            + _md_table(["stage", "count", "wall s", "CPU s"], rows)
+            + ("\n\n**Training runs**\n\n" + _md_table(["model", "wall s", "CPU s"], train)
+               if train else ""))
 
 
 def _threads() -> int:
