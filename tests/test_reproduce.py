@@ -111,6 +111,14 @@ def test_captions_state_the_computed_numbers(done: Path) -> None:
     line = next(ln for ln in md.splitlines() if ln.startswith("| Fashion-MNIST | 200 |"))
     assert line.split(" | ")[-3:] == [f"{d.min():.3g}", f"{np.median(d):.3g}",
                                       f"{d.max():.3g} |"]
+    # next to the authors' Table 2: their printed values, this run's min / max per norm
+    d_inf = np.load(done / "interclass" / "fmnist@linf.npy")
+    assert (f"| Fashion-MNIST | 0.36 / 1.00 | {d_inf.min():.2f} / {d_inf.max():.2f} | "
+            f"2.00 / 10.70 | {d.min():.2f} / {d.max():.2f} |") in md
+    m_inf, m_2 = (np.load(done / "interclass" / f"mnist@{nm}.npy") for nm in ("linf", "l2"))
+    order = "MNIST, Fashion-MNIST" if m_2.min() < d.min() else "Fashion-MNIST, MNIST"
+    same = "the same as" if order == "Fashion-MNIST, MNIST" else "NOT the same as"
+    assert f"smallest l2 inter-class distance: {order} ({same} in the authors' Table 2)" in md
     res = json.loads((done / "results.json").read_text())
     assert res["theory"] == {"theorem1_agrees": True, "example1_agrees": True,
                              "theorem2_holds": True, "theorem2_box_holds": False}
