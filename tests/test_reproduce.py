@@ -128,6 +128,14 @@ def test_captions_state_the_computed_numbers(done: Path) -> None:
     k = detect_kink(curves["mnist-pgd-at-linf@linf"], 0.1)
     assert ("MNIST: FIRES" if k.detected else "MNIST: does not fire") in md
     assert res["fig3"]["mnist"]["fired"] is k.detected
+    fired = k.detected + detect_kink(curves["fmnist-pgd-at-linf@linf"], 0.1).detected
+    assert f"it fires on {fired} of the 2 of them found here." in md
+    # Fig. 4's verdict against the paper's finding follows the two areas compared above
+    wins = [nm for nm in ("linf", "l2") if res["fig4"][nm]["better"] == "linf-trained"]
+    assert ("better in both norms): yes." in md) is (len(wins) == 2)
+    a_linf = curves["fmnist-pgd-at-linf@linf"].auc(0.2, normalized=True)
+    b_linf = curves["fmnist-pgd-at-l2@linf"].auc(0.2, normalized=True)
+    assert ("linf" in wins) is (a_linf < b_linf) and ("l2" in wins) is (a < b)
 
 
 def test_every_computed_stage_is_timed(done: Path) -> None:

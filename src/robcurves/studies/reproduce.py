@@ -622,6 +622,13 @@ def _fig3_fig4(run: _Run, found: dict, method: str, results: dict) -> list:
                  + " ".join(run.split_text[k] + "." for k in sets)
                  + f" Kink diagnostic (detect_kink near the training eps, min slope ratio 4, "
                    f"alpha 0.01): {kink_text}.")
+    grey = [k for k in ("mnist", "fmnist") if k in res]
+    if grey:
+        fired = [k for k in grey if res[k]["fired"]]
+        measured3 += (" As the paper reports (a kink at the training eps on MNIST and "
+                      "Fashion-MNIST): " + ("yes" if len(fired) == len(grey) else
+                                            "partly" if fired else "no")
+                      + f", it fires on {len(fired)} of the {len(grey)} of them found here.")
     results["fig3"] = res
     out = [_section("Fig. 3: the robust family across data sets", paper3, measured3, [fig3])]
 
@@ -653,6 +660,12 @@ def _fig3_fig4(run: _Run, found: dict, method: str, results: dict) -> list:
                  + "; ".join(parts) + ". Fitted l_inf -> l2 scale factors: "
                  + ", ".join([f"{tn}-trained {s.factor:.3g} (misfit {s.misfit:.3f})"
                               for tn, s in scales.items()] + no_scale) + ".")
+    linf_wins = [nm for nm in ("linf", "l2") if res4[nm]["better"] == "linf-trained"]
+    res4["linf_better_in"] = linf_wins
+    measured4 += (" As the paper reports (the l_inf-trained model better in both norms): "
+                  + ("yes." if len(linf_wins) == 2 else
+                     f"no (the l_inf-trained model is better in "
+                     f"{' and '.join(linf_wins) or 'neither norm'} only)."))
     # the l_inf-trained models of Fig. 3 on every data set: their l2 curves and scale factors
     rows = []
     for d in sets:
