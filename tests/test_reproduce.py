@@ -222,3 +222,19 @@ def test_bad_input_is_refused_before_any_work(done: Path, data_dir: Path, tmp_pa
     err = capsys.readouterr().err
     assert "other settings (differing: test_points)" in err
     assert calls == [] and not new.exists()
+
+
+def test_a_subset_missing_the_last_classes_keeps_every_class(tmp_path: Path) -> None:
+    """GTSRB's 43 classes on a 500-point training subset: the model must still have 43
+    outputs, or the held-out points of the missing classes cannot be scored."""
+    from robcurves.data import Dataset
+
+    x = np.zeros((12, 1, 2, 2), np.float32)
+    train = Dataset(x=x[:8], y=np.array([0, 1, 2, 0, 1, 2, 0, 1]), name="t")
+    test = Dataset(x=x[8:], y=np.array([3, 4, 0, 1]), name="t")
+    tr, te = R._same_classes(train.subset(slice(0, 4)), test, 5)
+    assert tr.num_classes == te.num_classes == 5
+    assert train.subset(slice(0, 4)).num_classes == 3  # what the model was built for before
+    assert np.array_equal(tr.y, train.y[:4]) and np.array_equal(te.y, test.y)
+    named = Dataset(x=x[:2], y=np.array([0, 1]), name="t", classes=("a", "b", "c"))
+    assert R._same_classes(named, named, 3)[0].classes == ("a", "b", "c")

@@ -208,6 +208,19 @@ def _first_of_permutation(n: int, k: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).permutation(n)[:min(n, k)])
 
 
+def _same_classes(train, test, k: int) -> tuple:
+    """``train`` and ``test`` with ``k`` classes each: a seeded subset may miss the last
+    classes (GTSRB's 43 on 500 points), and a model built for the subset's
+    ``max(label) + 1`` classes could not score the labels of the other part."""
+    import dataclasses
+
+    if train.classes is not None and test.classes is not None:
+        return train, test
+    names = tuple(str(i) for i in range(k))
+    return (dataclasses.replace(train, classes=train.classes or names),
+            dataclasses.replace(test, classes=test.classes or names))
+
+
 # ------------------------------------------------------------------------------ stages
 # Module-level hooks so a test can count the expensive calls.
 def _train(*args, **kwargs):
@@ -270,6 +283,7 @@ class _Run:
             # seeded subsets: some sets are stored sorted by class (the CIFAR-10 JPEG folders)
             te = test.subset(_first_of_permutation(test.n, int(self.cfg["test_points"]),
                                                    self.seed))
+            tr, te = _same_classes(tr, te, max(train.num_classes, test.num_classes))
             how = ("its own training split" if rule == "native" else
                    f"the seeded hold-out rule on its {train.n + test.n} points (80% for "
                    "training, 20% held out; robcurves.data.splits)")
