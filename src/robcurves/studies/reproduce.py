@@ -630,12 +630,15 @@ def _fig3_fig4(run: _Run, found: dict, method: str, results: dict) -> list:
                [DATASETS[k]["linf"]]) for k, c in zip(sets, curves, strict=True)]
     fig3 = _plot_curves(panels, run.out / "plots" / "fig3.png")
     kink_text = "; ".join(
-        f"{c.name}: {'FIRES' if kk.detected else 'does not fire'} (score {kk.score:.2f}, "
-        f"p {kk.p_value:.2g}, at {_fmt(kk.location)})" for c, kk in zip(curves, kinks, strict=True))
+        f"{c.name}: {'FIRES' if kk.detected else 'does not fire'} (score {kk.score:.2f}, i.e. "
+        f"the slope grows x{2 ** kk.score:.1f} beyond the trend, p {kk.p_value:.2g}, at "
+        f"{_fmt(kk.location)}; clean error {_pct(float(c.robust_error(0.0)))})"
+        for c, kk in zip(curves, kinks, strict=True))
     measured3 = (f"{label} models trained for l_inf. Splits: "
                  + " ".join(run.split_text[k] + "." for k in sets)
-                 + f" Kink diagnostic (detect_kink near the training eps, min slope ratio 4, "
-                   f"alpha 0.01): {kink_text}.")
+                 + f" Kink diagnostic (detect_kink near the training eps; it fires when the "
+                   f"slope grows at least x4 and the binomial test gives p < 0.01): "
+                   f"{kink_text}.")
     grey = [k for k in ("mnist", "fmnist") if k in res]
     if grey:
         fired = [k for k in grey if res[k]["fired"]]
