@@ -14,8 +14,10 @@ norms, with fitted scale factors) and Fig. 8 (a wide ResNet, only from a checkpo
 has on disk).
 
 Everything is saved under ``OUT``: ``reproduce.json`` (the settings; a rerun with other settings
-is refused), ``models/*.rcm``, ``curves/*.json``, ``interclass/*.npy``, ``plots/*.png`` and
-``results.json``. A rerun reuses every finished model, curve, distance file and gallery.
+is refused), ``models/*.rcm``, ``curves/*.json``, ``interclass/*.npy``, ``plots/*.png``,
+``results.json``, and ``timings.json`` (wall and CPU seconds of every computed stage, CPU
+counting this process and its children; the page's Times section). A rerun reuses every
+finished model, curve, distance file and gallery, and keeps their times.
 """
 
 from __future__ import annotations
@@ -873,8 +875,9 @@ def _setting_text(cfg: dict, quick: bool) -> str:
             "upper bounds on the minimal distances); inter-class distances on "
             f"{cfg['interclass_points']} points per data set; {cfg['n_boot']} bootstrap "
             "resamples for significance. The authors' released notebooks compute the paper's "
-            "curves on 10,000 MNIST test points of models published by Croce et al. and by "
-            "Wong & Kolter, not on models trained here.")
+            "curves on 10,000 test points (MNIST for Fig. 2; MNIST, Fashion-MNIST, GTSRB and "
+            "CIFAR-10 for Fig. 3) of models published by Croce et al. and by Wong & Kolter, "
+            "not of models trained here.")
 
 
 def _timings_md(timings: dict) -> str:
