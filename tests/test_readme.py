@@ -54,8 +54,9 @@ SKIP = {
                                   "format from files in the official layout",
     "~/data/GTSRB ": "no GTSRB Final_Test folder here; test_data.py covers the layout",
     "~/data/UCI_HAR_Dataset": "no UCI HAR here; test_data.py covers the format",
-    "robcurves reproduce": "trains the paper's model families on every data set found (about 6 "
-                           "min on a shared 2-core machine); test_reproduce.py runs the "
+    "robcurves reproduce": "trains the paper's model families on every data set found (19 CPU "
+                           "minutes with --quick, 49 wall minutes on the busy 2-core "
+                           "machine); test_reproduce.py runs the "
                            "command end to end on small copies of Fashion-MNIST and MNIST",
     "ray start": "starts a Ray cluster node; tests/test_ray.py runs a local cluster",
     "--backend ray": "needs a running Ray cluster (--address auto); tests/test_ray.py runs the "

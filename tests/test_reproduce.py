@@ -111,6 +111,14 @@ def test_captions_state_the_computed_numbers(done: Path) -> None:
     line = next(ln for ln in md.splitlines() if ln.startswith("| Fashion-MNIST | 200 |"))
     assert line.split(" | ")[-3:] == [f"{d.min():.3g}", f"{np.median(d):.3g}",
                                       f"{d.max():.3g} |"]
+    # next to the authors' Table 2: their printed values, this run's min / max per norm
+    d_inf = np.load(done / "interclass" / "fmnist@linf.npy")
+    assert (f"| Fashion-MNIST | 0.36 / 1.00 | {d_inf.min():.2f} / {d_inf.max():.2f} | "
+            f"2.00 / 10.70 | {d.min():.2f} / {d.max():.2f} |") in md
+    m_inf, m_2 = (np.load(done / "interclass" / f"mnist@{nm}.npy") for nm in ("linf", "l2"))
+    order = "MNIST, Fashion-MNIST" if m_2.min() < d.min() else "Fashion-MNIST, MNIST"
+    same = "the same as" if order == "Fashion-MNIST, MNIST" else "NOT the same as"
+    assert f"smallest l2 inter-class distance: {order} ({same} in the authors' Table 2)" in md
     res = json.loads((done / "results.json").read_text())
     assert res["theory"] == {"theorem1_agrees": True, "example1_agrees": True,
                              "theorem2_holds": True, "theorem2_box_holds": False}
@@ -120,6 +128,30 @@ def test_captions_state_the_computed_numbers(done: Path) -> None:
     k = detect_kink(curves["mnist-pgd-at-linf@linf"], 0.1)
     assert ("MNIST: FIRES" if k.detected else "MNIST: does not fire") in md
     assert res["fig3"]["mnist"]["fired"] is k.detected
+    fired = k.detected + detect_kink(curves["fmnist-pgd-at-linf@linf"], 0.1).detected
+    assert f"it fires on {fired} of the 2 of them found here." in md
+    # Fig. 4's verdict against the paper's finding follows the two areas compared above
+    wins = [nm for nm in ("linf", "l2") if res["fig4"][nm]["better"] == "linf-trained"]
+    assert ("better in both norms): yes." in md) is (len(wins) == 2)
+    a_linf = curves["fmnist-pgd-at-linf@linf"].auc(0.2, normalized=True)
+    b_linf = curves["fmnist-pgd-at-l2@linf"].auc(0.2, normalized=True)
+    assert ("linf" in wins) is (a_linf < b_linf) and ("l2" in wins) is (a < b)
+
+
+def test_every_computed_stage_is_timed(done: Path) -> None:
+    t = json.loads((done / "timings.json").read_text())
+    models = {p.stem for p in (done / "models").glob("*.rcm")}
+    curves = {p.stem for p in (done / "curves").glob("*.json")}
+    assert {k.removeprefix("train ") for k, v in t.items() if v["kind"] == "train"} == models
+    assert {k.removeprefix("curve ") for k, v in t.items() if v["kind"] == "curve"} == curves
+    assert sum(v["kind"] == "interclass" for v in t.values()) == 4
+    assert all(v["wall"] > 0 and v["cpu"] >= 0 for v in t.values())
+    # training a model costs CPU time (a clock that missed the work would read 0)
+    assert all(v["cpu"] > 0 for v in t.values() if v["kind"] == "train")
+    md = (done / "reproduce.md").read_text()
+    wall, cpu = sum(v["wall"] for v in t.values()), sum(v["cpu"] for v in t.values())
+    assert f"| all stages | {len(t)} | {wall:.0f} | {cpu:.0f} |" in md
+    assert "its numbers are NOT those of the paper's setting" in md
 
 
 def test_rerun_recomputes_nothing(done: Path, data_dir: Path,
@@ -137,9 +169,11 @@ def test_rerun_recomputes_nothing(done: Path, data_dir: Path,
     assert len(files) == 4 + 8 + 4 + 4  # models, curves, inter-class, galleries
     mtimes = {p: p.stat().st_mtime_ns for p in files}
     before = (done / "reproduce.md").read_text()
+    timings = (done / "timings.json").read_text()
     assert main(["reproduce", "--out", str(done), "--data-dir", str(data_dir), *TINY]) == 0
     assert calls == []
     assert {p: p.stat().st_mtime_ns for p in files} == mtimes
+    assert (done / "timings.json").read_text() == timings  # reused stages keep their times
     strip = re.compile(r"This run took .*? CPU")
     assert strip.sub("", (done / "reproduce.md").read_text()) == strip.sub("", before)
 
@@ -169,7 +203,7 @@ def test_bad_input_is_refused_before_any_work(done: Path, data_dir: Path, tmp_pa
         assert main([*base, "--out", str(new)]) == 2
         assert f"{missing[0]!r}" in capsys.readouterr().err
     ok = [*base, "--methods", "standard", "--robust-method", "pgd-at"]
-    for flag in ("--points", "--epochs", "--train-points"):
+    for flag in ("--points", "--epochs", "--train-points", "--train-points-color"):
         assert main([*ok, "--out", str(new), flag, "0"]) == 2
         assert f"{flag} must be >= 1; got 0" in capsys.readouterr().err
     assert main([*ok, "--out", str(new), "--points", "1"]) == 2
@@ -188,3 +222,19 @@ def test_bad_input_is_refused_before_any_work(done: Path, data_dir: Path, tmp_pa
     err = capsys.readouterr().err
     assert "other settings (differing: test_points)" in err
     assert calls == [] and not new.exists()
+
+
+def test_a_subset_missing_the_last_classes_keeps_every_class(tmp_path: Path) -> None:
+    """GTSRB's 43 classes on a 500-point training subset: the model must still have 43
+    outputs, or the held-out points of the missing classes cannot be scored."""
+    from robcurves.data import Dataset
+
+    x = np.zeros((12, 1, 2, 2), np.float32)
+    train = Dataset(x=x[:8], y=np.array([0, 1, 2, 0, 1, 2, 0, 1]), name="t")
+    test = Dataset(x=x[8:], y=np.array([3, 4, 0, 1]), name="t")
+    tr, te = R._same_classes(train.subset(slice(0, 4)), test, 5)
+    assert tr.num_classes == te.num_classes == 5
+    assert train.subset(slice(0, 4)).num_classes == 3  # what the model was built for before
+    assert np.array_equal(tr.y, train.y[:4]) and np.array_equal(te.y, test.y)
+    named = Dataset(x=x[:2], y=np.array([0, 1]), name="t", classes=("a", "b", "c"))
+    assert R._same_classes(named, named, 3)[0].classes == ("a", "b", "c")

@@ -20,9 +20,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--quick", action="store_true",
                    help=f"{QUICK['test_points']} test points, {QUICK['epochs']} epoch(s) on "
-                        f"{QUICK['train_points']} training points, fmn distances (full: "
-                        f"{FULL['test_points']} points, {FULL['epochs']} epochs on "
-                        f"{FULL['train_points']}, auto distances)")
+                        f"{QUICK['train_points']} training points "
+                        f"({QUICK['train_points_color']} on GTSRB and CIFAR-10), fmn distances "
+                        f"(full: {FULL['test_points']} points, {FULL['epochs']} epochs on "
+                        f"{FULL['train_points']}, auto distances); a smoke run, not the "
+                        "paper's setting")
     p.add_argument("--methods", default=",".join(PAPER_METHODS),
                    help="training methods of Fig. 2 / Table 1 (default: the paper's five: "
                         "%(default)s)")
@@ -32,6 +34,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    "(overrides the setting)")
     p.add_argument("--train-points", type=int, default=None,
                    help="training points per model (overrides the setting)")
+    p.add_argument("--train-points-color", type=int, default=None,
+                   help="training points per model on the 3x32x32 sets, GTSRB and CIFAR-10 "
+                        "(overrides the setting)")
     p.add_argument("--epochs", type=int, default=None, help="epochs (overrides the setting)")
     p.add_argument("--interclass-points", type=int, default=None,
                    help="points per data set for the inter-class distances (overrides the "
@@ -50,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
     settings = {}
     for name, key in (("points", "test_points"), ("train_points", "train_points"),
+                      ("train_points_color", "train_points_color"),
                       ("epochs", "epochs"), ("interclass_points", "interclass_points")):
         v = getattr(args, name)
         if v is not None:

@@ -15,9 +15,10 @@ or an LP/QP when the input box binds) and returns what the theory predicts next 
   and l1 are copies of one another rescaled by ``||w||_q_from / ||w||_q_to`` (q dual to p)
   when the input box does not bind, and are not when it does.
 
-The constructions here are this module's own (the paper's text of Appendix A and Example 1 was
-not used verbatim); the classifier roles are stated by what their curves do, see
-:func:`theorem1`. Nothing here depends on the CLI; every result has ``to_markdown()``.
+The constructions here are this module's own: the paper's full text (Appendix A, Example 1)
+was not reachable from this project, so they follow the statements as issue #14 summarises
+them; the classifier roles are stated by what their curves do, see :func:`theorem1`. Nothing
+here depends on the CLI; every result has ``to_markdown()``.
 """
 
 from __future__ import annotations
@@ -170,9 +171,16 @@ def theorem1(thresholds: Sequence[float], *, points_per_step: int = 10,
 
     Roles: **c1 is the more robust classifier (strictly lower robust error) just below
     eps_1, eps_3, ...; c2 just below eps_2, eps_4, ...**; each crossing at ``eps_i`` is
-    predicted with ``better_before`` = c1 for odd ``i`` and c2 for even ``i``. (Issue #14
-    reports that the published proof of Theorem 1 names c1 and c2 the other way round; the
-    roles here are fixed by the curves and checked by the tests.)
+    predicted with ``better_before`` = c1 for odd ``i`` and c2 for even ``i``.
+
+    What was verified and what was not: the roles above are verified here, by the exact curves
+    (the tests compare the crossings :func:`robcurves.compare` finds with the predicted ones,
+    roles included). Issue #14 reports that the published proof of Theorem 1 (Appendix A)
+    names c1 and c2 the other way round; that report is **not** verified: the paper's full
+    text was not reachable from this project (a search of public pages found only the
+    abstracts of its arXiv and ICANN 2021 versions and the authors' code repository, which
+    holds no proof), so this construction is this module's own and is not checked against
+    Appendix A's.
 
     Args:
         thresholds: the eps where the curves must cross: finite, > 0, strictly increasing.
