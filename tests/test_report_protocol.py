@@ -91,22 +91,36 @@ def test_section_shows_curve_and_protocol_on_the_same_points(problem, tmp_path):
 
 def test_a_too_optimistic_curve_is_flagged(problem):
     curve, r, eps = problem["curve"], problem["result"], problem["eps"]
-    planted = _inflated(curve, "planted")
-    rep = build_report([curve, planted], protocol={"mlp": r, "planted": [r]}, n_boot=50)
+    # the fewest points the protocol broke pushed beyond eps on the curve (their distances
+    # inflated, as by an attack that missed them) for the curve to be higher: one point more
+    broken = np.flatnonzero(_attack_broken(r) & (curve.distances <= eps))
+    k = round((r.accuracy - curve.robust_accuracy(eps)) * curve.n) + 1
+    assert 0 < k <= broken.size
+    d = curve.distances.copy()
+    d[broken[:k]] *= 1.5 * eps / d[broken[:k]]
+    planted = RobustnessCurve(d, curve.norm, name="planted", indices=curve.indices,
+                              labels=curve.labels, predictions=curve.predictions)
+    inflated = _inflated(curve, "inflated")
+    rep = build_report([curve, planted, inflated],
+                       protocol={"mlp": r, "planted": [r], "inflated": r}, n_boot=50)
     checks = {ck.model: ck for ck in rep.protocol}
     acc = float((planted.distances > eps).mean())
-    assert acc > r.accuracy  # the planted curve really is too optimistic
-    assert checks["planted"].higher and not checks["mlp"].higher
-    missed = int((_attack_broken(r) & (planted.distances > eps)).sum())
-    assert missed > 0 and checks["planted"].missed == missed
+    assert acc == r.accuracy + 1 / curve.n  # one point above the protocol: flagged
+    assert checks["planted"].higher and checks["inflated"].higher and not checks["mlp"].higher
+    missed = int((_attack_broken(r) & (curve.distances > eps)).sum()) + k
+    assert checks["planted"].missed == missed
     sec = _sections(rep.to_html(png={}))["protocol"]
     rows = {row[0]: (row, cls) for row, cls in zip(sec["rows"], sec["classes"], strict=True)}
-    assert rows["planted"][0][-1] == "FLAGGED" and rows["planted"][1] == "flag"
+    for name in ("planted", "inflated"):
+        assert rows[name][0][-1] == "FLAGGED" and rows[name][1] == "flag"
     assert rows["mlp"][0][-1] == "no" and rows["mlp"][1] == ""
-    assert rows["planted"][0][5] == pct(acc)
+    assert rows["planted"][0][5:8] == [pct(acc), pct(r.accuracy),
+                                       f"{100 * (acc - r.accuracy):+.1f} pts"]
+    assert rows["planted"][0][9] == str(missed)
     # said first in the summary, with the number of points the curve missed
-    assert rep.summary[0].startswith("planted (l∞")
-    assert "HIGHER" in rep.summary[0] and f"broke {missed} point(s)" in rep.summary[0]
+    first = {line.split(" (", 1)[0]: line for line in rep.summary[:2]}
+    assert set(first) == {"planted", "inflated"}
+    assert "HIGHER" in first["planted"] and f"broke {missed} point(s)" in first["planted"]
 
 
 def test_results_on_other_points_are_refused(problem):
