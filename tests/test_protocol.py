@@ -235,6 +235,14 @@ def test_eval_prints_protocol_and_flags_a_curve_above_it(digits_model, tmp_path,
     near.save(tmp_path / "near.json")
     assert main(base + ["--curve", str(tmp_path / "near.json")]) == 0
     assert "HIGHER" not in capsys.readouterr().out
+    # a curve of other labels is refused before any attack
+    other = robcurves.RobustnessCurve(near.distances, math.inf, metadata=meta,
+                                      labels=(ds.y[:20] + 1) % 10)
+    other.save(tmp_path / "other.json")
+    assert main(base + ["--curve", str(tmp_path / "other.json")]) == 2
+    captured = capsys.readouterr()
+    assert "is not of these points and this model: the labels differ on 20 of 20" in captured.err
+    assert "robust accuracy" not in captured.out
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -96,6 +96,19 @@ def _check_curve_points(curve, data_meta: dict, fingerprint: str, path: str) -> 
                          f"model {fingerprint})")
 
 
+def _check_curve_predictions(curve, clf, x, y, path: str) -> None:
+    """Refuse, before any attack, a curve of other labels, clean predictions or misclassified
+    points (what the report's fixed-eps section would refuse after the protocol ran)."""
+    import numpy as np
+
+    from ..report.build import points_differ
+
+    pred = clf.predict(x).cpu().numpy()
+    why = points_differ(curve, {}, np.asarray(y), pred, pred != np.asarray(y))
+    if why:
+        raise ValueError(f"--curve {path!r} is not of these points and this model: {why}")
+
+
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -119,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
     fingerprint = fingerprint_model(clf)
     if curve is not None:
         _check_curve_points(curve, data_meta, fingerprint, args.curve)
+        _check_curve_predictions(curve, clf, x, y, args.curve)
     r = robust_accuracy(clf, x, y, p, eps, args.protocol, n_queries=args.n_queries,
                         seed=args.seed)
     r = dataclasses.replace(r, metadata={"model": {"spec": args.model,

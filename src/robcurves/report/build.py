@@ -305,13 +305,17 @@ def _check_masking(masking, curves: Sequence[RobustnessCurve]) -> dict[str, Grad
     return dict(masking)
 
 
-def _points_differ(c: RobustnessCurve, r: RobustAccuracy) -> str | None:
-    """Why ``r`` is not on the points (and model) of ``c``, or None when nothing says so."""
-    if r.n != c.n:
-        return f"it has {r.n} points, the curve {c.n}"
+def points_differ(c: RobustnessCurve, metadata: Mapping, labels: np.ndarray | None,
+                  predictions: np.ndarray | None, misclassified: np.ndarray) -> str | None:
+    """Why points (their ``labels``, the model's clean ``predictions`` and which are
+    ``misclassified``, the ``metadata`` of model and data) are not those of curve ``c``, or
+    None when nothing says so."""
+    n = int(np.asarray(misclassified).shape[0])
+    if n != c.n:
+        return f"it has {n} points, the curve {c.n}"
     for part, keys in (("data", ("name", "spec", "split", "first_index", "n",
                                  "points_fingerprint")), ("model", ("fingerprint",))):
-        mine, theirs = r.metadata.get(part) or {}, c.metadata.get(part) or {}
+        mine, theirs = metadata.get(part) or {}, c.metadata.get(part) or {}
         for key in keys:
             a, b = mine.get(key), theirs.get(key)
             if a is not None and b is not None and a != b:
@@ -322,16 +326,16 @@ def _points_differ(c: RobustnessCurve, r: RobustAccuracy) -> str | None:
         return (f"{what} differ on {bad.size} of {c.n} points (first: point {bad[0]})"
                 if bad.size else None)
 
-    if r.labels is not None and c.labels is not None:
-        why = differ(r.labels, c.labels, "the labels")
+    if labels is not None and c.labels is not None:
+        why = differ(labels, c.labels, "the labels")
         if why:
             return why
-    if r.predictions is not None and c.predictions is not None:
-        why = differ(r.predictions, c.predictions, "the clean predictions")
+    if predictions is not None and c.predictions is not None:
+        why = differ(predictions, c.predictions, "the clean predictions")
         if why:
             return why
     if c.kind != "lower":  # an attack curve: distance 0 exactly where misclassified
-        return differ(r.broken_by == "clean", c.distances == 0, "the misclassified points")
+        return differ(misclassified, c.distances == 0, "the misclassified points")
     return None
 
 
@@ -378,7 +382,8 @@ def protocol_check(model: str, curve: RobustnessCurve, result: RobustAccuracy) -
             f"{result.eps:g})")
     if curve.norm_name != result.norm_name:
         raise ValueError(f"{what} is in another norm than its curve {_describe(curve)}")
-    why = _points_differ(curve, result)
+    why = points_differ(curve, result.metadata, result.labels, result.predictions,
+                        result.broken_by == "clean")
     if why:
         raise ValueError(f"{what} is not on the points of its curve {_describe(curve)}: "
                          f"{why}; run the protocol on the curve's points (robcurves "
