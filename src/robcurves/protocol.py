@@ -14,6 +14,11 @@ distance is at most eps.
 The attacks are robcurves' own (:mod:`robcurves.attacks`), not the reference code; see their
 modules for the differences from the published versions. A model with fewer than 4 classes
 skips APGD-T (the targeted DLR loss needs 4) and says so in ``skipped``.
+
+A :class:`RobustAccuracy` keeps the per-point results, labels and clean predictions, and saves
+as JSON (:meth:`RobustAccuracy.to_dict`; :func:`robcurves.report.save_protocol` adds the model
+name): the comparison report puts it next to the model's curve on the same points
+(``build_report(protocol=...)``, ``robcurves compare --autoattack``).
 """
 
 from __future__ import annotations

@@ -238,7 +238,7 @@ def protocol_words(ck: ProtocolCheck, fmt) -> str:
                 "overstates this model's robustness.")
     more = (f"; {r.protocol} broke {ck.missed} point(s) within eps that the curve places "
             "beyond it" if ck.missed else "")
-    return f"{head}: the curve is not higher, as it should be{more}."
+    return f"{head}: the curve is not higher, as expected{more}."
 
 
 def protocol_section(checks: Sequence[ProtocolCheck], fmt) -> Section:
