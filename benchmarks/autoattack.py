@@ -103,7 +103,7 @@ def square_alone(net, x: torch.Tensor, y: torch.Tensor, norm: str, eps: float) -
     with torch.no_grad():
         acc = float((net(adv).argmax(1) == y).float().mean())
     return (f"| {norm} | {eps:g} | {r.accuracy:.3f} | {acc:.3f} | "
-            f"{100 * (r.accuracy - acc) + 0.0:+.1f} | {r.forward_passes / len(y):.0f} | "
+            f"{round(100 * (r.accuracy - acc), 1) + 0.0:+.1f} | {r.forward_passes / len(y):.0f} | "
             f"{r.seconds:.0f} | {sec:.0f} |")
 
 
@@ -157,8 +157,9 @@ def main() -> None:
             r = robcurves.robust_accuracy(net, x, y, norm, eps, seed=0)
             acc, sec, outside = peer_autoattack(net, x, y, norm, eps, 10, a.peer_steps)
             breakdown = ", ".join(f"{k} {v}" for k, v in r.counts.items())
+            diff = round(100 * (r.accuracy - acc), 1) + 0.0  # no "-0.0"
             rows.append(f"| fmnist-{name} | {norm} | {eps:g} | {r.clean_accuracy:.3f} | "
-                        f"{r.accuracy:.3f} | {acc:.3f} | {100 * (r.accuracy - acc) + 0.0:+.1f} | "
+                        f"{r.accuracy:.3f} | {acc:.3f} | {diff:+.1f} | "
                         f"{r.seconds:.0f} | {sec:.0f} | {r.seconds / sec:.2f} | {breakdown} | "
                         f"{outside} | {peer_steps} |")
             print(rows[-1], flush=True)
