@@ -234,6 +234,8 @@ def test_cli_autoattack_and_saved_results_end_to_end(digits_model, tmp_path, mon
     assert "the protocol's attacks cover linf and l2; got l1" in capsys.readouterr().err
     assert main(["compare", curve_file, "--out", "bad", "--autoattack", "0.1"]) == 2
     assert "--autoattack takes NORM:EPS[,EPS...]" in capsys.readouterr().err
+    assert main(["compare", curve_file, "--out", "bad", "--autoattack-queries", "10"]) == 2
+    assert "--autoattack-queries is the budget of --autoattack" in capsys.readouterr().err
     assert main(["compare", curve_file, "--out", "bad", "--autoattack", "l2:0.5"]) == 2
     assert "--autoattack l2: no curve in l2" in capsys.readouterr().err
     assert main(["compare", curve_file, "--out", "bad", "--autoattack", f"linf:{eps_txt}",

@@ -76,7 +76,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "curve file names: adds a 'fixed-eps protocol' section with the "
                         "curve's robust accuracy next to the protocol's (a higher curve is "
                         "flagged); each result is saved as DIR/autoattack-MODEL-NORM-EPS.json")
-    p.add_argument("--autoattack-queries", type=int, default=5000, metavar="Q",
+    p.add_argument("--autoattack-queries", type=int, default=None, metavar="Q",
                    help="with --autoattack: Square's queries per point (default 5000, the "
                         "standard protocol)")
     p.add_argument("--autoattack-result", action="append", default=[], metavar="FILE",
@@ -154,8 +154,12 @@ def run(args: argparse.Namespace) -> int:
         if args.masking_budget < 10:
             raise ValueError(f"--masking-budget must be >= 10 queries; got {args.masking_budget}")
     aa_eps = parse_protocol_eps(args.autoattack)
-    if args.autoattack_queries < 1:
-        raise ValueError(f"--autoattack-queries must be >= 1; got {args.autoattack_queries}")
+    if args.autoattack_queries is not None:
+        if not aa_eps:
+            raise ValueError("--autoattack-queries is the budget of --autoattack; give both")
+        if args.autoattack_queries < 1:
+            raise ValueError(f"--autoattack-queries must be >= 1; got "
+                             f"{args.autoattack_queries}")
     curves = load_curves(args.curves)
     human = _load_human(args.human)
     masking = _load_masking(args.masking)
@@ -245,7 +249,7 @@ def _run_protocol(name: str, curve, eps_list: list[float], out: Path,
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "model"
     results = []
     for e in eps_list:
-        r = robust_accuracy(clf, x, y, curve.norm, e, n_queries=args.autoattack_queries,
+        r = robust_accuracy(clf, x, y, curve.norm, e, n_queries=args.autoattack_queries or 5000,
                             seed=args.seed)
         r = dataclasses.replace(r, metadata={"model": {
             k: v for k, v in curve.metadata["model"].items() if k in ("spec", "fingerprint")},
