@@ -205,10 +205,12 @@ def _table(a: argparse.Namespace, rows: list[str], notes: list[str]) -> str:
         "test images, both protocols in the same process, seed 0, on a machine shared with "
         "other jobs (times are indicative). Ours: the published settings (APGD-CE and APGD-T "
         "100 steps, 9 targets; FAB-T 100 steps, 9 targets; Square 5000 queries). "
-        "torchattacks 3.5.1 `AutoAttack(version=\"standard\")` at its defaults, which run "
-        "APGD, APGD-T and FAB with **10 steps** (its classes' default), not the published "
-        "100: most of the time difference; `peer steps` 100 sets them to the published 100 "
-        "(`--peer-steps 100`). Accuracy difference in points (ours minus "
+        "torchattacks 3.5.1 `AutoAttack(version=\"standard\")` with its APGD, APGD-T and FAB "
+        "at `peer steps`: 10 is its classes' default, 100 the published setting "
+        "(`--peer-steps 100`). Wall times on this shared machine vary up to 3x between runs "
+        "of the same command (ours on fmnist-mlp linf: 121 s and 390 s in two runs), so the "
+        "time ratio says that both are within a small factor of each other, not which is "
+        "faster. Accuracy difference in points (ours minus "
         "torchattacks; positive: ours finds fewer adversarials). `outside`: torchattacks "
         "adversarials outside the eps ball or the box.",
         "",
