@@ -220,20 +220,29 @@ def test_eval_prints_protocol_and_flags_a_curve_above_it(digits_model, tmp_path,
     net = robcurves.load_model(digits_model)
     lib = robcurves.robust_accuracy(net, ds.x[:20], ds.y[:20], "linf", 0.3, n_queries=100)
     assert res["accuracy"] == lib.accuracy and res["counts"] == lib.counts
-    # a curve that places every point beyond eps (robust accuracy 1) must be flagged
-    far = robcurves.RobustnessCurve(np.full(20, 1.0), math.inf, metadata={
-        "data": {"name": res["data"]["name"], "n": 20}})
+    assert res["model"] == "mlp" and res["metadata"]["model"]["spec"] == str(digits_model)
+    # a curve that places every correctly classified point beyond eps must be flagged
+    clean = lib.broken_by == "clean"
+    meta = {"data": {"name": res["metadata"]["data"]["name"], "n": 20}}
+    far = robcurves.RobustnessCurve(np.where(clean, 0.0, 1.0), math.inf, metadata=meta)
     far.save(tmp_path / "far.json")
     assert main(base + ["--curve", str(tmp_path / "far.json")]) == 0
     out = capsys.readouterr().out
-    flagged = lib.accuracy < 1.0
+    flagged = lib.accuracy < 1 - clean.mean()
     assert ("HIGHER than the protocol's" in out) == flagged
     # one that breaks every point at tiny distances is not
-    near = robcurves.RobustnessCurve(np.full(20, 1e-4), math.inf, metadata={
-        "data": {"name": res["data"]["name"], "n": 20}})
+    near = robcurves.RobustnessCurve(np.where(clean, 0.0, 1e-4), math.inf, metadata=meta)
     near.save(tmp_path / "near.json")
     assert main(base + ["--curve", str(tmp_path / "near.json")]) == 0
     assert "HIGHER" not in capsys.readouterr().out
+    # a curve of other labels is refused before any attack
+    other = robcurves.RobustnessCurve(near.distances, math.inf, metadata=meta,
+                                      labels=(ds.y[:20] + 1) % 10)
+    other.save(tmp_path / "other.json")
+    assert main(base + ["--curve", str(tmp_path / "other.json")]) == 2
+    captured = capsys.readouterr()
+    assert "is not of these points and this model: the labels differ on 20 of 20" in captured.err
+    assert "robust accuracy" not in captured.out
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -14,6 +14,11 @@ distance is at most eps.
 The attacks are robcurves' own (:mod:`robcurves.attacks`), not the reference code; see their
 modules for the differences from the published versions. A model with fewer than 4 classes
 skips APGD-T (the targeted DLR loss needs 4) and says so in ``skipped``.
+
+A :class:`RobustAccuracy` keeps the per-point results, labels and clean predictions, and saves
+as JSON (:meth:`RobustAccuracy.to_dict`; :func:`robcurves.report.save_protocol` adds the model
+name): the comparison report puts it next to the model's curve on the same points
+(``build_report(protocol=...)``, ``robcurves compare --autoattack``).
 """
 
 from __future__ import annotations
@@ -34,6 +39,9 @@ from .evaluate import _as_inputs, check_finite_logits, probe_model, verify_adver
 from .model import Bounds, Classifier, as_classifier
 
 __all__ = ["RobustAccuracy", "robust_accuracy", "PROTOCOLS"]
+
+#: the ``format`` field of a saved :class:`RobustAccuracy` (:meth:`RobustAccuracy.to_dict`)
+FORMAT = "robcurves-robust-accuracy"
 
 #: protocol name -> the attacks it runs, in order
 PROTOCOLS: dict[str, tuple[str, ...]] = {
@@ -57,6 +65,12 @@ class RobustAccuracy:
         seconds: wall time.
         eps: the radius, in raw input units; norm: the float p (``inf`` or ``2.0``).
         protocol: its name; skipped: attacks of the protocol that could not run (with why).
+        labels, predictions: ``(N,)`` int, the true labels and the clean predictions (None
+            when not known): with them a report checks that a curve is of the same points
+            and model.
+        metadata: what the caller knows of the model and points (JSON-serialisable;
+            ``robcurves eval`` and ``robcurves compare --autoattack`` record ``model`` and
+            ``data`` as ``robcurves curve`` does).
     """
 
     accuracy: float
@@ -71,10 +85,71 @@ class RobustAccuracy:
     norm: float
     protocol: str = "autoattack"
     skipped: dict[str, str] = field(default_factory=dict)
+    labels: np.ndarray | None = None
+    predictions: np.ndarray | None = None
+    metadata: dict = field(default_factory=dict)
 
     @property
     def n(self) -> int:
         return int(self.robust.shape[0])
+
+    @property
+    def norm_name(self) -> str:
+        return norm_name(self.norm)
+
+    def to_dict(self) -> dict:
+        """JSON-ready data, per-point results included; :meth:`from_dict` reads it."""
+        def ints(a: np.ndarray | None) -> list[int] | None:
+            return None if a is None else [int(v) for v in a]
+
+        return {"format": FORMAT, "version": 1, "protocol": self.protocol,
+                "norm": self.norm_name, "eps": self.eps, "n": self.n,
+                "accuracy": self.accuracy, "clean_accuracy": self.clean_accuracy,
+                "counts": dict(self.counts), "skipped": dict(self.skipped),
+                "forward_passes": self.forward_passes, "backward_passes": self.backward_passes,
+                "seconds": self.seconds, "broken_by": [str(b) for b in self.broken_by],
+                "labels": ints(self.labels), "predictions": ints(self.predictions),
+                "metadata": self.metadata}
+
+    @classmethod
+    def from_dict(cls, obj: dict, origin: str = "<dict>") -> RobustAccuracy:
+        """Read what :meth:`to_dict` wrote; a clear error on anything else (a file of an older
+        ``robcurves eval``, without per-point results, included)."""
+        if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+            raise ValueError(f"{origin} is not a saved robust accuracy (expected format "
+                             f"{FORMAT!r}, as `robcurves eval --out` and `robcurves compare "
+                             "--autoattack` write)")
+        if obj.get("version") != 1:
+            raise ValueError(f"{origin} has robust-accuracy format version "
+                             f"{obj.get('version')!r}; this robcurves reads version 1")
+        try:
+            broken_by = np.asarray([str(b) for b in obj["broken_by"]], dtype=str)
+            n = int(obj["n"])
+            if broken_by.shape != (n,):
+                raise ValueError(f"broken_by has {broken_by.shape[0]} entries, n is {n}")
+            arrays = {}
+            for key in ("labels", "predictions"):
+                v = obj.get(key)
+                arrays[key] = None if v is None else np.asarray(v, dtype=np.int64)
+                if v is not None and arrays[key].shape != (n,):
+                    raise ValueError(f"{key} has {len(v)} entries, n is {n}")
+            robust = broken_by == ""
+            accuracy = float(obj["accuracy"])
+            if accuracy != float(robust.mean()):
+                raise ValueError(f"accuracy {accuracy} is not the share of robust points "
+                                 f"in broken_by ({float(robust.mean())})")
+            return cls(accuracy=accuracy, clean_accuracy=float(obj["clean_accuracy"]),
+                       robust=robust, broken_by=broken_by,
+                       counts={str(k): int(v) for k, v in obj["counts"].items()},
+                       forward_passes=int(obj["forward_passes"]),
+                       backward_passes=int(obj["backward_passes"]),
+                       seconds=float(obj["seconds"]), eps=float(obj["eps"]),
+                       norm=parse_norm(obj["norm"]), protocol=str(obj["protocol"]),
+                       skipped=dict(obj.get("skipped") or {}), **arrays,
+                       metadata=dict(obj.get("metadata") or {}))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{origin} is not a valid saved robust accuracy: "
+                             f"{type(exc).__name__}: {exc}") from None
 
     def summary(self) -> str:
         """A few lines: the accuracies and what broke how many points."""
@@ -160,6 +235,7 @@ def _run(clf: Classifier, xs: np.ndarray, ys: np.ndarray, p: float, eps: float, 
     n = xs.shape[0]
     broken_by = np.full(n, "", dtype=object)
     correct = np.zeros(n, dtype=bool)
+    predictions = np.zeros(n, dtype=np.int64)
     skipped = {"apgd-t": f"the targeted DLR loss needs 4 classes or more; the model has {k}"
                } if k < 4 and "apgd-t" in names else {}
     for start in range(0, n, bs):
@@ -169,6 +245,7 @@ def _run(clf: Classifier, xs: np.ndarray, ys: np.ndarray, p: float, eps: float, 
             z = clf.logits(xb)
         ok = (z.argmax(1) == yb).cpu().numpy()
         correct[start:start + len(ok)] = ok
+        predictions[start:start + len(ok)] = z.argmax(1).cpu().numpy()
         broken_by[start:start + len(ok)][~ok] = "clean"
         targets = _targets(z, yb)
         robust = torch.from_numpy(ok).to(clf.device)
@@ -193,7 +270,7 @@ def _run(clf: Classifier, xs: np.ndarray, ys: np.ndarray, p: float, eps: float, 
         robust=robust_np, broken_by=broken_by.astype(str), counts=counts,
         forward_passes=clf.n_forward - f0, backward_passes=clf.n_backward - b0,
         seconds=time.perf_counter() - t0, eps=eps, norm=p, protocol=protocol,
-        skipped=skipped)
+        skipped=skipped, labels=ys.astype(np.int64), predictions=predictions)
 
 
 def _targets(z: torch.Tensor, y: torch.Tensor, n_targets: int = 9) -> list[torch.Tensor]:

@@ -218,6 +218,12 @@ def _is_checkpoint_spec(arch: str, ckpt: str) -> bool:
     return True
 
 
+def model_name(spec: str) -> str:
+    """The default name of the model of ``--model SPEC``: the file stem of a model file, else the
+    spec itself."""
+    return Path(spec).stem if Path(spec).exists() else spec
+
+
 def load_model_spec(spec: str):
     """Load a torch model from a CLI spec.
 

@@ -17,6 +17,7 @@ from ._common import (
     add_input_args,
     check_backend,
     load_model_spec,
+    model_name,
     parse_eps_list,
     parse_input_args,
     parse_kv,
@@ -180,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
     x, y = ds.x[:n], ds.y[:n]
     probe_model(clf, x, name=args.model)  # a model that does not fit the data fails here
     out = Path(args.out)
-    name = args.name or (Path(args.model).stem if Path(args.model).exists() else args.model)
+    name = args.name or model_name(args.model)
     model_meta = dict(getattr(module, "robcurves_meta", {}) or {})
     model_meta.update({"spec": args.model, "fingerprint": fingerprint_model(clf),
                        "preprocessing": pre, "bounds": list(bounds)})

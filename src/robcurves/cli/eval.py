@@ -4,7 +4,6 @@ to a robustness curve of the same model, data and norm."""
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from .._norms import norm_name, parse_norm
@@ -13,6 +12,7 @@ from ._common import (
     add_input_args,
     load_curves,
     load_model_spec,
+    model_name,
     parse_eps,
     parse_input_args,
     positive,
@@ -39,7 +39,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "compare with")
     p.add_argument("--n-queries", type=int, default=5000,
                    help="Square's queries per point (default 5000, the standard protocol)")
-    p.add_argument("--out", default=None, metavar="FILE", help="also write the result as JSON")
+    p.add_argument("--out", default=None, metavar="FILE",
+                   help="also write the result as JSON, per-point results included (read by "
+                        "`robcurves compare --autoattack-result FILE` next to the curves)")
+    p.add_argument("--name", default=None,
+                   help="model name in the JSON (default: the --curve's name, else the model "
+                        "file stem, as `robcurves curve` names it)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
     add_input_args(p)
@@ -91,10 +96,26 @@ def _check_curve_points(curve, data_meta: dict, fingerprint: str, path: str) -> 
                          f"model {fingerprint})")
 
 
+def _check_curve_predictions(curve, clf, x, y, path: str) -> None:
+    """Refuse, before any attack, a curve of other labels, clean predictions or misclassified
+    points (what the report's fixed-eps section would refuse after the protocol ran)."""
+    import numpy as np
+
+    from ..report.build import points_differ
+
+    pred = clf.predict(x).cpu().numpy()
+    why = points_differ(curve, {}, np.asarray(y), pred, pred != np.asarray(y))
+    if why:
+        raise ValueError(f"--curve {path!r} is not of these points and this model: {why}")
+
+
 def run(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from ..evaluate import fingerprint_model, probe_model
     from ..model import wrap
     from ..protocol import robust_accuracy
+    from ..report import save_protocol
     from .curve import _check_preprocessing, _evaluation_data
 
     checked = _check_args(args)
@@ -108,45 +129,43 @@ def run(args: argparse.Namespace) -> int:
     n = data_meta["n"]
     x, y = ds.x[:n], ds.y[:n]
     probe_model(clf, x, name=args.model)
+    fingerprint = fingerprint_model(clf)
     if curve is not None:
-        _check_curve_points(curve, data_meta, fingerprint_model(clf), args.curve)
+        _check_curve_points(curve, data_meta, fingerprint, args.curve)
+        _check_curve_predictions(curve, clf, x, y, args.curve)
     r = robust_accuracy(clf, x, y, p, eps, args.protocol, n_queries=args.n_queries,
                         seed=args.seed)
+    r = dataclasses.replace(r, metadata={"model": {"spec": args.model,
+                                                   "fingerprint": fingerprint},
+                                         "data": data_meta})
     print(r.summary())
     print(f"  passes per point: {r.forward_passes / r.n:.0f} forward, "
           f"{r.backward_passes / r.n:.0f} backward; {r.seconds:.1f}s")
-    result = {"protocol": r.protocol, "norm": norm_name(p), "eps": eps, "n": r.n,
-              "accuracy": r.accuracy, "clean_accuracy": r.clean_accuracy, "counts": r.counts,
-              "skipped": r.skipped, "forward_passes": r.forward_passes,
-              "backward_passes": r.backward_passes, "seconds": r.seconds, "data": data_meta,
-              "model": args.model}
+    extra = {}
     if curve is not None:
-        result["curve"] = _compare_with_curve(curve, r, eps, args.curve)
+        extra["curve"] = _compare_with_curve(curve, r, eps, args.curve)
     if warning:
-        result["warning"] = warning
+        extra["warning"] = warning
         print(f"\nWARNING: {warning}")
     if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=1, default=str))
+        name = args.name or (curve.name if curve is not None else model_name(args.model))
+        save_protocol(args.out, name, r, **extra)
         print(f"wrote {args.out}")
     return 0
 
 
 def _compare_with_curve(curve, r, eps: float, path: str) -> dict:
     """Print the curve's robust accuracy at eps next to the protocol's; warn if higher."""
-    acc = float(curve.robust_accuracy(eps))
-    broken = ~r.robust
-    missed = int((broken & ~(curve.distances <= eps)).sum())  # the protocol broke, curve not
-    print(f"curve {Path(path).name} ({curve.metadata.get('method', curve.kind)}): robust "
-          f"accuracy at eps {eps:.6g}: {acc:.4f}; protocol: {r.accuracy:.4f} "
-          f"(difference {acc - r.accuracy:+.4f})")
-    if acc > r.accuracy:
-        print(f"WARNING: the curve's robust accuracy is {100 * (acc - r.accuracy):.1f} points "
-              f"HIGHER than the protocol's: its minimal-distance attack missed adversarials "
-              f"within eps on {missed} points the protocol broke (the curve overstates "
-              "robustness there)")
-    elif missed:
-        print(f"note: the protocol broke {missed} points within eps that the curve places "
-              "beyond it (the curve is lower overall)")
-    return {"file": str(path), "accuracy": acc, "difference": acc - r.accuracy,
-            "points_missed_by_curve": missed, "higher": acc > r.accuracy}
+    from ..report.build import protocol_check
+    from ..report.text import format_eps, protocol_words
 
+    ck = protocol_check(curve.name, curve, r)
+    line = protocol_words(ck, lambda nm, e: format_eps(e, digits=6))
+    print(f"curve {Path(path).name}: {line}")
+    if ck.higher:
+        gap = 100 * (ck.curve_accuracy - r.accuracy)
+        print(f"WARNING: the curve's robust accuracy is {gap:.1f} points HIGHER than the "
+              "protocol's: it overstates robustness at this eps")
+    return {"file": str(path), "accuracy": ck.curve_accuracy,
+            "difference": ck.curve_accuracy - r.accuracy, "points_missed_by_curve": ck.missed,
+            "higher": ck.higher}

@@ -34,6 +34,7 @@ from ..diagnostics import (
     rank_agreement,
     train_eps_of,
 )
+from ..protocol import RobustAccuracy
 from . import figures as _figures
 from . import text as _text
 from .render import render
@@ -42,7 +43,47 @@ from .text import NORM_ORDER, NORM_TXT, format_eps, is_8bit
 if TYPE_CHECKING:
     from ..studies.human import HumanStudy
 
-__all__ = ["Report", "build_report", "write_report", "save_masking", "load_masking"]
+__all__ = ["Report", "ProtocolCheck", "build_report", "write_report", "save_masking",
+           "load_masking", "save_protocol", "load_protocol", "protocol_check"]
+
+
+@dataclass(frozen=True)
+class ProtocolCheck:
+    """A curve's robust accuracy at one eps next to a fixed-eps protocol's on the same points.
+
+    The protocol's accuracy is an upper bound on the true robust accuracy; so is an attack
+    curve's, a certified curve's is a lower bound. A curve whose robust accuracy is *higher*
+    than the protocol's (:attr:`higher`) is too optimistic there: its attack missed
+    adversarials inside the eps ball that the protocol found.
+
+    Attributes:
+        model: the model name (of the curve and the result).
+        curve: the model's curve in the result's norm (all its points).
+        result: the protocol's :class:`~robcurves.protocol.RobustAccuracy`.
+        curve_accuracy: the curve's robust accuracy at ``result.eps`` (share of points whose
+            distance exceeds eps).
+        missed: points the protocol broke within eps (not counting clean misclassifications)
+            that the curve places beyond eps.
+    """
+
+    model: str
+    curve: RobustnessCurve
+    result: RobustAccuracy
+    curve_accuracy: float
+    missed: int
+
+    @property
+    def norm_name(self) -> str:
+        return self.result.norm_name
+
+    @property
+    def eps(self) -> float:
+        return self.result.eps
+
+    @property
+    def higher(self) -> bool:
+        """The curve's robust accuracy is above the protocol's (flagged in the report)."""
+        return self.curve_accuracy > self.result.accuracy
 
 
 # ---------------------------------------------------------------------------- report object
@@ -65,6 +106,8 @@ class Report:
         masking: gradient-masking checks by model name (the "gradient masking check"
             section); empty without one.
         human: human studies of curves of the report (one "human validation" section each).
+        protocol: fixed-eps protocol results next to the curves (the "fixed-eps protocol"
+            section), one per model, norm and eps; empty without one.
     """
 
     comparisons: dict[str, Comparison]
@@ -79,6 +122,7 @@ class Report:
     logx: bool
     masking: dict[str, GradientMasking] = field(default_factory=dict)
     human: tuple[HumanStudy, ...] = ()
+    protocol: tuple[ProtocolCheck, ...] = ()
 
     def per255(self, norm: str) -> bool:
         """Eps of this norm are printed as x/255 (8-bit data, l_inf)."""
@@ -261,14 +305,107 @@ def _check_masking(masking, curves: Sequence[RobustnessCurve]) -> dict[str, Grad
     return dict(masking)
 
 
+def points_differ(c: RobustnessCurve, metadata: Mapping, labels: np.ndarray | None,
+                  predictions: np.ndarray | None, misclassified: np.ndarray) -> str | None:
+    """Why points (their ``labels``, the model's clean ``predictions`` and which are
+    ``misclassified``, the ``metadata`` of model and data) are not those of curve ``c``, or
+    None when nothing says so."""
+    n = int(np.asarray(misclassified).shape[0])
+    if n != c.n:
+        return f"it has {n} points, the curve {c.n}"
+    for part, keys in (("data", ("name", "spec", "split", "first_index", "n",
+                                 "points_fingerprint")), ("model", ("fingerprint",))):
+        mine, theirs = metadata.get(part) or {}, c.metadata.get(part) or {}
+        for key in keys:
+            a, b = mine.get(key), theirs.get(key)
+            if a is not None and b is not None and a != b:
+                return f"its {part} {key} is {a!r}, the curve's {b!r}"
+
+    def differ(a: np.ndarray, b: np.ndarray, what: str) -> str | None:
+        bad = np.flatnonzero(np.asarray(a) != np.asarray(b))
+        return (f"{what} differ on {bad.size} of {c.n} points (first: point {bad[0]})"
+                if bad.size else None)
+
+    if labels is not None and c.labels is not None:
+        why = differ(labels, c.labels, "the labels")
+        if why:
+            return why
+    if predictions is not None and c.predictions is not None:
+        why = differ(predictions, c.predictions, "the clean predictions")
+        if why:
+            return why
+    if c.kind != "lower":  # an attack curve: distance 0 exactly where misclassified
+        return differ(misclassified, c.distances == 0, "the misclassified points")
+    return None
+
+
+def _check_protocol(protocol, curves: Sequence[RobustnessCurve]) -> tuple[ProtocolCheck, ...]:
+    """One :class:`ProtocolCheck` per result, each on the points of its model's curve in its
+    norm, or a ValueError naming what does not match."""
+    if protocol is None:
+        return ()
+    if not isinstance(protocol, Mapping):
+        raise TypeError("protocol= takes a mapping from model name to RobustAccuracy results "
+                        f"(robcurves.robust_accuracy); got {type(protocol).__name__}")
+    out: list[ProtocolCheck] = []
+    seen: set[tuple[str, str, float]] = set()
+    for model, results in protocol.items():
+        for r in (results,) if isinstance(results, RobustAccuracy) else tuple(results):
+            if not isinstance(r, RobustAccuracy):
+                raise TypeError(f"protocol[{model!r}] must hold RobustAccuracy results "
+                                f"(robcurves.robust_accuracy); got {type(r).__name__}")
+            what = f"the {r.protocol} result of model {model!r} ({r.norm_name}, eps {r.eps:g})"
+            key = (model, r.norm_name, r.eps)
+            if key in seen:
+                raise ValueError(f"{what} is given twice")
+            seen.add(key)
+            mine = [c for c in curves if c.name == model and c.norm_name == r.norm_name]
+            if not mine:
+                have = [_describe(c) for c in curves if c.name == model]
+                raise ValueError(f"{what} has no curve of that model and norm in the report "
+                                 f"(its curves: {', '.join(have) if have else 'none'}; "
+                                 "models: " + ", ".join(
+                                     map(repr, dict.fromkeys(c.name for c in curves))) + ")")
+            out.append(protocol_check(model, mine[0], r))
+    return tuple(out)
+
+
+def protocol_check(model: str, curve: RobustnessCurve, result: RobustAccuracy) -> ProtocolCheck:
+    """``curve``'s robust accuracy at ``result.eps`` next to ``result``'s, on the same points.
+
+    Raises:
+        ValueError: ``result`` is in another norm or not on the points of ``curve`` (another
+            number of points, data set, model fingerprint, labels, clean predictions or
+            misclassified points), naming what differs.
+    """
+    what = (f"the {result.protocol} result of model {model!r} ({result.norm_name}, eps "
+            f"{result.eps:g})")
+    if curve.norm_name != result.norm_name:
+        raise ValueError(f"{what} is in another norm than its curve {_describe(curve)}")
+    why = points_differ(curve, result.metadata, result.labels, result.predictions,
+                        result.broken_by == "clean")
+    if why:
+        raise ValueError(f"{what} is not on the points of its curve {_describe(curve)}: "
+                         f"{why}; run the protocol on the curve's points (robcurves "
+                         "compare --autoattack does)")
+    broken = ~result.robust & (result.broken_by != "clean")
+    return ProtocolCheck(model=model, curve=curve, result=result,
+                         curve_accuracy=float(curve.robust_accuracy(result.eps)),
+                         missed=int((broken & (curve.distances > result.eps)).sum()))
+
+
 def check_sections(curves: Sequence[RobustnessCurve], *,
                    masking: Mapping[str, GradientMasking] | None = None,
-                   human: HumanStudy | Sequence[HumanStudy] | None = None
-                   ) -> tuple[dict[str, GradientMasking], tuple[HumanStudy, ...]]:
-    """The checks :func:`build_report` makes of ``masking`` and ``human`` before any work (each
-    masking check of a model of ``curves``, each human study of one of ``curves``), alone: a
-    command can refuse bad input before it spends minutes computing other parts."""
-    return _check_masking(masking, curves), _check_human(human, curves)
+                   human: HumanStudy | Sequence[HumanStudy] | None = None,
+                   protocol: Mapping[str, RobustAccuracy | Sequence[RobustAccuracy]] | None
+                   = None) -> tuple[dict[str, GradientMasking], tuple[HumanStudy, ...],
+                                    tuple[ProtocolCheck, ...]]:
+    """The checks :func:`build_report` makes of ``masking``, ``human`` and ``protocol`` before
+    any work (each masking check of a model of ``curves``, each human study of one of
+    ``curves``, each protocol result on the points of its model's curve), alone: a command
+    can refuse bad input before it spends minutes computing other parts."""
+    return (_check_masking(masking, curves), _check_human(human, curves),
+            _check_protocol(protocol, curves))
 
 
 def build_report(curves: Sequence[RobustnessCurve], *,
@@ -277,7 +414,9 @@ def build_report(curves: Sequence[RobustnessCurve], *,
                  intersect: bool = False, logx: bool = False,
                  eps_max: float | None = None,
                  masking: Mapping[str, GradientMasking] | None = None,
-                 human: HumanStudy | Sequence[HumanStudy] | None = None) -> Report:
+                 human: HumanStudy | Sequence[HumanStudy] | None = None,
+                 protocol: Mapping[str, RobustAccuracy | Sequence[RobustAccuracy]] | None
+                 = None) -> Report:
     """Compare curves of any norms and compute everything the report shows.
 
     Args:
@@ -293,10 +432,16 @@ def build_report(curves: Sequence[RobustnessCurve], *,
         human: results of :func:`robcurves.studies.human.human_study` (one or several), each
             of a curve in ``curves`` (same name, norm and distances): a "human validation"
             section each, with the attack and human-validated curves drawn together.
+        protocol: results of :func:`robcurves.robust_accuracy` by model name (one or several
+            per model: norms and eps), each on the points of the model's curve in its norm: a
+            "fixed-eps protocol" section with, per model and eps, the curve's robust accuracy
+            next to the protocol's and which attack broke how many points; a curve whose
+            accuracy is higher is flagged (and said first in the summary).
 
     Raises:
         ValueError: a human study of a curve that is not in ``curves``, a masking check of a
-            model without curve (both before any work).
+            model without curve, a protocol result without a curve of its model and norm or
+            on other points (all before any work).
     """
     curves = list(curves)
     if not curves:
@@ -306,7 +451,8 @@ def build_report(curves: Sequence[RobustnessCurve], *,
         if not isinstance(c, RobustnessCurve):
             raise TypeError(f"expected RobustnessCurve objects; got {type(c).__name__}")
         by_norm.setdefault(c.norm_name, []).append(c)
-    checks, studies = check_sections(curves, masking=masking, human=human)
+    checks, studies, protocol_checks = check_sections(curves, masking=masking, human=human,
+                                                      protocol=protocol)
     norms = _page_order(by_norm)
     eps_by = _resolve_eps(eps, norms, by_norm)
     comparisons: dict[str, Comparison] = {}
@@ -342,11 +488,11 @@ def build_report(curves: Sequence[RobustnessCurve], *,
         return format_eps(float(e), nm == "linf" and is_8bit(frozen[nm]))
 
     summary = _text.summary(comparisons, tables, kinks, ranks, fmt, level)
-    first, last = _text.extra_summary(checks, studies, fmt)
+    first, last = _text.extra_summary(checks, studies, fmt, protocol_checks)
     return Report(comparisons=comparisons, curves=frozen, tables=tables, eps=eps_by,
                   kinks=kinks, scale_fits=tuple(fits), rank_agreements=ranks,
                   summary=tuple(first + summary + last), level=level, logx=logx,
-                  masking=checks, human=studies)
+                  masking=checks, human=studies, protocol=protocol_checks)
 
 
 def save_masking(path: str | Path, model: str, result: GradientMasking) -> Path:
@@ -370,6 +516,31 @@ def load_masking(path: str | Path) -> tuple[str, GradientMasking]:
     if not isinstance(obj.get("model"), str):
         raise ValueError(f"{path} names no model (a \"model\" field); write it with "
                          "robcurves.report.save_masking")
+    return obj["model"], res
+
+
+def save_protocol(path: str | Path, model: str, result: RobustAccuracy, **extra) -> Path:
+    """Write a fixed-eps protocol result of ``model`` as JSON (read by :func:`load_protocol` and
+    ``robcurves compare --autoattack-result FILE``; written by ``robcurves eval --out`` and
+    ``robcurves compare --autoattack``). ``extra``: more JSON fields to store alongside."""
+    import json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**result.to_dict(), **extra, "model": model}, indent=1,
+                               allow_nan=False, default=str))
+    return path
+
+
+def load_protocol(path: str | Path) -> tuple[str, RobustAccuracy]:
+    """The model name and the result in a file written by :func:`save_protocol`."""
+    from ..results import read_json_file
+
+    obj = read_json_file(path, "robust accuracy file")
+    res = RobustAccuracy.from_dict(obj, origin=str(path))
+    if not isinstance(obj.get("model"), str):
+        raise ValueError(f"{path} names no model (a \"model\" field); write it with "
+                         "robcurves.report.save_protocol")
     return obj["model"], res
 
 

@@ -20,7 +20,7 @@ from ..diagnostics import GradientMasking, Kink, RankAgreement
 
 if TYPE_CHECKING:
     from ..studies.human import HumanStudy
-    from .build import Report
+    from .build import ProtocolCheck, Report
 
 NORM_ORDER = ("linf", "l2", "l1")
 
@@ -216,9 +216,58 @@ def sections(report: Report) -> list[Section]:
            for title, anchor, head, rows, cap in secs]
     if report.masking:
         out.append(masking_section(report.masking))
+    if report.protocol:
+        out.append(protocol_section(report.protocol, report.fmt))
     for i, st in enumerate(report.human):
         out.append(human_section(st, i, functools.partial(report.fmt, st.curve.norm_name)))
     return out
+
+
+# ---------------------------------------------------------------------------- fixed-eps protocol
+def protocol_words(ck: ProtocolCheck, fmt) -> str:
+    """The curve's robust accuracy next to the protocol's, in one or two sentences;
+    ``fmt(norm, eps)`` prints an eps."""
+    r = ck.result
+    head = (f"{ck.model} ({NORM_TXT[ck.norm_name]}, eps {fmt(ck.norm_name, ck.eps)}, "
+            f"{r.n} points): robust accuracy {pct(ck.curve_accuracy)} from the curve, "
+            f"{pct(r.accuracy)} under {r.protocol}")
+    if ck.higher:
+        return (f"{head}: the curve is HIGHER by {pts(ck.curve_accuracy - r.accuracy)}: "
+                f"{r.protocol} broke {ck.missed} point(s) within eps that the curve places "
+                "beyond it, so the curve's attack missed adversarials there and the curve "
+                "overstates this model's robustness.")
+    more = (f"; {r.protocol} broke {ck.missed} point(s) within eps that the curve places "
+            "beyond it" if ck.missed else "")
+    return f"{head}: the curve is not higher, as expected{more}."
+
+
+def protocol_section(checks: Sequence[ProtocolCheck], fmt) -> Section:
+    """The "fixed-eps protocol" section: one row per model, norm and eps."""
+    head = ("model", "norm", "eps", "points", "curve", "robust accuracy (curve)",
+            "robust accuracy (protocol)", "curve minus protocol", "protocol: broken by",
+            "broken by the protocol, beyond eps on the curve", "curve higher")
+    rows = []
+    for ck in checks:
+        r = ck.result
+        broken = ", ".join(f"{k} {v}" for k, v in r.counts.items())
+        if r.skipped:
+            broken += "; skipped: " + ", ".join(r.skipped)
+        method = ck.curve.metadata.get("method") or ck.curve.kind
+        rows.append((ck.model, NORM_TXT[ck.norm_name], fmt(ck.norm_name, ck.eps), str(r.n),
+                     f"{ck.curve.name} ({method})", pct(ck.curve_accuracy), pct(r.accuracy),
+                     f"{100 * (ck.curve_accuracy - r.accuracy):+.1f} pts", broken,
+                     str(ck.missed), "FLAGGED" if ck.higher else "no"))
+    protocols = " / ".join(sorted({ck.result.protocol for ck in checks}))
+    cap = (f"The robust accuracy papers report, at one eps with a fixed attack protocol "
+           f"({protocols}: its attacks in sequence, each on the points still robust), next to "
+           "the curve's at the same eps, on the same points. Both are upper bounds on the true "
+           "robust accuracy, and a curve of minimal distances should be the tighter one: a "
+           "curve whose robust accuracy is higher than the protocol's is FLAGGED (its attack "
+           "missed adversarials within eps that the protocol found). 'Broken by': the attack "
+           "that broke each point first ('clean': misclassified unperturbed; 'robust': none).")
+    return Section("Fixed-eps protocol: the curve next to the robust accuracy papers report",
+                   "protocol", head, tuple(rows), cap,
+                   notes=tuple(protocol_words(ck, fmt) for ck in checks))
 
 
 # ---------------------------------------------------------------------------- gradient masking
@@ -330,11 +379,14 @@ def human_section(st: HumanStudy, index: int, fmt) -> Section:
 
 
 def extra_summary(masking: Mapping[str, GradientMasking], human: Sequence[HumanStudy],
-                  fmt) -> tuple[list[str], list[str]]:
-    """Summary lines of the masking check and human studies: (first, last): flagged models go
-    first, the rest after the comparison's findings. ``fmt(norm, eps)`` prints an eps."""
+                  fmt, protocol: Sequence[ProtocolCheck] = ()) -> tuple[list[str], list[str]]:
+    """Summary lines of the masking check, the fixed-eps protocol and human studies: (first,
+    last): flagged models and curves go first, the rest after the comparison's findings.
+    ``fmt(norm, eps)`` prints an eps."""
     first = [masking_words(m, r) for m, r in masking.items() if r.flagged]
+    first += [protocol_words(ck, fmt) for ck in protocol if ck.higher]
     last = [masking_words(m, r) for m, r in masking.items() if not r.flagged]
+    last += [protocol_words(ck, fmt) for ck in protocol if not ck.higher]
     for st in human:
         nm = st.curve.norm_name
         head = f"{st.curve.name} ({NORM_TXT[nm]}), human validation"
