@@ -77,6 +77,7 @@ distance any method found, median / 95th percentile, and optimality as defined t
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable, Sequence
@@ -88,7 +89,7 @@ from ._core import BestAdversarial, attack, expand, generator_for, line_search, 
 from ._deepfool import linear_targets
 from ._fmn import fmn
 
-__all__ = ["auto", "ensemble", "AUTO_STEPS", "auto_plan"]
+__all__ = ["auto", "ensemble", "AUTO_STEPS", "auto_plan", "auto_traced", "AutoTrace"]
 
 #: FMN steps per run when no budget is given.
 AUTO_STEPS = 100
@@ -107,7 +108,15 @@ _ALPHA = {math.inf: 0.3, 2.0: 1.0, 1.0: 0.2}
 #: poorly; the l2 one ranks better for l1 too)
 _RANK_NORM = {math.inf: math.inf, 2.0: 2.0, 1.0: 2.0}
 #: runs aimed at further classes that ``auto`` always adds for each norm
-_EXTRA_TARGETS = {math.inf: 0, 2.0: 2, 1.0: 2}
+_EXTRA_TARGETS = {math.inf: 0, 2.0: 1, 1.0: 2}
+#: untargeted runs from a random start inside the best ball that ``auto`` always adds, last
+_EXTRA_RANDOM = {math.inf: 0, 2.0: 1, 1.0: 0}
+#: default (``restarts=0``) only: the first run's steps as a fraction of the others', and the
+#: convergence patience of the runs after the first (None: ``max(10, steps // 5)``)
+_FIRST_FRACTION = {math.inf: 1.0, 2.0: 0.6, 1.0: 1.0}
+_LATER_PATIENCE: dict[float, int | None] = {math.inf: None, 2.0: 8, 1.0: None}
+#: a run "won" a point (``AutoTrace.source``) when it shrank its best by more than this
+_GAIN = 1e-3
 
 
 def auto_plan(num_classes: int, restarts: int = 0) -> list[tuple[str, int]]:
@@ -132,6 +141,14 @@ def auto_plan(num_classes: int, restarts: int = 0) -> list[tuple[str, int]]:
     return plan
 
 
+def _norm_plan(num_classes: int, restarts: int, p: float) -> list[tuple[str, int]]:
+    """``auto_plan`` with the runs ``auto`` always adds for norm ``p``: further targeted runs,
+    then random-start runs at the end."""
+    plan = auto_plan(num_classes, int(restarts) + _EXTRA_TARGETS[p])
+    rnd = sum(kind == "random" for kind, _ in plan)
+    return plan + [("random", rnd + k) for k in range(_EXTRA_RANDOM[p])]
+
+
 def _sweep_ranks(plan: list[tuple[str, int]], candidates: int) -> list[int]:
     """Ranks of the linearised classes that ``plan`` does not target: the short sweep runs."""
     done = {i for kind, i in plan if kind == "target"}
@@ -152,6 +169,78 @@ def _steps_for(budget: int | None, runs: int, sweeps: int, candidates: int) -> i
                          f"and {sweeps} sweep runs; need at least {need} (or sweep=False, or "
                          f"fewer restarts)")
     return steps
+
+
+class _Ledger(BestAdversarial):
+    """A :class:`BestAdversarial` that also keeps ``auto``'s books: the model passes spent on
+    each point (read from the model's counters at every update: each model call of the runs is
+    followed by an update of exactly the points it queried), which run produced each point's
+    current best (``source``), and optionally the trace of improvements (``events``)."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, p: float, model: Classifier,
+                 trace: bool = False) -> None:
+        super().__init__(x, y, p)
+        self.model = model
+        self.spent = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
+        self.source = torch.full((x.shape[0],), -1, dtype=torch.long, device=x.device)
+        self.run = -1
+        self.events: list | None = [] if trace else None
+        self.by_run: dict[int, int] = {}
+        self.mark()
+
+    def _passes(self) -> int:
+        return int(self.model.n_forward + self.model.n_backward)
+
+    def mark(self) -> None:
+        self._mark = self._passes()
+
+    def charge(self, rows: torch.Tensor) -> None:
+        """Split the passes since the last mark evenly over ``rows`` (who were queried)."""
+        now = self._passes()
+        if now > self._mark and rows.numel():
+            self.spent[rows] += (now - self._mark) / rows.numel()
+            self.by_run[self.run] = self.by_run.get(self.run, 0) + now - self._mark
+        self._mark = now
+
+    def update(self, cand: torch.Tensor, logits: torch.Tensor,
+               rows: torch.Tensor | None = None) -> torch.Tensor:
+        rows = torch.arange(self.x.shape[0], device=self.x.device) if rows is None else rows
+        self.charge(rows)
+        before = self.dist[rows]
+        adv = super().update(cand, logits, rows)
+        better = self.dist[rows] < before
+        self.source[rows] = torch.where(better, torch.full_like(rows, self.run),
+                                        self.source[rows])
+        if self.events is not None:
+            self.events.append((rows, self.spent[rows].clone(),
+                                torch.where(better, self.dist[rows], math.nan)))
+        return adv
+
+
+@dataclasses.dataclass
+class AutoTrace:
+    """What ``auto`` did on the ``points`` it attacked (indices into ``x``: those the model
+    classified correctly), per point in that order: ``spent`` model passes,
+    ``runs`` the names of the runs made, ``source`` the index into ``runs`` of the run that
+    produced the final best (-1: none), ``cost_by_run`` the passes per point each run spent
+    (averaged over all points), and ``improvements``: per point the list of
+    ``(passes spent so far, best distance)`` at each improvement of its best distance."""
+
+    points: torch.Tensor
+    spent: torch.Tensor
+    runs: list[str]
+    source: torch.Tensor
+    improvements: list[list[tuple[float, float]]]
+    cost_by_run: dict[str, float]
+
+
+def _improvements(ledger: _Ledger, offset: float) -> list[list[tuple[float, float]]]:
+    out: list[list[tuple[float, float]]] = [[] for _ in range(ledger.x.shape[0])]
+    for rows, spent, dist in ledger.events or []:
+        for r, s, d in zip(rows.tolist(), spent.tolist(), dist.tolist(), strict=True):
+            if not math.isnan(d):
+                out[r].append((s + offset, d))
+    return out
 
 
 @attack()
@@ -175,57 +264,123 @@ def auto(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
             not help; see the module docstring).
         seed: seeds the random starts.
     """
+    return _auto(model, x, y, p, budget=budget, restarts=restarts, sweep=sweep, seed=seed,
+                 tracker=tracker)[0]
+
+
+def auto_traced(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float,
+                **kwargs: object) -> tuple[torch.Tensor, AutoTrace | None]:
+    """``auto`` on a wrapped model, inputs on its device and a parsed norm, also returning its
+    :class:`AutoTrace` (None when every point was misclassified already); for benchmarks."""
+    return _auto(model, x, y, p, trace=True, **kwargs)
+
+
+def _auto(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
+          budget: int | None = None, restarts: int = 0, sweep: bool | None = None,
+          seed: int = 0, tracker: BestAdversarial | None = None, trace: bool = False
+          ) -> tuple[torch.Tensor, AutoTrace | None]:
     tracker = tracker if tracker is not None else BestAdversarial(x, y, p)
     with torch.no_grad():
         z = model.logits(x)
     tracker.update(x, z)
     num_classes = int(z.shape[1])
-    plan = auto_plan(num_classes, restarts + _EXTRA_TARGETS[p])
+    plan = _norm_plan(num_classes, restarts, p)
     candidates = min(_CANDIDATES, num_classes - 1)
     sweep = _SWEEP[p] if sweep is None else bool(sweep)
     sweeps = _sweep_ranks(plan, candidates) if sweep else []
     steps = _steps_for(budget, len(plan), len(sweeps), candidates)
     todo = (~tracker.found).nonzero().squeeze(1)
     if todo.numel() == 0:
-        return x.clone()
+        return x.clone(), None
     xs, ys = x[todo], y[todo]
-    sub = BestAdversarial(xs, ys, p)
+    n = xs.shape[0]
+    every = torch.arange(n, device=x.device)
+    sub = _Ledger(xs, ys, p, model, trace)
     classes, _ = linear_targets._run(model, xs, ys, _RANK_NORM[p], candidates=candidates)
+    sub.charge(every)
     gen = generator_for(seed, x.device)
     alpha = _ALPHA[p]
-    for kind, i in plan:
+    # the cheap default (restarts=0): a shorter first run and impatient later runs where that
+    # was measured not to lose tightness (l2); with restarts every run gets the full schedule
+    cheap = int(restarts) == 0
+    first_steps = max(5, int(steps * _FIRST_FRACTION[p])) if cheap else steps
+    later_patience = _LATER_PATIENCE[p] if cheap else None
+    names: list[str] = []
+    source = torch.full((n,), -1, dtype=torch.long, device=x.device)
+
+    def run(name: str, rows: torch.Tensor, fn: Callable[[_Ledger, torch.Tensor], object]
+            ) -> None:
+        """``fn(child, rows)`` on the points ``rows`` with a child ledger holding their best
+        so far; its results, costs and trace go back into ``sub``."""
+        names.append(name)
+        sub.run = len(names) - 1
+        sub.mark()
+        if rows.numel() == 0:
+            return
+        before = sub.dist[rows].clone()
+        child = _Ledger(xs[rows], ys[rows], p, model, trace)
+        child.run = sub.run
+        child.dist[:], child.best[:] = sub.dist[rows], sub.best[rows]
+        fn(child, rows)
+        sub.dist[rows], sub.best[rows] = child.dist, child.best
+        if child.events is not None and sub.events is not None:
+            base = sub.spent[rows].clone()
+            sub.events.extend((rows[r], s + base[r], d) for r, s, d in child.events)
+        sub.spent[rows] += child.spent
+        for k, v in child.by_run.items():
+            sub.by_run[k] = sub.by_run.get(k, 0) + v
+        sub.mark()
+        gained = sub.dist[rows] < before * (1 - _GAIN)
+        source[rows] = torch.where(gained, sub.run, source[rows])
+
+    for j, (kind, i) in enumerate(plan):
+        st = first_steps if j == 0 else steps
+        pat = None if j == 0 else later_patience
         if kind == "target":
-            fmn._run(model, xs, ys, p, steps=steps, alpha_init=alpha, targets=classes[:, i],
-                     sparsity=None, tracker=sub)
+            tg = classes[:, i]
+            run(f"target-{i}", every, lambda t, r, st=st, pat=pat, tg=tg: fmn._run(
+                model, xs[r], ys[r], p, steps=st, alpha_init=alpha, targets=tg[r],
+                sparsity=None, patience=pat, tracker=t))
         elif kind == "untargeted":
-            fmn._run(model, xs, ys, p, steps=steps, alpha_init=alpha, sparsity=None,
-                     tracker=sub)
+            run("untargeted", every, lambda t, r, st=st, pat=pat: fmn._run(
+                model, xs[r], ys[r], p, steps=st, alpha_init=alpha, sparsity=None,
+                patience=pat, tracker=t))
         else:
             radius = torch.where(sub.found, sub.dist, torch.zeros_like(sub.dist)).to(x.dtype)
-            start = random_start(xs, radius, p, model.bounds, gen)
-            fmn._run(model, xs, ys, p, steps=steps, alpha_init=alpha, x_init=start,
-                     sparsity=None, tracker=sub)
+            begin = random_start(xs, radius, p, model.bounds, gen)
+            run(f"random-{i}", every, lambda t, r, st=st, pat=pat, b=begin: fmn._run(
+                model, xs[r], ys[r], p, steps=st, alpha_init=alpha, x_init=b[r],
+                sparsity=None, patience=pat, tracker=t))
     for i in sweeps:
-        fmn._run(model, xs, ys, p, steps=max(5, steps // _SWEEP_DIV), alpha_init=alpha,
-                 targets=classes[:, i], sparsity=None, tracker=sub)
+        tg = classes[:, i]
+        run(f"sweep-{i}", every, lambda t, r, tg=tg: fmn._run(
+            model, xs[r], ys[r], p, steps=max(5, steps // _SWEEP_DIV), alpha_init=alpha,
+            targets=tg[r], sparsity=None, tracker=t))
     if p == 1.0 and bool(sub.found.any()):
         # the dense l1 steps can stall on an edge of the l1 ball instead of its vertex (1.3%
         # above the closed form on linear models): polish with sparse steps from the best
-        rows = sub.found.nonzero().squeeze(1)
-        with torch.no_grad():
-            target = model.logits(sub.best[rows]).argmax(1)
-        polish = BestAdversarial(xs[rows], ys[rows], p)
-        polish.dist[:], polish.best[:] = sub.dist[rows], sub.best[rows]
-        fmn._run(model, xs[rows], ys[rows], p, steps=max(5, steps // 4), alpha_init=alpha,
-                 sparsity=_POLISH_SPARSITY, x_init=sub.best[rows], targets=target,
-                 tracker=polish)
-        sub.dist[rows], sub.best[rows] = polish.dist, polish.best
+        def polish(t: _Ledger, r: torch.Tensor) -> None:
+            with torch.no_grad():
+                target = model.logits(t.best).argmax(1)
+            t.charge(torch.arange(r.numel(), device=x.device))
+            fmn._run(model, xs[r], ys[r], p, steps=max(5, steps // 4), alpha_init=alpha,
+                     sparsity=_POLISH_SPARSITY, x_init=t.best.clone(), targets=target,
+                     tracker=t)
+        run("polish", sub.found.nonzero().squeeze(1), polish)
+    names.append("line-search")
+    sub.run = len(names) - 1
+    sub.mark()
     line_search(model, sub, _REFINE)
     better = sub.dist < tracker.dist[todo]
     rows = todo[better]
     tracker.dist[rows] = sub.dist[better]
     tracker.best[rows] = sub.best[better]
-    return torch.where(expand(tracker.found, x), tracker.best, x)
+    adv = torch.where(expand(tracker.found, x), tracker.best, x)
+    if not trace:
+        return adv, None
+    # + the clean forward pass every point had before the pipeline
+    return adv, AutoTrace(todo, sub.spent + 1, names, source, _improvements(sub, 1.0),
+                          {names[k]: v / n for k, v in sub.by_run.items() if k >= 0})
 
 
 @attack()
