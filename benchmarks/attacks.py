@@ -21,11 +21,15 @@ Per model and norm: for each method the ratio of its distance to the best distan
 found (median, 95th percentile), optimality (exact on the step functions: with d* the per-point
 best and M = max d*, failures counted as M, 1 - sum(min(d, M) - d*) / sum(M [d* > 0] - d*)),
 model passes per point (forward + backward, counted on the module for Foolbox too), wall time
-and its ratio to ``auto``, and unbroken points. Results go between the ``attacks`` markers of
-``benchmarks/RESULTS.md``.
+and its ratio to ``auto``, and unbroken points. ``auto`` runs traced (``auto_traced``): per pair,
+the passes at which its median and 95th percentile first come within 0.1% / 0.5% of their
+final values (see :func:`reach`), and which run won each point. ``--large-n`` adds ``auto``,
+``auto-long``, ``fmn`` and Foolbox FMN on more points of two models. Results go between the
+``attacks`` markers of ``benchmarks/RESULTS.md``.
 
     nice -n 10 python benchmarks/attacks.py [--n 100] [--n-slow 5] [--models all]
         [--slow-models fmnist-cnn-st,fmnist-cnn-at-linf,fmnist-cnn-at-l2,mnist-cnn-st]
+        [--large-n 1000 --large-models fmnist-cnn-at-linf,mnist-cnn-at-l2]
 """
 
 from __future__ import annotations
