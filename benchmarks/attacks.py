@@ -482,6 +482,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, default=Path("/tmp/robcurves-bench-attacks"),
                     help="where models trained here are kept")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--section", default="attacks",
+                    help="the marked section of RESULTS.md to write (a partial run can write "
+                         "its own instead of replacing the full one)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--large-n", type=int, default=0,
                     help="also run auto, auto-long, fmn and Foolbox FMN on this many points of "
@@ -516,14 +519,17 @@ def main(argv: list[str] | None = None) -> int:
     total = time.perf_counter() - t0
     cmd = "python benchmarks/attacks.py " + " ".join(sys.argv[1:] if argv is None else argv)
     text = "\n".join([
-        "## Attacks: tightness and cost against Foolbox 3.3.4",
+        "## Attacks: tightness and cost against Foolbox 3.3.4"
+        + ("" if a.section == "attacks" else f" ({a.section})"),
         "",
         f"Machine: {machine()} (shared with other jobs). Date: "
         f"{_dt.date.today().isoformat()}. Command: `{cmd}` (total {total / 60:.1f} min).",
         "",
         f"Points: the first {a.n} test points of each model (Fashion-MNIST test set; MNIST test "
-        f"images {MNIST_TRAIN} onwards, the first {MNIST_TRAIN} trained the MNIST models); the "
-        f"slow peers on the first {a.n_slow} of them, on {a.slow_models} only.",
+        f"images {MNIST_TRAIN} onwards, the first {MNIST_TRAIN} trained the MNIST models); "
+        + ("the slow peers were not run (`--skip-slow`): the reference is the best of the "
+           "methods in the table." if a.skip_slow else
+           f"the slow peers on the first {a.n_slow} of them, on {a.slow_models} only."),
         "",
         *sources,
         "",
@@ -541,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
     ])
     print(text)
     if not a.no_write:
-        write_section("attacks", text)
+        write_section(a.section, text)
     return 0
 
 
