@@ -258,10 +258,14 @@ def reach(trace, best: np.ndarray) -> dict:
     ratio = at / b[:, None]
     r_fin = final / b
     med_f, p95_f = np.median(r_fin), np.percentile(r_fin, 95)
-    med = np.median(ratio, 0)
-    p95 = np.percentile(ratio, 95, axis=0)
-    med_at = grid[np.argmax(med <= med_f * 1.001)]
-    p95_at = grid[np.argmax(p95 <= p95_f * 1.005)]
+    with np.errstate(invalid="ignore"):  # inf - inf while points are still unbroken
+        med = np.median(ratio, 0)
+        p95 = np.percentile(ratio, 95, axis=0)
+    med_ok = (med <= med_f * 1.001) & np.isfinite(med_f)
+    p95_ok = (p95 <= p95_f * 1.005) & np.isfinite(p95_f)
+    # never (nan): a point auto left unbroken makes its final ratios infinite
+    med_at = grid[np.argmax(med_ok)] if med_ok.any() else math.nan
+    p95_at = grid[np.argmax(p95_ok)] if p95_ok.any() else math.nan
     point = [s[np.argmax(d <= f * 1.005)] for s, d, f in zip(passes, dists, final, strict=True)
              if s.size]
     return dict(med_at=float(med_at), p95_at=float(p95_at), point_at=float(np.median(point)))
