@@ -220,15 +220,14 @@ def _steps_for(budget: int | None, runs: int, sweeps: int, candidates: int) -> i
 class _Ledger(BestAdversarial):
     """A :class:`BestAdversarial` that also keeps ``auto``'s books: the model passes spent on
     each point (read from the model's counters at every update: each model call of the runs is
-    followed by an update of exactly the points it queried), which run produced each point's
-    current best (``source``), and optionally the trace of improvements (``events``)."""
+    followed by an update of exactly the points it queried), the passes of each run
+    (``by_run``, keyed by ``run``), and optionally the trace of improvements (``events``)."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, p: float, model: Classifier,
                  trace: bool = False) -> None:
         super().__init__(x, y, p)
         self.model = model
         self.spent = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
-        self.source = torch.full((x.shape[0],), -1, dtype=torch.long, device=x.device)
         self.run = -1
         self.events: list | None = [] if trace else None
         self.by_run: dict[int, int] = {}
@@ -252,14 +251,13 @@ class _Ledger(BestAdversarial):
                rows: torch.Tensor | None = None) -> torch.Tensor:
         rows = torch.arange(self.x.shape[0], device=self.x.device) if rows is None else rows
         self.charge(rows)
+        if self.events is None:
+            return super().update(cand, logits, rows)
         before = self.dist[rows]
         adv = super().update(cand, logits, rows)
         better = self.dist[rows] < before
-        self.source[rows] = torch.where(better, torch.full_like(rows, self.run),
-                                        self.source[rows])
-        if self.events is not None:
-            self.events.append((rows, self.spent[rows].clone(),
-                                torch.where(better, self.dist[rows], math.nan)))
+        self.events.append((rows, self.spent[rows].clone(),
+                            torch.where(better, self.dist[rows], math.nan)))
         return adv
 
 
@@ -267,9 +265,10 @@ class _Ledger(BestAdversarial):
 class AutoTrace:
     """What ``auto`` did on the ``points`` it attacked (indices into ``x``: those the model
     classified correctly), per point in that order: ``spent`` model passes,
-    ``runs`` the names of the runs made, ``source`` the index into ``runs`` of the run that
-    produced the final best (-1: none), ``cost_by_run`` the passes per point each run spent
-    (averaged over all points), and ``improvements``: per point the list of
+    ``runs`` the names of the runs made, ``source`` the index into ``runs`` of the last run
+    that shrank the point's best by more than 0.1% (-1: none), ``cost_by_run`` the passes per
+    point each run (and the class ranking) spent, averaged over the points, and
+    ``improvements``: per point the list of
     ``(passes spent so far, best distance)`` at each improvement of its best distance."""
 
     points: torch.Tensor
