@@ -16,7 +16,7 @@ import robcurves
 from robcurves._norms import lp_norm
 from robcurves.attacks import ATTACKS, auto, ddn, fmn, get_attack, pgd
 from robcurves.attacks._core import BestAdversarial, project_l1_box
-from robcurves.attacks._ensemble import auto_plan
+from robcurves.attacks._ensemble import _norm_plan, auto_plan, auto_traced
 from robcurves.certificates import certify
 from robcurves.model import Classifier, wrap
 
@@ -215,6 +215,47 @@ def test_auto_respects_the_budget_and_reports_cost() -> None:
     assert np.all(d.distances <= exact * 1.02)
     with pytest.raises(ValueError, match="budget 20 passes per point is too small"):
         robcurves.distances(lin, x, y, 2.0, attack="auto", budget=20)
+
+
+def test_norm_plans() -> None:
+    # l_inf: the base plan; l1: two more targets; l2: one more target, then a random start
+    assert _norm_plan(10, 0, math.inf) == auto_plan(10)
+    assert _norm_plan(10, 0, 1.0) == auto_plan(10, 2)
+    assert _norm_plan(10, 0, 2.0) == auto_plan(10, 1) + [("random", 0)]
+    # with restarts=7 (the benchmark's auto-long) l2 makes the same runs as before the cheap
+    # default: every class targeted, then two random starts
+    assert _norm_plan(10, 7, 2.0) == auto_plan(10, 9)
+    assert _norm_plan(10, 7, 2.0)[-2:] == [("random", 0), ("random", 1)]
+
+
+@pytest.mark.parametrize("p", NORMS)
+def test_auto_trace_accounts_for_every_pass(p: float) -> None:
+    net, x, y = binaryish(n=12, seed=5)
+    clf = wrap(net)
+    n0 = clf.n_forward + clf.n_backward
+    adv, tr = auto_traced(clf, x, y, p)
+    total = clf.n_forward + clf.n_backward - n0
+    assert tr is not None
+    k = tr.points.numel()
+    # every pass is charged to exactly one point: the clean forward of all points, the rest
+    # of the points attacked
+    assert abs(float(tr.spent.sum()) - (total - (x.shape[0] - k))) < 1e-6 * total
+    # the runs' costs (the class ranking included) add up to the passes spent on the points
+    assert abs(sum(tr.cost_by_run.values()) * k - (float(tr.spent.sum()) - k)) < 1e-6 * total
+    assert tr.runs[-1] == "line-search" and tr.runs[0] == "target-0"
+    d = lp_norm(adv - x, p).double()
+    for j, i in enumerate(tr.points.tolist()):
+        ev = tr.improvements[j]
+        assert ev, "every point of this model is broken"
+        passes = [s for s, _ in ev]
+        dists = [dd for _, dd in ev]
+        assert passes == sorted(passes) and passes[-1] <= float(tr.spent[j]) + 1e-9
+        assert all(b < a for a, b in zip(dists, dists[1:], strict=False))
+        assert abs(dists[-1] - float(d[i])) <= 1e-9 + 1e-6 * dists[-1]
+    assert set(tr.source.tolist()) <= set(range(-1, len(tr.runs)))
+    # the traced pipeline is the default one
+    same = auto(clf, x, y, p)
+    assert torch.equal(same, adv)
 
 
 def test_restarts_extend_the_plan_and_never_hurt() -> None:

@@ -9,9 +9,13 @@
    targeted at the second nearest class, then untargeted FMN (pushing whichever class is the
    runner-up). Each run starts from the clean input; once a point has an adversarial, the next
    run's norm constraint starts at that point's best distance, so later runs only search
-   inside the ball the earlier ones proved. For l2 and l1, two more runs target the 3rd and
-   4th nearest classes. ``restarts`` adds runs targeted at the next classes in the ranking,
-   then untargeted runs from random starts inside the best ball.
+   inside the ball the earlier ones proved. For l1, two more runs target the 3rd and 4th
+   nearest classes; for l2 one more run targets the 3rd, then one untargeted run starts from
+   a random point inside the best ball. ``restarts`` adds runs targeted at the next classes in
+   the ranking, then untargeted runs from random starts inside the best ball. In l2 the
+   default (``restarts=0``) is the cheap one: the first run takes 60% of the steps and every
+   later run stops a point after 8 steps without a 0.1% gain (they search inside a ball that
+   is already tight); with ``restarts`` every run gets the full schedule.
 3. **Sweep** (l_inf and l1): one short FMN run (a quarter of the steps) aimed at each of the
    nearest 9 linearised classes that no run above targeted, inside the best ball so far.
 4. **l1 polish and line search**: for l1 a sparse-step FMN run from the best adversarial, then
@@ -48,7 +52,8 @@ distance any method found, median / 95th percentile, and optimality as defined t
   percentile was 1.33 (l_inf-trained), 1.185 (l2-trained Fashion-MNIST) and 1.057 (l2-trained
   MNIST). The two extra targeted runs give 1.007, 1.021 and 1.086 (the reference, the best of
   all methods, got stronger too), for 1.3-1.4x the passes (about 190 -> 250-320 per point).
-* benchmark (``benchmarks/RESULTS.md``, 7 models x 3 norms, 200 points each, with the sweep):
+* benchmark (``benchmarks/RESULTS.md``, 7 models x 3 norms, 200 points each, with the sweep;
+  l2 numbers from before the cheaper l2 default of the cost item below):
   median ratio to the best of all methods <= 1.003 everywhere; 95th percentile <= 1.05 on 15
   of 21: every l_inf pair (sweep), l2 except the l2-trained MNIST CNN (1.071; ``restarts=7``
   1.005), l1 on the two standard models only (adversarially trained ones 1.056-1.107;
@@ -70,6 +75,47 @@ distance any method found, median / 95th percentile, and optimality as defined t
   In l2 on the l2-trained MNIST CNN the sweep changed nothing (0.9901, +105 passes): there
   ``restarts=7`` wins (1.0000) through its random-start runs, not its extra targets
   (``restarts=5``, targets only: 0.9909), so l2 does not sweep by default.
+* cost (issue 19: the default at Foolbox FMN's ~201 passes per point without losing
+  tightness). ``auto_traced`` records per point the passes spent and which run last shrank
+  its best by more than 0.1%: most points are won by the first run (70-90 of 100), the later
+  runs cost at least their patience (20 steps, 40 passes) on every point whatever they find.
+  Tries, 100 points, reference the best of the old default, ``restarts=7``, FAB (and EAD for
+  l1) and the variants in the same run, p95 ratio / passes per point (old default first):
+
+  ====================================================  ===============  =============
+  try                                                   l2, mnist-at-l2  l2, fmnist-st
+  ====================================================  ===============  =============
+  old default (targets 1-4, untargeted)                 1.086 / 336      1.004 / 313
+  later runs patience 8                                 --               1.004 / 210
+  later runs patience 5                                 --               1.004 / 184
+  first run 60 steps, later patience 8                  1.086 / 189      1.005 / 183
+  ... and a point stops after 2 runs without gain       1.087 / 144      --
+  targets 1-2, untargeted, 1 random start               1.059 / 178      1.020 / 163
+  targets 1-2, untargeted, target 3, 1 random (chosen)  1.059 / 197      1.005 / 183
+  ... 2 random starts                                   1.058 / 217      --
+  target 1, 2 random starts with full patience          1.070 / 215      --
+  ====================================================  ===============  =============
+
+  On 200 points of five models in l2 (``benchmarks/RESULTS.md``, section
+  ``attacks-l2-default``, without the slow peers) the chosen default spends 162-193 passes per
+  point (before: 269-320; Foolbox FMN 201), 95th percentile 1.004-1.053 (before
+  1.004-1.071; the l2-trained MNIST CNN 1.071 -> 1.053, the standard Fashion-MNIST CNN
+  1.0036 -> 1.0072), optimality 0.9919-0.9992 (before 0.9885-0.9994); ``restarts=7`` makes
+  the same runs as before (614 passes on the l2-trained MNIST CNN before and after).
+  On the l2-trained MNIST CNN the random start wins 14 of 100 points (its gradient at the
+  clean point misleads every run started there). In l_inf and l1 every cut measured loses
+  tightness on adversarially trained models, so they keep the full schedule: l_inf on the
+  l2-trained MNIST CNN (old 1.0027 / 443): sweep patience 5 1.008 / 372; later patience 12
+  and sweep patience 5 1.013 / 338; later patience 8, sweep patience 5, stop after 2 runs
+  without gain 1.033 / 232 (first run 80 steps: 1.034 / 204). (On the standard MLP the same
+  cuts keep tightness: 1.0008 / 373 -> 1.0012 / 131.) l1 on the standard MLP (old 1.034 /
+  546): later patience 8, sweep patience 5 1.078 / 390, and stop after 2: 1.092 / 292; first
+  run 60 steps and later patience 8: 1.080 / 367; on the standard CNN (old 1.025 / 555): first
+  run 60 steps 1.031 / 487, later patience 8 1.044 / 445. The l1 first run alone costs about
+  195 of 200 possible passes (it keeps improving by more than 0.1% per 20 steps to the end of
+  its schedule); a box-aware linear estimate of the l1 distance (a fractional knapsack over
+  the coordinates' room in the box) for FMN's radius before the first adversarial changed
+  nothing (176 passes either way), so it was not kept.
 * the previous default (DeepFool start, epsilon doubling, bisection with warm-started PGD) costs
   300-650 passes per point against 160-230 here and is looser on robust models (l_inf-trained
   CNN, l_inf: 1.003 / 1.17).
@@ -77,6 +123,7 @@ distance any method found, median / 95th percentile, and optimality as defined t
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable, Sequence
@@ -88,7 +135,7 @@ from ._core import BestAdversarial, attack, expand, generator_for, line_search, 
 from ._deepfool import linear_targets
 from ._fmn import fmn
 
-__all__ = ["auto", "ensemble", "AUTO_STEPS", "auto_plan"]
+__all__ = ["auto", "ensemble", "AUTO_STEPS", "auto_plan", "auto_traced", "AutoTrace"]
 
 #: FMN steps per run when no budget is given.
 AUTO_STEPS = 100
@@ -107,7 +154,15 @@ _ALPHA = {math.inf: 0.3, 2.0: 1.0, 1.0: 0.2}
 #: poorly; the l2 one ranks better for l1 too)
 _RANK_NORM = {math.inf: math.inf, 2.0: 2.0, 1.0: 2.0}
 #: runs aimed at further classes that ``auto`` always adds for each norm
-_EXTRA_TARGETS = {math.inf: 0, 2.0: 2, 1.0: 2}
+_EXTRA_TARGETS = {math.inf: 0, 2.0: 1, 1.0: 2}
+#: untargeted runs from a random start inside the best ball that ``auto`` always adds, last
+_EXTRA_RANDOM = {math.inf: 0, 2.0: 1, 1.0: 0}
+#: default (``restarts=0``) only: the first run's steps as a fraction of the others', and the
+#: convergence patience of the runs after the first (None: ``max(10, steps // 5)``)
+_FIRST_FRACTION = {math.inf: 1.0, 2.0: 0.6, 1.0: 1.0}
+_LATER_PATIENCE: dict[float, int | None] = {math.inf: None, 2.0: 8, 1.0: None}
+#: a run "won" a point (``AutoTrace.source``) when it shrank its best by more than this
+_GAIN = 1e-3
 
 
 def auto_plan(num_classes: int, restarts: int = 0) -> list[tuple[str, int]]:
@@ -132,6 +187,14 @@ def auto_plan(num_classes: int, restarts: int = 0) -> list[tuple[str, int]]:
     return plan
 
 
+def _norm_plan(num_classes: int, restarts: int, p: float) -> list[tuple[str, int]]:
+    """``auto_plan`` with the runs ``auto`` always adds for norm ``p``: further targeted runs,
+    then random-start runs at the end."""
+    plan = auto_plan(num_classes, int(restarts) + _EXTRA_TARGETS[p])
+    rnd = sum(kind == "random" for kind, _ in plan)
+    return plan + [("random", rnd + k) for k in range(_EXTRA_RANDOM[p])]
+
+
 def _sweep_ranks(plan: list[tuple[str, int]], candidates: int) -> list[int]:
     """Ranks of the linearised classes that ``plan`` does not target: the short sweep runs."""
     done = {i for kind, i in plan if kind == "target"}
@@ -154,6 +217,77 @@ def _steps_for(budget: int | None, runs: int, sweeps: int, candidates: int) -> i
     return steps
 
 
+class _Ledger(BestAdversarial):
+    """A :class:`BestAdversarial` that also keeps ``auto``'s books: the model passes spent on
+    each point (read from the model's counters at every update: each model call of the runs is
+    followed by an update of exactly the points it queried), the passes of each run
+    (``by_run``, keyed by ``run``), and optionally the trace of improvements (``events``)."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, p: float, model: Classifier,
+                 trace: bool = False) -> None:
+        super().__init__(x, y, p)
+        self.model = model
+        self.spent = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
+        self.run = -1
+        self.events: list | None = [] if trace else None
+        self.by_run: dict[int, int] = {}
+        self.mark()
+
+    def _passes(self) -> int:
+        return int(self.model.n_forward + self.model.n_backward)
+
+    def mark(self) -> None:
+        self._mark = self._passes()
+
+    def charge(self, rows: torch.Tensor) -> None:
+        """Split the passes since the last mark evenly over ``rows`` (who were queried)."""
+        now = self._passes()
+        if now > self._mark and rows.numel():
+            self.spent[rows] += (now - self._mark) / rows.numel()
+            self.by_run[self.run] = self.by_run.get(self.run, 0) + now - self._mark
+        self._mark = now
+
+    def update(self, cand: torch.Tensor, logits: torch.Tensor,
+               rows: torch.Tensor | None = None) -> torch.Tensor:
+        rows = torch.arange(self.x.shape[0], device=self.x.device) if rows is None else rows
+        self.charge(rows)
+        if self.events is None:
+            return super().update(cand, logits, rows)
+        before = self.dist[rows]
+        adv = super().update(cand, logits, rows)
+        better = self.dist[rows] < before
+        self.events.append((rows, self.spent[rows].clone(),
+                            torch.where(better, self.dist[rows], math.nan)))
+        return adv
+
+
+@dataclasses.dataclass
+class AutoTrace:
+    """What ``auto`` did on the ``points`` it attacked (indices into ``x``: those the model
+    classified correctly), per point in that order: ``spent`` model passes,
+    ``runs`` the names of the runs made, ``source`` the index into ``runs`` of the last run
+    that shrank the point's best by more than 0.1% (-1: none), ``cost_by_run`` the passes per
+    point each run (and the class ranking) spent, averaged over the points, and
+    ``improvements``: per point the list of
+    ``(passes spent so far, best distance)`` at each improvement of its best distance."""
+
+    points: torch.Tensor
+    spent: torch.Tensor
+    runs: list[str]
+    source: torch.Tensor
+    improvements: list[list[tuple[float, float]]]
+    cost_by_run: dict[str, float]
+
+
+def _improvements(ledger: _Ledger, offset: float) -> list[list[tuple[float, float]]]:
+    out: list[list[tuple[float, float]]] = [[] for _ in range(ledger.x.shape[0])]
+    for rows, spent, dist in ledger.events or []:
+        for r, s, d in zip(rows.tolist(), spent.tolist(), dist.tolist(), strict=True):
+            if not math.isnan(d):
+                out[r].append((s + offset, d))
+    return out
+
+
 @attack()
 def auto(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
          budget: int | None = None, restarts: int = 0, sweep: bool | None = None, seed: int = 0,
@@ -164,9 +298,11 @@ def auto(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
     Args:
         norm: ``inf``, ``2`` or ``1``.
         budget: most model passes (forward + backward) per point; ``None`` gives every FMN run
-            100 steps (at most about 630 passes per point with ``restarts=0``, 1,080 for l1;
-            points stop early once converged: measured 183-275 for l_inf and l2, 328-412 for
-            l1 on the benchmark's CNNs and MLP).
+            100 steps (in l2 with ``restarts=0`` the first 60; at most about 1,000 passes per
+            point for l_inf and l2 and 1,350 for l1), but points stop once converged:
+            measured on the benchmark's CNNs and MLP (``benchmarks/RESULTS.md``) about 330-450
+            passes per point for l_inf, 180-200 for l2 and 430-560 for l1 (Foolbox FMN at its
+            defaults: 201).
         restarts: extra FMN runs (aimed at the next nearest classes, then from random starts)
             for a stronger evaluation; they share the budget.
         sweep: after the main runs, one short FMN run (a quarter of the steps) aimed at each
@@ -175,57 +311,124 @@ def auto(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
             not help; see the module docstring).
         seed: seeds the random starts.
     """
+    return _auto(model, x, y, p, budget=budget, restarts=restarts, sweep=sweep, seed=seed,
+                 tracker=tracker)[0]
+
+
+def auto_traced(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float,
+                **kwargs: object) -> tuple[torch.Tensor, AutoTrace | None]:
+    """``auto`` on a wrapped model, inputs on its device and a parsed norm, also returning its
+    :class:`AutoTrace` (None when every point was misclassified already); for benchmarks."""
+    return _auto(model, x, y, p, trace=True, **kwargs)
+
+
+def _auto(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
+          budget: int | None = None, restarts: int = 0, sweep: bool | None = None,
+          seed: int = 0, tracker: BestAdversarial | None = None, trace: bool = False
+          ) -> tuple[torch.Tensor, AutoTrace | None]:
     tracker = tracker if tracker is not None else BestAdversarial(x, y, p)
     with torch.no_grad():
         z = model.logits(x)
     tracker.update(x, z)
     num_classes = int(z.shape[1])
-    plan = auto_plan(num_classes, restarts + _EXTRA_TARGETS[p])
+    plan = _norm_plan(num_classes, restarts, p)
     candidates = min(_CANDIDATES, num_classes - 1)
     sweep = _SWEEP[p] if sweep is None else bool(sweep)
     sweeps = _sweep_ranks(plan, candidates) if sweep else []
     steps = _steps_for(budget, len(plan), len(sweeps), candidates)
     todo = (~tracker.found).nonzero().squeeze(1)
     if todo.numel() == 0:
-        return x.clone()
+        return x.clone(), None
     xs, ys = x[todo], y[todo]
-    sub = BestAdversarial(xs, ys, p)
+    n = xs.shape[0]
+    every = torch.arange(n, device=x.device)
+    sub = _Ledger(xs, ys, p, model, trace)
     classes, _ = linear_targets._run(model, xs, ys, _RANK_NORM[p], candidates=candidates)
+    sub.charge(every)
     gen = generator_for(seed, x.device)
     alpha = _ALPHA[p]
-    for kind, i in plan:
+    # the cheap default (restarts=0): a shorter first run and impatient later runs where that
+    # was measured not to lose tightness (l2); with restarts every run gets the full schedule
+    cheap = int(restarts) == 0
+    first_steps = max(5, int(steps * _FIRST_FRACTION[p])) if cheap else steps
+    later_patience = _LATER_PATIENCE[p] if cheap else None
+    names: list[str] = []
+    source = torch.full((n,), -1, dtype=torch.long, device=x.device)
+
+    def run(name: str, rows: torch.Tensor, fn: Callable[[_Ledger, torch.Tensor], object]
+            ) -> None:
+        """``fn(child, rows)`` on the points ``rows`` with a child ledger holding their best
+        so far; its results, costs and trace go back into ``sub``."""
+        names.append(name)
+        sub.run = len(names) - 1
+        sub.mark()
+        if rows.numel() == 0:
+            return
+        before = sub.dist[rows].clone()
+        child = _Ledger(xs[rows], ys[rows], p, model, trace)
+        child.run = sub.run
+        child.dist[:], child.best[:] = sub.dist[rows], sub.best[rows]
+        fn(child, rows)
+        sub.dist[rows], sub.best[rows] = child.dist, child.best
+        if child.events is not None and sub.events is not None:
+            base = sub.spent[rows].clone()
+            sub.events.extend((rows[r], s + base[r], d) for r, s, d in child.events)
+        sub.spent[rows] += child.spent
+        for k, v in child.by_run.items():
+            sub.by_run[k] = sub.by_run.get(k, 0) + v
+        sub.mark()
+        gained = sub.dist[rows] < before * (1 - _GAIN)
+        source[rows] = torch.where(gained, sub.run, source[rows])
+
+    for j, (kind, i) in enumerate(plan):
+        st = first_steps if j == 0 else steps
+        pat = None if j == 0 else later_patience
         if kind == "target":
-            fmn._run(model, xs, ys, p, steps=steps, alpha_init=alpha, targets=classes[:, i],
-                     sparsity=None, tracker=sub)
+            tg = classes[:, i]
+            run(f"target-{i}", every, lambda t, r, st=st, pat=pat, tg=tg: fmn._run(
+                model, xs[r], ys[r], p, steps=st, alpha_init=alpha, targets=tg[r],
+                sparsity=None, patience=pat, tracker=t))
         elif kind == "untargeted":
-            fmn._run(model, xs, ys, p, steps=steps, alpha_init=alpha, sparsity=None,
-                     tracker=sub)
+            run("untargeted", every, lambda t, r, st=st, pat=pat: fmn._run(
+                model, xs[r], ys[r], p, steps=st, alpha_init=alpha, sparsity=None,
+                patience=pat, tracker=t))
         else:
             radius = torch.where(sub.found, sub.dist, torch.zeros_like(sub.dist)).to(x.dtype)
-            start = random_start(xs, radius, p, model.bounds, gen)
-            fmn._run(model, xs, ys, p, steps=steps, alpha_init=alpha, x_init=start,
-                     sparsity=None, tracker=sub)
+            begin = random_start(xs, radius, p, model.bounds, gen)
+            run(f"random-{i}", every, lambda t, r, st=st, pat=pat, b=begin: fmn._run(
+                model, xs[r], ys[r], p, steps=st, alpha_init=alpha, x_init=b[r],
+                sparsity=None, patience=pat, tracker=t))
     for i in sweeps:
-        fmn._run(model, xs, ys, p, steps=max(5, steps // _SWEEP_DIV), alpha_init=alpha,
-                 targets=classes[:, i], sparsity=None, tracker=sub)
+        tg = classes[:, i]
+        run(f"sweep-{i}", every, lambda t, r, tg=tg: fmn._run(
+            model, xs[r], ys[r], p, steps=max(5, steps // _SWEEP_DIV), alpha_init=alpha,
+            targets=tg[r], sparsity=None, tracker=t))
     if p == 1.0 and bool(sub.found.any()):
         # the dense l1 steps can stall on an edge of the l1 ball instead of its vertex (1.3%
         # above the closed form on linear models): polish with sparse steps from the best
-        rows = sub.found.nonzero().squeeze(1)
-        with torch.no_grad():
-            target = model.logits(sub.best[rows]).argmax(1)
-        polish = BestAdversarial(xs[rows], ys[rows], p)
-        polish.dist[:], polish.best[:] = sub.dist[rows], sub.best[rows]
-        fmn._run(model, xs[rows], ys[rows], p, steps=max(5, steps // 4), alpha_init=alpha,
-                 sparsity=_POLISH_SPARSITY, x_init=sub.best[rows], targets=target,
-                 tracker=polish)
-        sub.dist[rows], sub.best[rows] = polish.dist, polish.best
+        def polish(t: _Ledger, r: torch.Tensor) -> None:
+            with torch.no_grad():
+                target = model.logits(t.best).argmax(1)
+            t.charge(torch.arange(r.numel(), device=x.device))
+            fmn._run(model, xs[r], ys[r], p, steps=max(5, steps // 4), alpha_init=alpha,
+                     sparsity=_POLISH_SPARSITY, x_init=t.best.clone(), targets=target,
+                     tracker=t)
+        run("polish", sub.found.nonzero().squeeze(1), polish)
+    names.append("line-search")
+    sub.run = len(names) - 1
+    sub.mark()
     line_search(model, sub, _REFINE)
     better = sub.dist < tracker.dist[todo]
     rows = todo[better]
     tracker.dist[rows] = sub.dist[better]
     tracker.best[rows] = sub.best[better]
-    return torch.where(expand(tracker.found, x), tracker.best, x)
+    adv = torch.where(expand(tracker.found, x), tracker.best, x)
+    if not trace:
+        return adv, None
+    # + the clean forward pass every point had before the pipeline
+    return adv, AutoTrace(todo, sub.spent + 1, names, source, _improvements(sub, 1.0),
+                          {(names[k] if k >= 0 else "ranking"): v / n
+                           for k, v in sub.by_run.items()})
 
 
 @attack()
