@@ -160,3 +160,18 @@ def recorder(lin: torch.nn.Linear):
             return z
 
     return _Recorder()
+
+
+@pytest.fixture(scope="session")
+def digits_mlp_file(tmp_path_factory) -> Path:
+    """A small MLP trained on digits points 800-1399 (not the first points, which the tests
+    evaluate), saved as a robcurves model file; trained once per session."""
+    import robcurves
+
+    ds = robcurves.data.load("digits").subset(slice(800, 1400))
+    torch.manual_seed(0)
+    net = robcurves.train.fit(ds, arch="mlp", epochs=3, batch_size=32, eval_points=8,
+                              eval_steps=1, progress=False)
+    path = tmp_path_factory.mktemp("m") / "mlp.rcm"
+    robcurves.train.io.save_model(net, path, getattr(net, "robcurves_meta", None))
+    return path

@@ -196,31 +196,21 @@ def test_apgd_targeted_dlr_moves_towards_the_target() -> None:
 
 # -- robcurves eval --------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def digits_model(tmp_path_factory):
-    ds = robcurves.data.load("digits").subset(slice(800, 1400))  # not the points evaluated
-    torch.manual_seed(0)
-    net = robcurves.train.fit(ds, arch="mlp", epochs=3, batch_size=32, eval_points=8,
-                              eval_steps=1, progress=False)
-    path = tmp_path_factory.mktemp("m") / "mlp.rcm"
-    robcurves.train.io.save_model(net, path, getattr(net, "robcurves_meta", None))
-    return path
 
-
-def test_eval_prints_protocol_and_flags_a_curve_above_it(digits_model, tmp_path, capsys):
+def test_eval_prints_protocol_and_flags_a_curve_above_it(digits_mlp_file, tmp_path, capsys):
     from robcurves.cli import main
 
-    base = ["eval", "--model", str(digits_model), "--data", "digits", "--norm", "linf",
+    base = ["eval", "--model", str(digits_mlp_file), "--data", "digits", "--norm", "linf",
             "--eps", "0.3", "--n", "20", "--n-queries", "100"]
     assert main(base + ["--out", str(tmp_path / "r.json")]) == 0
     out = capsys.readouterr().out
     assert "robust accuracy" in out and "apgd-ce:" in out and "square:" in out
     res = json.loads((tmp_path / "r.json").read_text())
     ds = robcurves.data.load("digits")
-    net = robcurves.load_model(digits_model)
+    net = robcurves.load_model(digits_mlp_file)
     lib = robcurves.robust_accuracy(net, ds.x[:20], ds.y[:20], "linf", 0.3, n_queries=100)
     assert res["accuracy"] == lib.accuracy and res["counts"] == lib.counts
-    assert res["model"] == "mlp" and res["metadata"]["model"]["spec"] == str(digits_model)
+    assert res["model"] == "mlp" and res["metadata"]["model"]["spec"] == str(digits_mlp_file)
     # a curve that places every correctly classified point beyond eps must be flagged
     clean = lib.broken_by == "clean"
     meta = {"data": {"name": res["metadata"]["data"]["name"], "n": 20}}

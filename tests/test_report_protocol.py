@@ -17,7 +17,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 from test_protocol import _mlp
 from test_report_sections import _md_table, _sections
 
@@ -177,23 +176,14 @@ def test_a_result_survives_its_json_file(problem, tmp_path):
 
 
 # ------------------------------------------------------------------------------ command line
-@pytest.fixture(scope="module")
-def digits_model(tmp_path_factory):
-    ds = robcurves.data.load("digits").subset(slice(800, 1400))  # not the points evaluated
-    torch.manual_seed(0)
-    net = robcurves.train.fit(ds, arch="mlp", epochs=3, batch_size=32, eval_points=8,
-                              eval_steps=1, progress=False)
-    path = tmp_path_factory.mktemp("m") / "mlp.rcm"
-    robcurves.train.io.save_model(net, path, getattr(net, "robcurves_meta", None))
-    return path
 
 
-def test_cli_autoattack_and_saved_results_end_to_end(digits_model, tmp_path, monkeypatch,
+def test_cli_autoattack_and_saved_results_end_to_end(digits_mlp_file, tmp_path, monkeypatch,
                                                      capsys):
     from robcurves.cli import main
 
     monkeypatch.chdir(tmp_path)
-    assert main(["curve", "--model", str(digits_model), "--data", "digits", "--n", "16",
+    assert main(["curve", "--model", str(digits_mlp_file), "--data", "digits", "--n", "16",
                  "--norms", "linf", "--out", "m", "--no-progress"]) == 0
     curve_file = "m/curve-linf.json"
     curve = RobustnessCurve.load(curve_file)
@@ -210,7 +200,7 @@ def test_cli_autoattack_and_saved_results_end_to_end(digits_model, tmp_path, mon
         "points_fingerprint"]
     # the protocol run here independently gives the same result
     ds = robcurves.data.load("digits")
-    lib = robcurves.robust_accuracy(robcurves.load_model(digits_model), ds.x[:16], ds.y[:16],
+    lib = robcurves.robust_accuracy(robcurves.load_model(digits_mlp_file), ds.x[:16], ds.y[:16],
                                     "linf", float(eps_txt), n_queries=100)
     assert np.array_equal(lib.broken_by, r.broken_by)
     sec = _sections((tmp_path / "rep" / "report.html").read_text())["protocol"]
@@ -219,13 +209,13 @@ def test_cli_autoattack_and_saved_results_end_to_end(digits_model, tmp_path, mon
     # the saved result, and the one `robcurves eval --out` writes, give the same row
     assert main(["compare", curve_file, "--out", "rep2", "--autoattack-result", str(saved)]) == 0
     assert _sections((tmp_path / "rep2" / "report.html").read_text())["protocol"]["rows"] == [row]
-    assert main(["eval", "--model", str(digits_model), "--data", "digits", "--norm", "linf",
+    assert main(["eval", "--model", str(digits_mlp_file), "--data", "digits", "--norm", "linf",
                  "--eps", eps_txt, "--n", "16", "--n-queries", "100", "--curve", curve_file,
                  "--out", "ev.json"]) == 0
     assert main(["compare", curve_file, "--out", "rep3", "--autoattack-result", "ev.json"]) == 0
     assert _sections((tmp_path / "rep3" / "report.html").read_text())["protocol"]["rows"] == [row]
     # refusals, each before any work
-    assert main(["eval", "--model", str(digits_model), "--data", "digits", "--norm", "linf",
+    assert main(["eval", "--model", str(digits_mlp_file), "--data", "digits", "--norm", "linf",
                  "--eps", eps_txt, "--n", "8", "--n-queries", "20", "--out", "ev8.json"]) == 0
     capsys.readouterr()
     assert main(["compare", curve_file, "--out", "bad", "--autoattack-result", "ev8.json"]) == 2

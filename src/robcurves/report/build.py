@@ -495,53 +495,50 @@ def build_report(curves: Sequence[RobustnessCurve], *,
                   masking=checks, human=studies, protocol=protocol_checks)
 
 
-def save_masking(path: str | Path, model: str, result: GradientMasking) -> Path:
-    """Write a gradient-masking check of ``model`` as JSON (read by :func:`load_masking` and
-    ``robcurves compare --masking FILE``)."""
+def _save_named(path: str | Path, model: str, fields: dict) -> Path:
+    """Write ``fields`` with ``"model": model`` as JSON (a saved check or result of one model)."""
     import json
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({**result.to_dict(), "model": model}, indent=1,
-                               allow_nan=False))
+    path.write_text(json.dumps({**fields, "model": model}, indent=1, allow_nan=False,
+                               default=str))
     return path
+
+
+def _load_named(path: str | Path, what: str, cls, writer: str):
+    """The model name and the ``cls`` object in a file written by :func:`_save_named`."""
+    from ..results import read_json_file
+
+    obj = read_json_file(path, what)
+    res = cls.from_dict(obj, origin=str(path))
+    if not isinstance(obj.get("model"), str):
+        raise ValueError(f"{path} names no model (a \"model\" field); write it with "
+                         f"robcurves.report.{writer}")
+    return obj["model"], res
+
+
+def save_masking(path: str | Path, model: str, result: GradientMasking) -> Path:
+    """Write a gradient-masking check of ``model`` as JSON (read by :func:`load_masking` and
+    ``robcurves compare --masking FILE``)."""
+    return _save_named(path, model, result.to_dict())
 
 
 def load_masking(path: str | Path) -> tuple[str, GradientMasking]:
     """The model name and the check in a file written by :func:`save_masking`."""
-    from ..results import read_json_file
-
-    obj = read_json_file(path, "masking check file")
-    res = GradientMasking.from_dict(obj, origin=str(path))
-    if not isinstance(obj.get("model"), str):
-        raise ValueError(f"{path} names no model (a \"model\" field); write it with "
-                         "robcurves.report.save_masking")
-    return obj["model"], res
+    return _load_named(path, "masking check file", GradientMasking, "save_masking")
 
 
 def save_protocol(path: str | Path, model: str, result: RobustAccuracy, **extra) -> Path:
     """Write a fixed-eps protocol result of ``model`` as JSON (read by :func:`load_protocol` and
     ``robcurves compare --autoattack-result FILE``; written by ``robcurves eval --out`` and
     ``robcurves compare --autoattack``). ``extra``: more JSON fields to store alongside."""
-    import json
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({**result.to_dict(), **extra, "model": model}, indent=1,
-                               allow_nan=False, default=str))
-    return path
+    return _save_named(path, model, {**result.to_dict(), **extra})
 
 
 def load_protocol(path: str | Path) -> tuple[str, RobustAccuracy]:
     """The model name and the result in a file written by :func:`save_protocol`."""
-    from ..results import read_json_file
-
-    obj = read_json_file(path, "robust accuracy file")
-    res = RobustAccuracy.from_dict(obj, origin=str(path))
-    if not isinstance(obj.get("model"), str):
-        raise ValueError(f"{path} names no model (a \"model\" field); write it with "
-                         "robcurves.report.save_protocol")
-    return obj["model"], res
+    return _load_named(path, "robust accuracy file", RobustAccuracy, "save_protocol")
 
 
 def write_report(curves: Sequence[RobustnessCurve], out_dir: str | Path, **kwargs
