@@ -32,6 +32,7 @@ point and one per iteration) while the point is not yet adversarial.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -83,9 +84,11 @@ def _signs(shape: tuple[int, ...], gen: torch.Generator, like: torch.Tensor) -> 
     return (2 * s - 1).to(like.dtype)
 
 
+@functools.lru_cache(maxsize=256)
 def _concentric(a: int, b: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """An ``a x b`` bump of unit l2 norm: concentric rectangles around the centre, ring ``r``
-    weighted ``1/(r+1)^2`` (so the centre holds the most)."""
+    weighted ``1/(r+1)^2`` (so the centre holds the most). Cached per shape (each l2 step
+    asks for one): callers must not modify the result."""
     out = torch.zeros(a, b, dtype=dtype, device=device)
     if a == 0 or b == 0:
         return out
