@@ -245,3 +245,20 @@ def test_bounds_option_is_one_parser_for_curve_and_eval() -> None:
     for add in (curve_parser, eval_parser):  # both default to the data set's bounds
         sub = argparse.ArgumentParser().add_subparsers()
         assert add(sub).get_default("bounds") is None
+
+
+def test_python_dash_m_runs_the_command_line(tmp_path):
+    """``python -m robcurves`` is the ``robcurves`` command: same version, same refusals (exit
+    status 2, the bad value named)."""
+    import subprocess
+    import sys
+
+    import robcurves
+
+    run = [sys.executable, "-m", "robcurves"]
+    out = subprocess.run([*run, "--version"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and robcurves.__version__ in out.stdout + out.stderr
+    bad = subprocess.run([*run, "scale", "digits", "--device", "cuda:3", "--out",
+                          str(tmp_path / "s")], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "device 'cuda:3' is not available" in bad.stderr
+    assert not (tmp_path / "s").exists()
