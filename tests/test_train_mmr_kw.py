@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from test_certify_crown_patches import _net as _patch_test_net
 from torch import nn
 
 from robcurves import data as rdata
-from robcurves.certificates import Normalize
 from robcurves.certificates._layers import ReLU, sequential_layers
 from robcurves.certificates.crown import ibp_margins
 from robcurves.certificates.milp import milp_distances
@@ -303,29 +303,8 @@ def test_kw_bound_is_differentiable_in_the_weights():
 
 
 def _tiny_cnn() -> nn.Sequential:
-    """Non-square kernels, unequal strides and paddings, an input the windows do not tile, a
-    per-channel scale inside the chain and two convolutions without a ReLU between them."""
-    torch.manual_seed(11)
-    net = nn.Sequential(
-        Normalize([0.4, 0.6], [0.5, 0.25]),
-        nn.Conv2d(2, 3, (3, 2), stride=(2, 1), padding=(1, 0)),  # 2x11x10 -> 3x6x9
-        nn.ReLU(),
-        nn.BatchNorm2d(3),
-        nn.Conv2d(3, 4, (2, 3), stride=(1, 2), padding=(0, 1)),  # -> 4x5x5
-        nn.Conv2d(4, 4, 2, padding=1, dilation=2, groups=2),  # rows reach the padding
-        nn.ReLU(),
-        nn.Flatten(),
-        nn.Linear(100, 6),
-        nn.ReLU(),
-        nn.Linear(6, 3),
-    ).double()
-    with torch.no_grad():
-        bn = net[3]
-        bn.running_mean.uniform_(-0.5, 0.5)
-        bn.running_var.uniform_(0.5, 2.0)
-        bn.weight.uniform_(0.5, 1.5)
-        bn.bias.uniform_(-0.3, 0.3)
-    return net.eval()
+    """The CROWN patch tests' conv net (see there), seed 11, in eval mode."""
+    return _patch_test_net(seed=11).eval()
 
 
 def _kw_rows_reference(steps, i, x, eps, p, bounds, pts, rows, rel, cache):
