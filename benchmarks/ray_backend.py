@@ -38,6 +38,17 @@ sys.path.insert(0, str(HERE))
 from _results import machine, write_section  # noqa: E402
 
 
+def _clocked(real_method, box: list, slot: int):
+    """``real_method`` that also adds its seconds to ``box[slot]``."""
+    def method(self, *a, **kw):
+        t = time.perf_counter()
+        try:
+            return real_method(self, *a, **kw)
+        finally:
+            box[slot] += time.perf_counter() - t
+    return method
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=600)
@@ -235,23 +246,10 @@ def _certify_and_interclass(args, net, x, y, np, robcurves, rstore,
                 box[1] += sum(sec for _, sec in parts)
                 return join([part for part, _ in parts])
 
-            def block(self, *a, real_block=real_block, box=inside_ic, **k):
-                t = time.perf_counter()
-                try:
-                    return real_block(self, *a, **k)
-                finally:
-                    box[1] += time.perf_counter() - t
-
-            def first(self, *a, real_first=real_first, box=inside_ic, **k):
-                t = time.perf_counter()
-                try:
-                    return real_first(self, *a, **k)
-                finally:
-                    box[0] += time.perf_counter() - t
-
             rray.run_batches_ray = spy
-            Engine.second_pass_block = block  # this process only: workers import their own
-            Engine._first_pass = first
+            # this process only: workers import their own
+            Engine.second_pass_block = _clocked(real_block, inside_ic, 1)
+            Engine._first_pass = _clocked(real_first, inside_ic, 0)
         for _ in range(args.repeat):
             for key, kw in (("local", {}), ("ray1", {"backend": "ray", "workers": 1}),
                             ("ray2", {"backend": "ray", "workers": 2})):
