@@ -13,10 +13,10 @@ from scipy.optimize import minimize
 from torch import nn
 
 import robcurves
-from robcurves._norms import lp_norm
+from robcurves._norms import dual_norm, lp_norm
 from robcurves.attacks import ATTACKS, auto, ddn, fmn, get_attack, pgd
 from robcurves.attacks._core import BestAdversarial, project_l1_box
-from robcurves.attacks._ensemble import _norm_plan, auto_plan, auto_traced
+from robcurves.attacks._ensemble import _norm_plan, _rerank, auto_plan, auto_traced
 from robcurves.certificates import certify
 from robcurves.model import Classifier, wrap
 
@@ -256,6 +256,49 @@ def test_auto_trace_accounts_for_every_pass(p: float) -> None:
     # the traced pipeline is the default one
     same = auto(clf, x, y, p)
     assert torch.equal(same, adv)
+
+
+@pytest.mark.parametrize("p", NORMS)
+def test_rerank_sorts_classes_by_their_exact_distance_on_an_affine_model(p: float) -> None:
+    """Re-ranked at ``x`` itself (fraction 0), the linearisation of an affine model is exact: the
+    classes after the first come out sorted by the closed-form distance to each class's
+    boundary; the first stays first; points without an adversarial keep their order, and only
+    the others cost (one forward and one backward per class)."""
+    lin, x, y = linear_points(dim=20, classes=6, n=10, seed=4)
+    clf = wrap(lin)
+    W, b = lin.weight.detach().double(), lin.bias.detach().double()
+    f = x.double() @ W.T + b
+    others = torch.stack([torch.tensor([k for k in range(6) if k != int(t)]) for t in y])
+    # closed form per class: (f_y - f_k) / ||w_y - w_k||_q
+    wd = W[y][:, None, :] - W[others]
+    fd = f.gather(1, y[:, None]) - f.gather(1, others)
+    exact = fd / torch.linalg.vector_norm(wd, ord=dual_norm(p), dim=2)
+    # start from the reverse of the true order, the nearest class last
+    classes = others.gather(1, exact.argsort(1, descending=True))
+    found = torch.arange(10) % 3 != 0
+    n0 = (clf.n_forward, clf.n_backward)
+    out = _rerank(clf, x, y, classes, x.clone(), found, p, 0.0)
+    assert (clf.n_forward - n0[0], clf.n_backward - n0[1]) == (int(found.sum()),
+                                                               int(found.sum()) * 5)
+    assert torch.equal(out[~found], classes[~found])
+    assert torch.equal(out[:, 0], classes[:, 0])
+    # each re-ranked class's exact distance, in the new order (classes 1.. sorted)
+    where = (out[found][:, :, None] == others[found][:, None, :]).float().argmax(2)
+    d = exact[found].gather(1, where)[:, 1:]
+    assert torch.all(d[:, 1:] >= d[:, :-1] - 1e-9)
+    assert not torch.equal(out[found], classes[found])
+
+
+def test_linf_default_reranks_and_restarts_keep_the_full_plan() -> None:
+    net, x, y = binaryish(n=8, seed=2)
+    clf = wrap(net)
+    _, tr = auto_traced(clf, x, y, math.inf)
+    assert tr is not None
+    assert tr.runs == ["target-0", "rerank", "target-1", "target-2", "line-search"]
+    _, tr = auto_traced(clf, x, y, math.inf, restarts=1)
+    assert tr is not None
+    assert tr.runs[:4] == ["target-0", "target-1", "untargeted", "target-2"]
+    assert "rerank" not in tr.runs and any(r.startswith("sweep-") for r in tr.runs)
 
 
 def test_restarts_extend_the_plan_and_never_hurt() -> None:
