@@ -27,6 +27,12 @@ final values (see :func:`reach`), and which run won each point. ``--large-n`` ad
 ``auto-long``, ``fmn`` and Foolbox FMN on more points of two models. Results go between the
 ``attacks`` markers of ``benchmarks/RESULTS.md``.
 
+Foolbox and numba (for Brendel-Bethge) are benchmark-only peers, installed into private folders
+put on ``PYTHONPATH`` for the run:
+
+    pip install --target /tmp/fb-pkgs foolbox==3.3.4
+    pip install --no-deps --target /tmp/numba-pkgs numba llvmlite
+    export PYTHONPATH=/tmp/fb-pkgs:/tmp/numba-pkgs
     nice -n 10 python benchmarks/attacks.py [--n 100] [--n-slow 5] [--models all]
         [--slow-models fmnist-cnn-st,fmnist-cnn-at-linf,fmnist-cnn-at-l2,mnist-cnn-st]
         [--large-n 1000 --large-models fmnist-cnn-at-linf,mnist-cnn-at-l2]

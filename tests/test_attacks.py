@@ -289,12 +289,15 @@ def test_rerank_sorts_classes_by_their_exact_distance_on_an_affine_model(p: floa
     assert not torch.equal(out[found], classes[found])
 
 
-def test_linf_default_reranks_and_restarts_keep_the_full_plan() -> None:
+def test_default_plans_rerank_and_restarts_keep_the_full_plan() -> None:
     net, x, y = binaryish(n=8, seed=2)
     clf = wrap(net)
     _, tr = auto_traced(clf, x, y, math.inf)
     assert tr is not None
     assert tr.runs == ["target-0", "rerank", "target-1", "target-2", "line-search"]
+    _, tr = auto_traced(clf, x, y, 2.0)
+    assert tr is not None
+    assert tr.runs == ["target-0", "rerank", "target-1", "target-2", "random-0", "line-search"]
     _, tr = auto_traced(clf, x, y, math.inf, restarts=1)
     assert tr is not None
     assert tr.runs[:4] == ["target-0", "target-1", "untargeted", "target-2"]
