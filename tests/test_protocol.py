@@ -300,3 +300,26 @@ def test_eval_bad_arguments_fail_before_work(capsys, extra, message):
     argv = argv + extra if "--norm" not in extra else argv[:-2] + extra
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_best_adversarial_counts_only_misclassified_candidates() -> None:
+    # APGD and Square show their own tracker only the candidates with a negative margin:
+    # that skips nothing as long as the tracker never takes a candidate that is classified
+    # correctly or sits on a tie
+    from robcurves.attacks._core import BestAdversarial
+    from robcurves.model import margin
+
+    g = torch.Generator().manual_seed(0)
+    n, k = 400, 5
+    y = torch.randint(0, k, (n,), generator=g)
+    z = torch.randn(n, k, generator=g)
+    top = z.clone().scatter_(1, y[:, None], -torch.inf).amax(1)
+    z[:100].scatter_(1, y[:100, None], top[:100, None])  # ties with the runner-up
+    z[100:200].scatter_(1, y[100:200, None], (top[100:200] - 1e-7)[:, None])  # just below
+    x = torch.rand(n, 3, generator=g)
+    for p in (math.inf, 2.0):
+        tracker = BestAdversarial(x, y, p)
+        adv = tracker.update(x + 0.01, z)
+        assert not (adv & (margin(z, y) >= 0)).any()
+        assert adv.any() and (~adv & (margin(z, y) < 0)).any()  # both kinds are present
+        assert torch.equal(tracker.found, adv)
