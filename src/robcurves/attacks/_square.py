@@ -243,14 +243,14 @@ def square(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: float, *,
         with torch.no_grad():
             z = model.logits(cand)
         m = margin(z, y[rows])
-        # only a misclassified candidate can be adversarial (the trackers ask for a margin
-        # below minus a noise tolerance): show them those alone, not every query's images
+        # only a misclassified candidate can be adversarial (BestAdversarial asks for a margin
+        # below minus a noise tolerance): show `own` those alone, not every query's images
         hit = (m < 0).nonzero().squeeze(1)
         adv = torch.zeros_like(m, dtype=torch.bool)
         if hit.numel():
             adv[hit] = own.update(cand[hit], z[hit], rows[hit])
-            if tracker is not None:
-                tracker.update(cand[hit], z[hit], rows[hit])
+        if tracker is not None:
+            tracker.update(cand, z, rows)
         return m, adv
 
     all_rows = torch.arange(n, device=x.device)
