@@ -106,6 +106,58 @@ def test_p_schedule_is_the_published_halving() -> None:
     assert p_schedule(0.8, 51, 1000) == 0.8 / 16
 
 
+def _linf_step_whole_images(img, best, rows, eps, side, box, gen):
+    """The l_inf Square step written plainly on whole images: a random window per point,
+    set to ``clip(x + eps * sign)`` with one random sign per channel, all signs redrawn (up
+    to 10 draws) while some point's candidate equals its best iterate."""
+    k, (c, h, w) = rows.numel(), img.shape[1:]
+    sh, sw = side
+    vh = torch.randint(0, h - sh + 1, (k,), generator=gen)
+    vw = torch.randint(0, w - sw + 1, (k,), generator=gen)
+    mask = torch.zeros(k, 1, h, w, dtype=torch.bool)
+    for i in range(k):
+        mask[i, :, vh[i]:vh[i] + sh, vw[i]:vw[i] + sw] = True
+    xa, xb, e = img[rows], best[rows], eps[rows][:, None, None, None]
+    cand, todo = xb.clone(), torch.ones(k, dtype=torch.bool)
+    for _ in range(10):
+        signs = (2 * torch.randint(0, 2, (k, c, 1, 1), generator=gen) - 1).to(img.dtype)
+        new = torch.clamp(torch.where(mask, xa + e * signs, xb), *box)
+        cand[todo] = new[todo]
+        todo = (cand == xb).flatten(1).all(1)
+        if not todo.any():
+            break
+    return cand
+
+
+@pytest.mark.parametrize("shape, side", [((3, 7, 9), (1, 1)), ((3, 7, 9), (3, 3)),
+                                         ((1, 6, 6), (5, 5)), ((2, 1, 20), (1, 4))])
+def test_square_linf_step_matches_the_whole_image_step(shape, side) -> None:
+    # the window-only step draws the same random numbers and builds the same candidates as
+    # the plain whole-image step; inputs on the box faces and best iterates that already hold
+    # +-eps make "this sign changes nothing" (and so redraws) frequent
+    from robcurves.attacks._square import _linf_step
+
+    g = torch.Generator().manual_seed(5)
+    n = 40
+    img = torch.rand((n,) + shape, generator=g)
+    img[img < 0.3] = 0.0
+    img[img > 0.8] = 1.0
+    eps = 0.05 + 0.1 * torch.rand(n, generator=g)
+    stripes = 2.0 * torch.randint(0, 2, (n,) + shape, generator=g) - 1
+    best = torch.clamp(img + eps[:, None, None, None] * stripes, 0.0, 1.0)
+    rows = torch.arange(0, n, 2)
+    for seed in range(6):
+        ours = _linf_step(img, best, rows, eps, side, (0.0, 1.0),
+                          torch.Generator().manual_seed(seed))
+        ref_gen = torch.Generator().manual_seed(seed)
+        ref = _linf_step_whole_images(img, best, rows, eps, side, (0.0, 1.0), ref_gen)
+        assert torch.equal(ours, ref)
+        # and it left the generator where the whole-image step did
+        check = torch.Generator().manual_seed(seed)
+        _linf_step(img, best, rows, eps, side, (0.0, 1.0), check)
+        assert torch.equal(torch.rand(5, generator=check), torch.rand(5, generator=ref_gen))
+
+
 def _mlp(classes: int = 4, dim: int = 6, n: int = 30, seed: int = 0):
     """A small ReLU network trained on Gaussian blobs, points it classifies correctly."""
     g = torch.Generator().manual_seed(seed)
@@ -248,3 +300,26 @@ def test_eval_bad_arguments_fail_before_work(capsys, extra, message):
     argv = argv + extra if "--norm" not in extra else argv[:-2] + extra
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_best_adversarial_counts_only_misclassified_candidates() -> None:
+    # APGD and Square show their own tracker only the candidates with a negative margin:
+    # that skips nothing as long as the tracker never takes a candidate that is classified
+    # correctly or sits on a tie
+    from robcurves.attacks._core import BestAdversarial
+    from robcurves.model import margin
+
+    g = torch.Generator().manual_seed(0)
+    n, k = 400, 5
+    y = torch.randint(0, k, (n,), generator=g)
+    z = torch.randn(n, k, generator=g)
+    top = z.clone().scatter_(1, y[:, None], -torch.inf).amax(1)
+    z[:100].scatter_(1, y[:100, None], top[:100, None])  # ties with the runner-up
+    z[100:200].scatter_(1, y[100:200, None], (top[100:200] - 1e-7)[:, None])  # just below
+    x = torch.rand(n, 3, generator=g)
+    for p in (math.inf, 2.0):
+        tracker = BestAdversarial(x, y, p)
+        adv = tracker.update(x + 0.01, z)
+        assert not (adv & (margin(z, y) >= 0)).any()
+        assert adv.any() and (~adv & (margin(z, y) < 0)).any()  # both kinds are present
+        assert torch.equal(tracker.found, adv)

@@ -167,7 +167,11 @@ def apgd(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
 
     def record(rows: torch.Tensor, xa: torch.Tensor, z: torch.Tensor,
                f: torch.Tensor) -> torch.Tensor:
-        own.update(xa, z, rows)
+        # only a misclassified iterate can be adversarial (BestAdversarial asks for a margin
+        # below minus a noise tolerance): show `own` those alone, not every step's images
+        hit = (margin_loss(z, y[rows]) > 0).nonzero().squeeze(1)
+        if hit.numel():
+            own.update(xa[hit], z[hit], rows[hit])
         if tracker is not None:
             tracker.update(xa, z, rows)
         better = f > f_best[rows]

@@ -67,11 +67,19 @@ def _image_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
     return 1, 1, int(math.prod(shape))
 
 
+def _corners(n: int, h: int, w: int, sh: int, sw: int, gen: torch.Generator,
+             device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The top-left corners ``(vh, vw)``, each ``(n,)``, of one random ``sh x sw`` window per
+    point."""
+    vh = torch.randint(0, h - sh + 1, (n,), generator=gen, device=device)
+    vw = torch.randint(0, w - sw + 1, (n,), generator=gen, device=device)
+    return vh, vw
+
+
 def _window(n: int, h: int, w: int, sh: int, sw: int, gen: torch.Generator,
             device: torch.device) -> torch.Tensor:
     """A boolean ``(n, 1, h, w)`` mask of one random ``sh x sw`` window per point."""
-    vh = torch.randint(0, h - sh + 1, (n,), generator=gen, device=device)
-    vw = torch.randint(0, w - sw + 1, (n,), generator=gen, device=device)
+    vh, vw = _corners(n, h, w, sh, sw, gen, device)
     rh = torch.arange(h, device=device)[None]
     rw = torch.arange(w, device=device)[None]
     in_h = (rh >= vh[:, None]) & (rh < vh[:, None] + sh)
@@ -140,6 +148,57 @@ def _l2_start(x: torch.Tensor, eps: torch.Tensor, gen: torch.Generator) -> torch
     return delta / expand(lp_norm(delta, 2.0).clamp_min(1e-12), x) * expand(eps, x)
 
 
+def _linf_step(img: torch.Tensor, best: torch.Tensor, rows: torch.Tensor, eps: torch.Tensor,
+               side: tuple[int, int], box: tuple[float, float], gen: torch.Generator
+               ) -> torch.Tensor:
+    """The l_inf candidates of the points ``rows``: each point's best iterate with one random
+    ``sh x sw`` window set to ``clip(x +- eps)``, one random sign per channel, the signs
+    redrawn (for every point, up to 10 draws) while some point's window would stay unchanged.
+
+    Works on the windows only (``k x c x sh x sw`` values, mostly a few pixels) through flat
+    indices: whether a sign leaves a channel's window unchanged is known for both signs before
+    drawing, so a redraw costs a few small tensor operations and no pass over the images, and
+    the new windows are written into a copy of the best iterates. Draws the same random
+    numbers, in the same order, as building the whole candidate images per draw would.
+    """
+    k, (c, h, w) = rows.numel(), img.shape[1:]
+    lo, hi = box
+    vh, vw = _corners(k, h, w, side[0], side[1], gen, img.device)
+    at = (vh * w + vw)[:, None, None, None] + _window_offsets(c, h, w, side, img.device)
+    at_img = at + (rows * (c * h * w))[:, None, None, None]  # (k, c, sh, sw) into img, best
+    xa_w = img.reshape(-1).take(at_img)
+    xb_w = best.reshape(-1).take(at_img)
+    e = eps.index_select(0, rows)[:, None, None, None]
+    plus, minus = torch.clamp(xa_w + e, lo, hi), torch.clamp(xa_w - e, lo, hi)
+    same_plus = (plus == xb_w).reshape(k, c, -1).all(2)  # (k, c): sign +1 changes nothing
+    same_minus = (minus == xb_w).reshape(k, c, -1).all(2)
+    up = torch.zeros(k, c, dtype=torch.bool, device=img.device)  # the sign is +1
+    todo = torch.ones(k, 1, dtype=torch.bool, device=img.device)
+    for _ in range(10):  # resample signs that would leave the window unchanged
+        # _signs' draw (randint(0, 2) then 2 s - 1): +1 exactly where the draw is 1
+        draw = torch.randint(0, 2, (k, c), generator=gen, device=img.device).bool()
+        up = torch.where(todo, draw, up)
+        todo = torch.where(up, same_plus, same_minus).all(1, keepdim=True)
+        if not todo.any():
+            break
+    cand = best.index_select(0, rows)
+    at_cand = at + (torch.arange(k, device=img.device) * (c * h * w))[:, None, None, None]
+    cand.reshape(-1)[at_cand.reshape(-1)] = torch.where(up[:, :, None, None], plus,
+                                                        minus).reshape(-1)
+    return cand
+
+
+@functools.lru_cache(maxsize=64)
+def _window_offsets(c: int, h: int, w: int, side: tuple[int, int], device: torch.device
+                    ) -> torch.Tensor:
+    """``(1, c, sh, sw)`` flat offsets, in a ``(c, h, w)`` image, of the pixels of an
+    ``sh x sw`` window with its top-left corner at 0 (cached: callers must not modify it)."""
+    sh, sw = side
+    return (torch.arange(c, device=device)[:, None, None] * (h * w)
+            + torch.arange(sh, device=device)[None, :, None] * w
+            + torch.arange(sw, device=device)[None, None, :])[None]
+
+
 @attack(norms=(math.inf, 2.0))
 def square(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: float, *,
            eps: torch.Tensor | float, n_queries: int = 5000, p_init: float = 0.8,
@@ -174,7 +233,7 @@ def square(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: float, *,
     if n == 0:
         return x.clone()
     c, h, w = _image_shape(tuple(x.shape[1:]))
-    img = x.reshape(n, c, h, w)
+    img = x.reshape(n, c, h, w).contiguous()  # _linf_step indexes it flat
     lo, hi = model.bounds
     gen = generator_for(seed, x.device)
     own = BestAdversarial(x, y, p)
@@ -183,10 +242,16 @@ def square(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: float, *,
         cand = cand.reshape((rows.numel(),) + tuple(x.shape[1:]))
         with torch.no_grad():
             z = model.logits(cand)
-        adv = own.update(cand, z, rows)
+        m = margin(z, y[rows])
+        # only a misclassified candidate can be adversarial (BestAdversarial asks for a margin
+        # below minus a noise tolerance): show `own` those alone, not every query's images
+        hit = (m < 0).nonzero().squeeze(1)
+        adv = torch.zeros_like(m, dtype=torch.bool)
+        if hit.numel():
+            adv[hit] = own.update(cand[hit], z[hit], rows[hit])
         if tracker is not None:
             tracker.update(cand, z, rows)
-        return margin(z, y[rows]), adv
+        return m, adv
 
     all_rows = torch.arange(n, device=x.device)
     m_best, clean_adv = query(img, all_rows)
@@ -207,7 +272,6 @@ def square(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: float, *,
         if rows.numel() == 0:
             break
         frac = p_schedule(p_init, t, int(n_queries))
-        xa, xb, e = img[rows], best[rows], e4[rows]
         k = rows.numel()
         if p == math.inf:
             if h > 1:
@@ -215,16 +279,7 @@ def square(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: float, *,
                 sh, sw = s, s
             else:
                 sh, sw = 1, min(max(int(round(frac * w)), 1), max(w - 1, 1))
-            mask = _window(k, h, w, sh, sw, gen, x.device)
-            cand = xb
-            todo = torch.ones(k, dtype=torch.bool, device=x.device)
-            for _ in range(10):  # resample signs that would leave the window unchanged
-                signs = _signs((k, c, 1, 1), gen, xb)
-                new = torch.clamp(torch.where(mask, xa + e * signs, xb), lo, hi)
-                cand = torch.where(expand(todo, xb), new, cand)
-                todo = ~((cand != xb) & mask).flatten(1).any(1)
-                if not todo.any():
-                    break
+            cand = _linf_step(img, best, rows, eps_t, (sh, sw), (lo, hi), gen)
         else:
             if h > 1:
                 s = max(int(round(math.sqrt(frac * h * w))), 3)
@@ -233,6 +288,8 @@ def square(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: float, *,
             else:
                 s = max(int(round(frac * w)), 3)
                 sh, sw = 1, min(s + (1 - s % 2), w)
+            xa, xb = img.index_select(0, rows), best.index_select(0, rows)
+            e = e4.index_select(0, rows)
             m1 = _window(k, h, w, sh, sw, gen, x.device)
             m2 = _window(k, h, w, sh, sw, gen, x.device)
             delta = xb - xa
@@ -251,8 +308,9 @@ def square(model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: float, *,
             scale = e / expand(lp_norm(delta, 2.0).clamp_min(1e-12), delta)
             cand = torch.clamp(xa + delta * scale, lo, hi)
         m, adv = query(cand, rows)
-        better = m < m_best[rows]
-        best[rows[better]] = cand[better]
-        m_best[rows[better]] = m[better]
+        better = m < m_best.index_select(0, rows)
+        kept = rows[better]
+        best.index_copy_(0, kept, cand[better])
+        m_best.index_copy_(0, kept, m[better])
         active[rows[adv]] = False
     return torch.where(expand(own.found, x), own.best, x).detach()
