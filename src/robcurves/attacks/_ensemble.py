@@ -380,8 +380,8 @@ def auto(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
     Args:
         norm: ``inf``, ``2`` or ``1``.
         budget: most model passes (forward + backward) per point; ``None`` gives every FMN run
-            100 steps (in l_inf and l2 with ``restarts=0`` the first 60; at most about 700
-            passes per point for l_inf, 1,000 for l2 and 1,350 for l1), but points stop once
+            100 steps (in l_inf and l2 with ``restarts=0`` the first 60; at most about 560
+            passes per point for l_inf, 760 for l2 and 1,350 for l1), but points stop once
             converged: measured on the benchmark's CNNs and MLP (``benchmarks/RESULTS.md``)
             about 160-200 passes per point for l_inf and l2 and 430-560 for l1 (Foolbox FMN at
             its defaults: 201).
