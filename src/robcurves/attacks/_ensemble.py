@@ -416,8 +416,9 @@ def _auto(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
     num_classes = int(z.shape[1])
     candidates = min(_CANDIDATES, num_classes - 1)
     # the cheap default (restarts=0): a shorter first run, impatient later runs and, for
-    # l_inf, re-ranked targets instead of the untargeted run and the sweep, where that was
-    # measured not to lose tightness; with restarts every run gets the full schedule
+    # l_inf and l2, re-ranked targets instead of the untargeted run (and the l_inf sweep),
+    # where that was measured not to lose tightness; with restarts every run gets the full
+    # schedule
     cheap = int(restarts) == 0
     plan = _DEFAULT_PLAN.get(p) if cheap else None
     plan = ([r for r in plan if r[0] != "target" or r[1] < candidates] if plan
