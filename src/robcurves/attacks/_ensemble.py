@@ -266,14 +266,12 @@ def _rerank(model: Classifier, x: torch.Tensor, y: torch.Tensor, classes: torch.
     column 0 (the class the first run aimed at) stays first. One forward and
     ``classes.shape[1]`` backward passes per found point."""
     rows = found.nonzero().squeeze(1)
-    if rows.numel() == 0 or classes.shape[1] < 3:
+    if rows.numel() == 0:
         return classes
     x0 = x[rows]
     pt = x0 + frac * (best[rows] - x0)
     _, f, w = _class_gradients(model, pt, y[rows], classes[rows])
-    flat = w.flatten(2)
-    q = dual_norm(p)
-    wq = flat.abs().amax(2) if q == math.inf else torch.linalg.vector_norm(flat, ord=q, dim=2)
+    wq = lp_norm(w.flatten(0, 1), dual_norm(p)).view(f.shape)  # (found points, classes)
     est = lp_norm(pt - x0, p)[:, None] + (-f).clamp_min(0) / wq.clamp_min(1e-12)
     est[:, 0] = -math.inf
     out = classes.clone()
@@ -443,13 +441,17 @@ def _auto(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
     names: list[str] = []
     source = torch.full((n,), -1, dtype=torch.long, device=x.device)
 
+    def step(name: str) -> None:
+        """Charge the passes from here on to a new step of the pipeline called ``name``."""
+        names.append(name)
+        sub.run = len(names) - 1
+        sub.mark()
+
     def run(name: str, rows: torch.Tensor, fn: Callable[[_Ledger, torch.Tensor], object]
             ) -> None:
         """``fn(child, rows)`` on the points ``rows`` with a child ledger holding their best
         so far; its results, costs and trace go back into ``sub``."""
-        names.append(name)
-        sub.run = len(names) - 1
-        sub.mark()
+        step(name)
         if rows.numel() == 0:
             return
         before = sub.dist[rows].clone()
@@ -470,9 +472,7 @@ def _auto(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
 
     for j, (kind, i) in enumerate(plan):
         if j == 1 and rerank is not None:
-            names.append("rerank")
-            sub.run = len(names) - 1
-            sub.mark()
+            step("rerank")
             classes = _rerank(model, xs, ys, classes, sub.best, sub.found, _RANK_NORM[p],
                               rerank)
             sub.charge(sub.found.nonzero().squeeze(1))
@@ -509,9 +509,7 @@ def _auto(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
                      sparsity=_POLISH_SPARSITY, x_init=t.best.clone(), targets=target,
                      tracker=t)
         run("polish", sub.found.nonzero().squeeze(1), polish)
-    names.append("line-search")
-    sub.run = len(names) - 1
-    sub.mark()
+    step("line-search")
     line_search(model, sub, _REFINE)
     better = sub.dist < tracker.dist[todo]
     rows = todo[better]
