@@ -15,7 +15,7 @@ from torch import nn
 import robcurves
 from robcurves._norms import dual_norm, lp_norm
 from robcurves.attacks import ATTACKS, auto, ddn, fmn, get_attack, pgd
-from robcurves.attacks._core import BestAdversarial, project_l1_box
+from robcurves.attacks._core import BestAdversarial, line_search, project_l1_box
 from robcurves.attacks._ensemble import _norm_plan, _rerank, auto_plan, auto_traced
 from robcurves.certificates import certify
 from robcurves.model import Classifier, wrap
@@ -263,7 +263,7 @@ def test_rerank_sorts_classes_by_their_exact_distance_on_an_affine_model(p: floa
     """Re-ranked at ``x`` itself (fraction 0), the linearisation of an affine model is exact: the
     classes after the first come out sorted by the closed-form distance to each class's
     boundary; the first stays first; points without an adversarial keep their order, and only
-    the others cost (one forward and one backward per class)."""
+    the others cost (one forward, and one backward per class after the first)."""
     lin, x, y = linear_points(dim=20, classes=6, n=10, seed=4)
     clf = wrap(lin)
     W, b = lin.weight.detach().double(), lin.bias.detach().double()
@@ -278,8 +278,9 @@ def test_rerank_sorts_classes_by_their_exact_distance_on_an_affine_model(p: floa
     found = torch.arange(10) % 3 != 0
     n0 = (clf.n_forward, clf.n_backward)
     out = _rerank(clf, x, y, classes, x.clone(), found, p, 0.0)
+    # one forward and one backward per class other than the first, on the found points only
     assert (clf.n_forward - n0[0], clf.n_backward - n0[1]) == (int(found.sum()),
-                                                               int(found.sum()) * 5)
+                                                               int(found.sum()) * 4)
     assert torch.equal(out[~found], classes[~found])
     assert torch.equal(out[:, 0], classes[:, 0])
     # each re-ranked class's exact distance, in the new order (classes 1.. sorted)
@@ -323,6 +324,60 @@ def test_converged_points_stop_costing() -> None:
     clf2 = wrap(lin)
     fmn(clf2, x, y, 2.0, steps=400, patience=0)
     assert clf2.n_backward == 400 * x.shape[0]
+
+
+def test_near_points_wait_the_longer_patience() -> None:
+    """``near=(ratio, patience)``: with every broken point near (ratio inf) FMN is the run with
+    the longer patience, with none near (ratio 0) the run with the shorter one: same
+    adversarials, same passes."""
+    net, x, y = binaryish(n=12, seed=5)
+
+    def go(**kw: object) -> tuple[torch.Tensor, int]:
+        clf = wrap(net)
+        adv = fmn(clf, x, y, 2.0, steps=60, **kw)
+        return adv, clf.n_forward + clf.n_backward
+
+    long_, short = go(patience=15), go(patience=6)
+    assert long_[1] > short[1]
+    for got, want in ((go(patience=6, near=(math.inf, 15)), long_),
+                      (go(patience=6, near=(0.0, 15)), short)):
+        assert torch.equal(got[0], want[0]) and got[1] == want[1]
+
+
+@pytest.mark.parametrize("overshoot", [1.03, 1.2])
+def test_line_search_from_a_fraction_of_the_segment(overshoot: float) -> None:
+    """On an affine model the boundary along the segment is known: bisecting only the last
+    1/16 of the segment in 6 forward passes lands within 2**-10 of the segment above it when
+    the adversarial overshoots by less than 1/15, and 2**-10 above 15/16 of the segment
+    (every probe adversarial) when it overshoots by more."""
+    lin, x, y = linear_points(n=16, seed=6)
+    clf = wrap(lin)
+    W, b = lin.weight.detach(), lin.bias.detach()
+    # the closed-form nearest l2 boundary point of each x
+    f = x @ W.T + b
+    wd = W[y][:, None, :] - W[None]  # (n, classes, dim)
+    fd = f.gather(1, y[:, None]) - f
+    dist = fd / torch.linalg.vector_norm(wd, dim=2).clamp_min(1e-12)
+    dist[torch.arange(16), y] = math.inf
+    k = dist.argmin(1)
+    exact = dist.gather(1, k[:, None]).squeeze(1)
+    w = wd[torch.arange(16), k]
+    r = -w / torch.linalg.vector_norm(w, dim=1, keepdim=True) * exact[:, None]
+    tracker = BestAdversarial(x, y, 2.0)
+    start = x + overshoot * r
+    with torch.no_grad():
+        tracker.update(start, lin(start))
+    assert bool(tracker.found.all())
+    before = clf.n_forward
+    line_search(clf, tracker, 6, 1 - 2**-4)
+    assert clf.n_forward - before == 6 * 16
+    ratio = tracker.dist.double() / exact.double()
+    if overshoot < 1 + 1 / 15:
+        assert torch.all(ratio >= 1 - 1e-5) and torch.all(ratio <= 1 + 2 * overshoot * 2**-10)
+    else:
+        # every probe was adversarial: the last one, 2**-10 of the segment above 15/16
+        want = overshoot * (1 - 2**-4 + 2**-10)
+        assert torch.allclose(ratio, torch.full_like(ratio, want), rtol=1e-5)
 
 
 def test_ddn_rejects_other_norms_and_pgd_stays_in_its_ball() -> None:

@@ -265,23 +265,32 @@ class BestAdversarial:
 class Convergence:
     """Per-point stop rule shared by the iterative minimal-norm attacks: a broken point is done
     once its best distance in ``tracker`` has not shrunk by more than ``tol`` (relative) during
-    ``patience`` steps (``patience <= 0``: never)."""
+    ``patience`` steps (``patience <= 0``: never), or ``near_patience`` steps for the points a
+    step calls near (see :meth:`stale`)."""
 
-    def __init__(self, tracker: BestAdversarial, tol: float, patience: int) -> None:
+    def __init__(self, tracker: BestAdversarial, tol: float, patience: int,
+                 near_patience: int | None = None) -> None:
         self.tracker, self.tol, self.patience = tracker, tol, int(patience)
+        self.near_patience = self.patience if near_patience is None else int(near_patience)
         self.ref = tracker.dist.clone()
         self.ref_step = torch.zeros(tracker.dist.shape[0], dtype=torch.long,
                                     device=tracker.dist.device)
 
-    def stale(self, k: int, rows: torch.Tensor) -> torch.Tensor:
-        """Record step ``k`` for the points ``rows``; True for those that have converged."""
+    def stale(self, k: int, rows: torch.Tensor, near: torch.Tensor | None = None
+              ) -> torch.Tensor:
+        """Record step ``k`` for the points ``rows``; True for those that have converged. The
+        points where ``near`` (bool per row) is True wait ``near_patience`` steps instead."""
         d = self.tracker.dist[rows]
         improved = d < self.ref[rows] * (1 - self.tol)
         self.ref[rows] = torch.where(improved, d, self.ref[rows])
         self.ref_step[rows] = torch.where(improved, torch.full_like(rows, k), self.ref_step[rows])
         if self.patience <= 0:
             return torch.zeros_like(improved)
-        return self.tracker.found[rows] & (k - self.ref_step[rows] >= self.patience)
+        wait = k - self.ref_step[rows]
+        need = torch.full_like(wait, self.patience)
+        if near is not None:
+            need = torch.where(near, self.near_patience, need)
+        return self.tracker.found[rows] & (wait >= need)
 
 
 @torch.no_grad()
@@ -295,19 +304,22 @@ def query_remaining(model: Classifier, tracker: BestAdversarial, active: torch.T
 
 
 @torch.no_grad()
-def line_search(model: Classifier, tracker: BestAdversarial, steps: int = 10) -> None:
+def line_search(model: Classifier, tracker: BestAdversarial, steps: int = 10,
+                start: float = 0.0) -> None:
     """Bisect each point's segment from ``x`` to its best adversarial for the boundary.
 
     ``steps`` forward passes per broken point (the segment stays inside the box, which is
     convex); every adversarial probe updates ``tracker``. Shrinks an adversarial that overshot
     the boundary (DeepFool's overshoot, DDN's ``1 + gamma`` radius) to within ``2**-steps`` of
-    its distance.
+    its distance. ``start`` > 0 bisects only the part of the segment beyond that fraction (for
+    adversarials known to overshoot by less; the bracket's lower end is then not checked, so
+    an overshoot beyond it is cut to that fraction and no further).
     """
     rows = (tracker.found & (tracker.dist > 0)).nonzero().squeeze(1)
     if rows.numel() == 0 or steps <= 0:
         return
     x, direction = tracker.x[rows], tracker.best[rows] - tracker.x[rows]
-    lo = torch.zeros(rows.numel(), dtype=x.dtype, device=x.device)
+    lo = torch.full((rows.numel(),), float(start), dtype=x.dtype, device=x.device)
     hi = torch.ones_like(lo)
     for _ in range(int(steps)):
         mid = (lo + hi) / 2

@@ -63,8 +63,8 @@ def fmn(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
         steps: int = 100, alpha_init: float | None = None, alpha_final: float | None = None,
         gamma_init: float = 0.05, gamma_final: float = 0.001, x_init: torch.Tensor | None = None,
         tol: float = 1e-3, patience: int | None = None, sparsity: float | None = 0.99,
-        targets: torch.Tensor | None = None, tracker: BestAdversarial | None = None
-        ) -> torch.Tensor:
+        targets: torch.Tensor | None = None, tracker: BestAdversarial | None = None,
+        near: tuple[float, int] | None = None) -> torch.Tensor:
     """Fast minimum-norm adversarials; returns ``x`` itself where no adversarial was found.
 
     Args:
@@ -84,6 +84,11 @@ def fmn(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
             box sparsify it (tighter on networks: ``auto`` uses it, then polishes sparsely).
         targets: optional per-point class ``(N,)`` whose logit the steps push above the label's
             (the boundary to aim at); any misclassification still counts as adversarial.
+        near: ``(ratio, patience)``: a broken point whose linearised distance to the boundary
+            the steps aim at (from ``x`` through the current iterate: ``||delta|| + loss /
+            ||grad||_q``) is below ``ratio`` times its best distance is close to beating it,
+            and waits this longer ``patience`` instead (``auto``'s later runs, which start with
+            a best distance from earlier runs).
     """
     q = dual_norm(p)
     alpha_init = {math.inf: 0.3, 2.0: 1.0, 1.0: 0.2}[p] if alpha_init is None else alpha_init
@@ -96,7 +101,8 @@ def fmn(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
     delta = torch.zeros_like(x) if x_init is None else (x_init.to(x.device) - x).detach().clone()
     eps = torch.full((n,), math.inf, dtype=x.dtype, device=x.device)
     worst = box_radius(x, p, model.bounds)
-    conv = Convergence(tracker, tol, default_patience(steps, patience))
+    conv = Convergence(tracker, tol, default_patience(steps, patience),
+                       None if near is None else near[1])
     active = torch.ones(n, dtype=torch.bool, device=x.device)
     for k in range(steps):
         rows = active.nonzero().squeeze(1)
@@ -128,6 +134,10 @@ def fmn(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
         x_new = project(xa + expand(alpha * e, xa) * step, x[rows], e, p, model.bounds)
         delta[rows] = x_new - x[rows]
         # convergence: no relative improvement beyond tol during `patience` steps
-        active[rows[conv.stale(k, rows)]] = False
+        close = None
+        if near is not None:
+            reach = dn + (-loss).clamp_min(0) / lp_norm(g, q).clamp_min(1e-12)
+            close = found & (reach < best * near[0])
+        active[rows[conv.stale(k, rows, close)]] = False
     query_remaining(model, tracker, active, x + delta)
     return torch.where(expand(tracker.found, x), tracker.best, x)
