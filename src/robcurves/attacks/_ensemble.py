@@ -438,7 +438,7 @@ def auto(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
             100 steps (in l_inf and l2 with ``restarts=0`` the first 60; at most about 560
             passes per point for l_inf, 760 for l2 and 1,350 for l1), but points stop once
             converged: measured on the benchmark's CNNs and MLP (``benchmarks/RESULTS.md``)
-            about 160-200 passes per point for l_inf and l2 and 430-560 for l1 (Foolbox FMN at
+            about 155-200 passes per point for l_inf and l2 and 420-535 for l1 (Foolbox FMN at
             its defaults: 201).
         restarts: extra FMN runs (aimed at the next nearest classes, then from random starts)
             for a stronger evaluation; they share the budget.
