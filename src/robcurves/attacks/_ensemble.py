@@ -100,15 +100,15 @@ distance any method found, median / 95th percentile, and optimality as defined t
   ====================================================  ===============  =============
   try                                                   l2, mnist-at-l2  l2, fmnist-st
   ====================================================  ===============  =============
-  old default (targets 1-4, untargeted)       1.086 / 336         1.004 / 313
-  later runs patience 8                       --                  1.004 / 210
-  later runs patience 5                       --                  1.004 / 184
-  first run 60 steps, later patience 8        1.086 / 189         1.005 / 183
+  old default (targets 1-4, untargeted)                 1.086 / 336      1.004 / 313
+  later runs patience 8                                 --               1.004 / 210
+  later runs patience 5                                 --               1.004 / 184
+  first run 60 steps, later patience 8                  1.086 / 189      1.005 / 183
   ... and a point stops after 2 runs without gain       1.087 / 144      --
-  targets 1-2, untargeted, 1 random start     1.059 / 178         1.020 / 163
+  targets 1-2, untargeted, 1 random start               1.059 / 178      1.020 / 163
   targets 1-2, untargeted, target 3, 1 random (chosen)  1.059 / 197      1.005 / 183
-  ... 2 random starts                         1.058 / 217         --
-  target 1, 2 random starts with full patience  1.070 / 215         --
+  ... 2 random starts                                   1.058 / 217      --
+  target 1, 2 random starts with full patience          1.070 / 215      --
   ====================================================  ===============  =============
 
   On 200 points of five models in l2 (``benchmarks/RESULTS.md``, section
@@ -179,7 +179,7 @@ distance any method found, median / 95th percentile, and optimality as defined t
   pass less). 1,000 points, p95 / passes per point on the l_inf-trained Fashion-MNIST CNN and
   the l2-trained MNIST CNN; the reference is ``restarts=7`` and the variants. The rows
   starting "..." each add one change to "ratio 1.1, 15 steps", the last three on top of the
-  6-step line search:
+  6-step line search (since then 5 steps on the last 1/32, see the bisection item):
 
   ==========================================  ==================  ===============
   try                                         fmnist-cnn-at-linf  mnist-cnn-at-l2
