@@ -121,9 +121,10 @@ def fmn(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
         best = tracker.dist[rows].to(x.dtype)
         found = torch.isfinite(best)
         dn = lp_norm(d, p)
+        gq = lp_norm(g, q).clamp_min(1e-12)
         # overshoot the linear estimate by gamma: exact for affine models, it would otherwise
         # park the iterate on the boundary itself, where the label still wins the argmax tie
-        to_boundary = (dn + loss.abs() / lp_norm(g, q).clamp_min(1e-12)) * (1 + gamma)
+        to_boundary = (dn + loss.abs() / gq) * (1 + gamma)
         e = eps[rows]
         e = torch.where(adv, torch.minimum(e * (1 - gamma), best),
                         torch.where(found, torch.minimum(e * (1 + gamma), best), to_boundary))
@@ -136,7 +137,7 @@ def fmn(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
         # convergence: no relative improvement beyond tol during `patience` steps
         close = None
         if near is not None:
-            reach = dn + (-loss).clamp_min(0) / lp_norm(g, q).clamp_min(1e-12)
+            reach = dn + (-loss).clamp_min(0) / gq
             close = found & (reach < best * near[0])
         active[rows[conv.stale(k, rows, close)]] = False
     query_remaining(model, tracker, active, x + delta)
