@@ -344,6 +344,36 @@ def test_near_points_wait_the_longer_patience() -> None:
         assert torch.equal(got[0], want[0]) and got[1] == want[1]
 
 
+@pytest.mark.parametrize("p", NORMS)
+def test_confined_runs_stay_in_the_best_ball_and_free_ones_leave_it(p: float) -> None:
+    """A run after another, whose tracker holds adversarials 1.2x the closed-form distance:
+    confined (the default), no input it queries lies outside that best ball; with
+    ``confine=False`` its first step leaves the ball on every point (it starts at the box
+    radius). Both end at the closed form."""
+    lin, x, y = linear_points(n=12)
+    exact = exact_linear_distances(lin, x, y, p)
+    first = fmn(wrap(lin), x, y, p)
+    start = (x + 1.2 * (first - x)).clamp(0, 1)
+    for confine in (True, False):
+        clf = recorder(lin)
+        tracker = BestAdversarial(x, y, p)
+        with torch.no_grad():
+            tracker.update(start, clf.logits(start))
+        assert bool(tracker.found.all())
+        ball = tracker.dist.clone()
+        assert float((ball / torch.from_numpy(exact)).min()) > 1.15
+        clf.log.clear()
+        adv = fmn._run(clf, x, y, p, patience=0, tracker=tracker,
+                       confine=confine)
+        far = torch.stack([lp_norm((q - x).double(), p) for q, _ in clf.log])  # all rows
+        if confine:
+            assert bool((far <= ball * (1 + 1e-5)).all())  # float32 projection
+        else:
+            assert bool((far[1] > ball).all())
+        ratio = lp_norm((adv - x).double(), p).numpy() / exact
+        assert ratio.min() >= 1 - 1e-4 and ratio.max() <= 1.01, (confine, ratio.max())
+
+
 @pytest.mark.parametrize("overshoot", [1.03, 1.2])
 def test_line_search_from_a_fraction_of_the_segment(overshoot: float) -> None:
     """On an affine model the boundary along the segment is known: bisecting only the last

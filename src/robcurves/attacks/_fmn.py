@@ -2,10 +2,11 @@
 
 Each point carries its own norm constraint ``eps``: while the iterate is adversarial ``eps``
 shrinks by ``1 - gamma`` (never above the best distance found), while it is not it grows by
-``1 + gamma``, and before a point was ever broken ``eps`` jumps to the linear estimate of the
-distance to the boundary (``||delta|| + |margin| / ||grad||_q``, times ``1 + gamma`` so that an
-affine model's exact estimate does not leave the iterate on the boundary itself). A
-steepest-descent step on the margin is then projected onto ``{||delta||_p <= eps} ∩ box``.
+``1 + gamma`` (not past the best distance either, unless ``confine=False``), and before a
+point was ever broken ``eps`` jumps to the linear estimate of the distance to the boundary
+(``||delta|| + |margin| / ||grad||_q``, times ``1 + gamma`` so that an affine model's exact
+estimate does not leave the iterate on the boundary itself). A steepest-descent step on the
+margin is then projected onto ``{||delta||_p <= eps} ∩ box``.
 
 Differences from the published algorithm, each measured in ``benchmarks/attacks.py``:
 
@@ -43,6 +44,7 @@ from ._core import (
     normalize,
     project,
     query_remaining,
+    search_box,
     steepest_step,
 )
 
@@ -64,7 +66,7 @@ def fmn(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
         gamma_init: float = 0.05, gamma_final: float = 0.001, x_init: torch.Tensor | None = None,
         tol: float = 1e-3, patience: int | None = None, sparsity: float | None = 0.99,
         targets: torch.Tensor | None = None, tracker: BestAdversarial | None = None,
-        near: tuple[float, int] | None = None) -> torch.Tensor:
+        near: tuple[float, int] | None = None, confine: bool = True) -> torch.Tensor:
     """Fast minimum-norm adversarials; returns ``x`` itself where no adversarial was found.
 
     Args:
@@ -89,6 +91,13 @@ def fmn(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
             ||grad||_q``) is below ``ratio`` times its best distance is close to beating it,
             and waits this longer ``patience`` instead (``auto``'s later runs, which start with
             a best distance from earlier runs).
+        confine: where the tracker already holds an adversarial (a run after others), keep
+            ``eps`` at or below its distance, so that every iterate stays inside that best ball.
+            ``False``: such points start with ``eps`` at the box radius (the first step is a
+            long one along the gradient, clipped to the box; then ``eps`` falls to the best
+            distance) and ``eps`` may grow past the best while the iterate is not adversarial.
+            ``auto``'s runs after the first use it: started that way they reach other local
+            minima (l1 95th percentile 1.18-1.24 -> 1.05-1.12 on adversarially trained CNNs).
     """
     q = dual_norm(p)
     alpha_init = {math.inf: 0.3, 2.0: 1.0, 1.0: 0.2}[p] if alpha_init is None else alpha_init
@@ -101,6 +110,10 @@ def fmn(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
     delta = torch.zeros_like(x) if x_init is None else (x_init.to(x.device) - x).detach().clone()
     eps = torch.full((n,), math.inf, dtype=x.dtype, device=x.device)
     worst = box_radius(x, p, model.bounds)
+    if not confine:
+        # the radius of the box searches use (finite where the input box is not)
+        far = box_radius(x, p, search_box(x, model.bounds)).to(x.dtype)
+        eps = torch.where(torch.isfinite(tracker.dist), far, eps)
     conv = Convergence(tracker, tol, default_patience(steps, patience),
                        None if near is None else near[1])
     active = torch.ones(n, dtype=torch.bool, device=x.device)
@@ -126,8 +139,9 @@ def fmn(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
         # park the iterate on the boundary itself, where the label still wins the argmax tie
         to_boundary = (dn + loss.abs() / gq) * (1 + gamma)
         e = eps[rows]
+        grow = torch.minimum(e * (1 + gamma), best) if confine else e * (1 + gamma)
         e = torch.where(adv, torch.minimum(e * (1 - gamma), best),
-                        torch.where(found, torch.minimum(e * (1 + gamma), best), to_boundary))
+                        torch.where(found, grow, to_boundary))
         e = torch.minimum(e, worst[rows])
         eps[rows] = e
         gm = box_mask(g, xa, model.bounds)
