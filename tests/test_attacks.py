@@ -14,7 +14,7 @@ from torch import nn
 
 import robcurves
 from robcurves._norms import dual_norm, lp_norm
-from robcurves.attacks import ATTACKS, auto, ddn, fmn, get_attack, pgd
+from robcurves.attacks import ATTACKS, _fmn, auto, ddn, fmn, get_attack, pgd
 from robcurves.attacks._core import BestAdversarial, line_search, project_l1_box
 from robcurves.attacks._ensemble import _norm_plan, _rerank, auto_plan, auto_traced
 from robcurves.certificates import certify
@@ -215,6 +215,31 @@ def test_auto_respects_the_budget_and_reports_cost() -> None:
     assert np.all(d.distances <= exact * 1.02)
     with pytest.raises(ValueError, match="budget 20 passes per point is too small"):
         robcurves.distances(lin, x, y, 2.0, attack="auto", budget=20)
+
+
+@pytest.mark.parametrize("p", NORMS)
+@pytest.mark.parametrize("budget", [150, 200, 400])
+def test_auto_budget_holds_for_every_point_when_none_converges(monkeypatch, p: float,
+                                                                budget: int) -> None:
+    """``budget`` is per point: with convergence off (every run takes all its steps, the worst
+    case) no point of a 10-class model spends more passes, the clean forward pass included.
+    A budget too small for the fixed costs says so."""
+    monkeypatch.setattr(_fmn, "default_patience", lambda steps, patience: 0)
+    g = torch.Generator().manual_seed(3)
+    net = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+    with torch.no_grad():
+        for m in (net[0], net[2]):
+            m.weight.copy_(0.5 * torch.randn(m.weight.shape, generator=g))
+    x = (torch.rand(8, 64, generator=g) > 0.5).float()
+    with torch.no_grad():
+        y = net(x).argmax(1)
+    try:
+        _, tr = auto_traced(wrap(net), x, y, p, budget=budget)
+    except ValueError as e:
+        assert p == 1.0 and budget == 150 and "too small" in str(e), (p, budget, e)
+        return
+    assert tr is not None
+    assert float(tr.spent.max()) <= budget
 
 
 def test_norm_plans() -> None:

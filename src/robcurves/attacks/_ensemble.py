@@ -377,20 +377,30 @@ def _rerank(model: Classifier, x: torch.Tensor, y: torch.Tensor, classes: torch.
 
 
 def _steps_for(budget: int | None, runs: int, sweeps: int, candidates: int,
-               rerank: bool = False) -> int:
+               rerank: bool = False, polish: bool = False) -> int:
+    """FMN steps per run such that no point spends more than ``budget`` passes even if no
+    point converges early (the worst case)."""
     if budget is None:
         return AUTO_STEPS
     # one clean forward, the ranking (1 forward + candidates backward; if re-ranked, 1 forward +
-    # candidates - 1 backward again), per run 2 passes per step plus one final forward (sweep
-    # runs: steps // _SWEEP_DIV), the final line search
+    # candidates - 1 backward again), per run 2 passes per step plus one final forward, the
+    # sweep runs and the l1 polish (1 forward for its target) likewise with
+    # max(5, steps // _SWEEP_DIV) steps, the final line search; one more pass per step is kept
+    # for the polish, and what its 5-step floor needs beyond that is added
     fixed = 2 + (1 + candidates) + (candidates if rerank else 0) + runs + sweeps + _REFINE
-    per_step = 2 * runs + 1 + 2 * sweeps / _SWEEP_DIV  # + the l1 polish of steps // 4 (<= 1/2)
-    steps = int((int(budget) - fixed) // per_step)
+
+    def worst(s: int) -> int:
+        short = 2 * max(5, s // _SWEEP_DIV)
+        return (fixed + s * (2 * runs + 1) + sweeps * short
+                + (max(0, short - s) if polish else 0))
+
+    steps = max(0, int((int(budget) - fixed) // (2 * runs + 1)))
+    while steps >= 5 and worst(steps) > int(budget):
+        steps -= 1
     if steps < 5:
-        need = int(fixed + 5 * per_step) + 1
         raise ValueError(f"budget {budget} passes per point is too small for {runs} FMN runs "
-                         f"and {sweeps} sweep runs; need at least {need} (or sweep=False, or "
-                         f"fewer restarts)")
+                         f"and {sweeps} sweep runs; need at least {worst(5)} (or sweep=False, "
+                         f"or fewer restarts)")
     return steps
 
 
@@ -522,7 +532,7 @@ def _auto(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
     sweep = (_DEFAULT_SWEEP if cheap else _SWEEP)[p] if sweep is None else bool(sweep)
     sweeps = _sweep_ranks(plan, candidates) if sweep else []
     steps = _steps_for(budget, len(plan) + _CONFINED_RUN[p], len(sweeps), candidates,
-                       rerank is not None)
+                       rerank is not None, polish=p == 1.0)
     todo = (~tracker.found).nonzero().squeeze(1)
     if todo.numel() == 0:
         return x.clone(), None
