@@ -33,6 +33,7 @@ SKIP = {
     "pip install": "installs packages; CI runs the test command itself (and the demo is "
                    "test_cli.py's first test)",
     "benchmarks/attacks.py": "the attack benchmark, about 25 min",
+    "benchmarks/exact_attacks.py": "attacks against MILP-exact distances, about 20 min",
     "benchmarks/interclass.py": "the inter-class benchmark, about 45 min",
     "robcurves zoo": "trains seven models, about 25 min on 2 cores",
     "robcurves study scaling": "trains 16 models, 6 CPU minutes (18 wall minutes on a "
