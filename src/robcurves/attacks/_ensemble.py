@@ -228,7 +228,7 @@ distance any method found, median / 95th percentile, and optimality as defined t
   (old confined runs -> unconfined):
 
   ==================  ===============================  ================================
-  model               l1                            l2
+  model               l1                               l2
   ==================  ===============================  ================================
   fmnist-cnn-at-linf  1.245 / 0.979 -> 1.046 / 0.996  1.033 / 0.991 -> 1.025 / 0.994
   fmnist-cnn-at-l2    1.228 / 0.986 -> 1.093 / 0.992  1.026 / 0.993 -> 1.014 / 0.994
@@ -237,27 +237,26 @@ distance any method found, median / 95th percentile, and optimality as defined t
   fmnist-cnn-st       1.036 / 0.998 -> 1.043 / 0.997  1.004 / 0.9995 -> 1.006 / 0.9992
   ==================  ===============================  ================================
 
-  at the same passes (l1 435-518 -> 446-542, l2 172-199 -> 169-199). On a 5-class linear
-  model though, the confined later runs had been what refined a first l1 run stalled on an
-  edge of the l1 ball (10% above the closed form; the sparse polish alone only reaches 7.8%,
-  with twice its steps too); so l1 ends its runs with one more untargeted run confined to the
-  best ball (within 0.5% of the closed form again). It costs 35-40 passes per point and
-  leaves the 200-point figures above as they are or tighter (l1 p95 1.046, 1.106, 1.123,
-  1.043, 1.040 at 481-582 passes; the untargeted run confined instead loses on the MNIST
-  CNNs: 1.162 and 1.122). Against exact distances (``benchmarks/exact_attacks.py``, the
-  digits MLPs, l1, 100 points) the confined runs had been a little better on the standard
-  MLP: 95th percentile 1.0075 -> 1.0131, worst point 1.020 -> 1.043 (4 -> 6 points more than
-  1% above the optimum; the l_inf-trained MLP 1.0044 -> 1.0048, no point above 1%). Keeping
-  the later targeted runs confined (only the untargeted run and the sweep free) restores
-  those but gives back most of the gain on the CNNs (l1 p95 1.110, 1.127, 1.135, 1.085 on
-  the four adversarially trained ones), so it was not kept. l_inf: 1.040 -> 1.023,
+  at the same passes (l1 435-518 -> 446-542, l2 172-199 -> 169-199). l_inf: 1.040 -> 1.023,
   1.024 -> 1.019, 1.022 -> 1.008 on the first three, 1.007 -> 1.008 and 1.005 -> 1.005 on the
-  others, 155-194 -> 154-189 passes. Neither half alone does it (l1 p95 on the four
-  adversarially trained models): the radius starting at the best but free to grow past it
-  1.18-1.25, the later runs starting like fresh runs (the linear estimate) and confined once
-  they break a point 1.10-1.23. So the l1 tails measured before were against a weak
-  reference: every l1 figure of the benchmark before this change (the 95th percentiles
-  1.017-1.107) is optimistic.
+  others, 155-194 -> 154-189 passes. On a 5-class linear model though, the confined later runs
+  had been what refined a first l1 run stalled on an edge of the l1 ball (10% above the closed
+  form; the sparse polish alone only reaches 7.8%, with twice its steps too); so l1 ends its
+  runs with one more untargeted run confined to the best ball (within 0.5% of the closed form
+  again). It costs 35-40 passes per point and leaves the 200-point figures above as they are or
+  tighter (l1 p95 1.046, 1.106, 1.123, 1.043, 1.040 at 481-582 passes; the untargeted run
+  confined instead loses on the MNIST CNNs: 1.162 and 1.122). Against exact distances
+  (``benchmarks/exact_attacks.py``, the digits MLPs, l1, 100 points) the confined runs had been
+  a little better on the standard MLP: 95th percentile 1.0075 -> 1.0131, worst point 1.020 ->
+  1.043 (4 -> 6 points more than 1% above the optimum; the l_inf-trained MLP 1.0044 -> 1.0048,
+  no point above 1%). Keeping the later targeted runs confined (only the untargeted run and the
+  sweep free) restores those but gives back most of the gain on the CNNs (l1 p95 1.110, 1.127,
+  1.135, 1.085 on the four adversarially trained ones), so it was not kept. Neither half alone
+  does it (l1 p95 on the four adversarially trained models): the radius starting at the best
+  but free to grow past it 1.18-1.25, the later runs starting like fresh runs (the linear
+  estimate) and confined once they break a point 1.10-1.23. So the l1 tails measured before
+  were against a weak reference: every l1 figure of the benchmark before this change (the 95th
+  percentiles 1.017-1.107) is optimistic.
 * the previous default (DeepFool start, epsilon doubling, bisection with warm-started PGD) costs
   300-650 passes per point against 160-230 here and is looser on robust models (l_inf-trained
   CNN, l_inf: 1.003 / 1.17).
