@@ -284,7 +284,8 @@ AUTO_STEPS = 100
 _CANDIDATES = 9
 #: l1 only: sparsity of the final polishing run (steps on the top 1% of coordinates)
 _POLISH_SPARSITY = 0.99
-#: sweep runs (one per class no main run targets) take ``steps // _SWEEP_DIV`` steps
+#: sweep runs (one per class no main run targets) and the l1 polish take ``_short(steps)``
+#: steps: ``steps // _SWEEP_DIV``, at least 5
 _SWEEP_DIV = 4
 #: whether ``auto`` ends the runs with an untargeted run confined to the best ball (l1: the
 #: unconfined later runs no longer refine a first run stalled on an edge of the l1 ball)
@@ -381,6 +382,11 @@ def _rerank(model: Classifier, x: torch.Tensor, y: torch.Tensor, classes: torch.
     return out
 
 
+def _short(steps: int) -> int:
+    """Steps of the short runs (sweep, l1 polish) when the others take ``steps``."""
+    return max(5, steps // _SWEEP_DIV)
+
+
 def _steps_for(budget: int | None, runs: int, sweeps: int, candidates: int,
                rerank: bool = False, polish: bool = False) -> int:
     """FMN steps per run such that no point spends more than ``budget`` passes even if no
@@ -390,12 +396,12 @@ def _steps_for(budget: int | None, runs: int, sweeps: int, candidates: int,
     # one clean forward, the ranking (1 forward + candidates backward; if re-ranked, 1 forward +
     # candidates - 1 backward again), per run 2 passes per step plus one final forward, the
     # sweep runs and the l1 polish (1 forward for its target) likewise with
-    # max(5, steps // _SWEEP_DIV) steps, the final line search; one more pass per step is kept
+    # _short(steps) steps, the final line search; one more pass per step is kept
     # for the polish, and what its 5-step floor needs beyond that is added
     fixed = 2 + (1 + candidates) + (candidates if rerank else 0) + runs + sweeps + _REFINE
 
     def worst(s: int) -> int:
-        short = 2 * max(5, s // _SWEEP_DIV)
+        short = 2 * _short(s)
         return (fixed + s * (2 * runs + 1) + sweeps * short
                 + (max(0, short - s) if polish else 0))
 
@@ -616,7 +622,7 @@ def _auto(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
     for i in sweeps:
         tg = classes[:, i]
         run(f"sweep-{i}", every, lambda t, r, tg=tg: fmn._run(
-            model, xs[r], ys[r], p, steps=max(5, steps // _SWEEP_DIV), alpha_init=alpha,
+            model, xs[r], ys[r], p, steps=_short(steps), alpha_init=alpha,
             targets=tg[r], sparsity=None, tracker=t, confine=False))
     if p == 1.0 and bool(sub.found.any()):
         # the dense l1 steps can stall on an edge of the l1 ball instead of its vertex (1.3%
@@ -625,7 +631,7 @@ def _auto(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
             with torch.no_grad():
                 target = model.logits(t.best).argmax(1)
             t.charge(torch.arange(r.numel(), device=x.device))
-            fmn._run(model, xs[r], ys[r], p, steps=max(5, steps // 4), alpha_init=alpha,
+            fmn._run(model, xs[r], ys[r], p, steps=_short(steps), alpha_init=alpha,
                      sparsity=_POLISH_SPARSITY, x_init=t.best.clone(), targets=target,
                      tracker=t)
         run("polish", sub.found.nonzero().squeeze(1), polish)
