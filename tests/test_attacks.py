@@ -4,6 +4,7 @@ small network, best-of tracking, budgets and the exact l1-ball-and-box projectio
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -217,14 +218,8 @@ def test_auto_respects_the_budget_and_reports_cost() -> None:
         robcurves.distances(lin, x, y, 2.0, attack="auto", budget=20)
 
 
-@pytest.mark.parametrize("p", NORMS)
-@pytest.mark.parametrize("budget", [150, 200, 400])
-def test_auto_budget_holds_for_every_point_when_none_converges(monkeypatch, p: float,
-                                                                budget: int) -> None:
-    """``budget`` is per point: with convergence off (every run takes all its steps, the worst
-    case) no point of a 10-class model spends more passes, the clean forward pass included.
-    A budget too small for the fixed costs says so."""
-    monkeypatch.setattr(_fmn, "default_patience", lambda steps, patience: 0)
+def _ten_class_net() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """A random 10-class ReLU network and binary points labelled by it."""
     g = torch.Generator().manual_seed(3)
     net = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
     with torch.no_grad():
@@ -233,13 +228,37 @@ def test_auto_budget_holds_for_every_point_when_none_converges(monkeypatch, p: f
     x = (torch.rand(8, 64, generator=g) > 0.5).float()
     with torch.no_grad():
         y = net(x).argmax(1)
-    try:
-        _, tr = auto_traced(wrap(net), x, y, p, budget=budget)
-    except ValueError as e:
-        assert p == 1.0 and budget == 150 and "too small" in str(e), (p, budget, e)
-        return
+    return net, x, y
+
+
+@pytest.mark.parametrize("p", NORMS)
+@pytest.mark.parametrize("budget", [150, 200, 400])
+def test_auto_budget_holds_for_every_point_when_none_converges(monkeypatch, p: float,
+                                                                budget: int) -> None:
+    """``budget`` is per point: with convergence off (every run takes all its steps, the worst
+    case) no point of a 10-class model spends more passes, the clean forward pass included."""
+    monkeypatch.setattr(_fmn, "default_patience", lambda steps, patience: 0)
+    net, x, y = _ten_class_net()
+    _, tr = auto_traced(wrap(net), x, y, p, budget=budget)
     assert tr is not None
     assert float(tr.spent.max()) <= budget
+
+
+@pytest.mark.parametrize("p", NORMS)
+def test_auto_budget_too_small_names_the_least_that_holds(monkeypatch, p: float) -> None:
+    """A budget below the fixed costs and 5 steps per run is refused before any attack step
+    (after the clean prediction, which gives the number of classes), naming the least budget
+    that works; that one runs, and holds with convergence off."""
+    monkeypatch.setattr(_fmn, "default_patience", lambda steps, patience: 0)
+    net, x, y = _ten_class_net()
+    clf = wrap(net)
+    with pytest.raises(ValueError, match="budget 40 passes per point is too small") as e:
+        auto(clf, x, y, p, budget=40)
+    assert clf.n_backward == 0 and clf.n_forward <= x.shape[0]
+    need = int(re.search(r"need at least (\d+)", str(e.value)).group(1))
+    _, tr = auto_traced(clf, x, y, p, budget=need)
+    assert tr is not None
+    assert float(tr.spent.max()) <= need
 
 
 def test_norm_plans() -> None:

@@ -424,13 +424,14 @@ def _steps_for(budget: int | None, runs: int, sweeps: int, candidates: int,
     # candidates - 1 backward again), per run 2 passes per step plus one final forward, the
     # sweep runs and the l1 polish (1 forward for its target) likewise with
     # _short(steps) steps, the final line search; one more pass per step is kept
-    # for the polish, and what its 5-step floor needs beyond that is added
+    # for the polish's steps and final forward, and what its 5-step floor needs beyond that
+    # is added
     fixed = 2 + (1 + candidates) + (candidates if rerank else 0) + runs + sweeps + _REFINE
 
     def worst(s: int) -> int:
         short = 2 * _short(s)
         return (fixed + s * (2 * runs + 1) + sweeps * short
-                + (max(0, short - s) if polish else 0))
+                + (max(0, short + 1 - s) if polish else 0))
 
     steps = max(0, int((int(budget) - fixed) // (2 * runs + 1)))
     while steps >= 5 and worst(steps) > int(budget):
