@@ -17,7 +17,14 @@ import robcurves
 from robcurves._norms import dual_norm, lp_norm
 from robcurves.attacks import ATTACKS, _fmn, auto, ddn, fmn, get_attack, pgd
 from robcurves.attacks._core import BestAdversarial, line_search, project_l1_box
-from robcurves.attacks._ensemble import _norm_plan, _rerank, auto_plan, auto_traced
+from robcurves.attacks._ensemble import (
+    _SMALL_BELOW,
+    _norm_plan,
+    _rerank,
+    _steps_for,
+    auto_plan,
+    auto_traced,
+)
 from robcurves.certificates import certify
 from robcurves.model import Classifier, wrap
 
@@ -259,6 +266,29 @@ def test_auto_budget_too_small_names_the_least_that_holds(monkeypatch, p: float)
     _, tr = auto_traced(clf, x, y, p, budget=need)
     assert tr is not None
     assert float(tr.spent.max()) <= need
+
+
+def test_l1_under_a_tight_budget_makes_fewer_longer_runs() -> None:
+    """In l1 a budget that would leave the full plan fewer than ``_SMALL_BELOW`` steps per run
+    gets the small plan (no sweep, no confined run); a larger one, or ``sweep`` given, the full
+    plan with the same budget held."""
+    net, x, y = _ten_class_net()
+    clf = wrap(net)
+
+    def runs(**kw: object) -> list[str]:
+        _, tr = auto_traced(clf, x, y, 1.0, **kw)
+        assert tr is not None
+        return tr.runs
+
+    small = ["target-0", "target-1", "untargeted", "polish", "line-search"]
+    assert _steps_for(200, 6, 5, 9, polish=True) < _SMALL_BELOW  # the full plan's steps
+    assert runs(budget=200) == small
+    full = runs(budget=400)
+    assert _steps_for(400, 6, 5, 9, polish=True) >= _SMALL_BELOW
+    assert "confined" in full and any(r.startswith("sweep-") for r in full)
+    assert runs() == full  # no budget: the full plan
+    forced = runs(budget=200, sweep=True)
+    assert "confined" in forced and any(r.startswith("sweep-") for r in forced)
 
 
 def test_norm_plans() -> None:
