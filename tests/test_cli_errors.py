@@ -74,9 +74,11 @@ def test_a_pt2_with_a_static_batch_says_how_to_export_a_dynamic_one(tmp_path, ca
 
 def test_library_keywords_in_messages_are_spelled_as_cli_options(tmp_path, capsys):
     model = _export(tmp_path)
-    assert _curve(tmp_path, model, "--norms", "inf", "--budget", "10") == 2
+    assert _curve(tmp_path, model, "--norms", "inf", "--budget", "10", "--attack-opt",
+                  "restarts=2") == 2
     err = _err(capsys)
     assert "--attack-opt sweep=false" in err and "sweep=False" not in err
+    assert "fewer --attack-opt restarts=N" in err
     assert _curve(tmp_path, model, "--norms", "inf", out="a") == 0
     assert main(["curve", "--model", str(model), "--data", "digits", "--n", "8", "--norms",
                  "inf", "--out", str(tmp_path / "b"), "--no-progress", "--name", "b"]) == 0

@@ -448,9 +448,10 @@ def _short(steps: int) -> int:
 
 
 def _steps_for(budget: int | None, runs: int, sweeps: int, candidates: int,
-               rerank: bool = False, polish: bool = False) -> int:
+               rerank: bool = False, polish: bool = False, hints: Sequence[str] = ()) -> int:
     """FMN steps per run such that no point spends more than ``budget`` passes even if no
-    point converges early (the worst case)."""
+    point converges early (the worst case); a budget too small for 5 steps per run raises,
+    naming the least one and the ``hints`` (options that would make the plan cheaper)."""
     if budget is None:
         return AUTO_STEPS
     # one clean forward, the ranking (1 forward + candidates backward; if re-ranked, 1 forward +
@@ -470,9 +471,9 @@ def _steps_for(budget: int | None, runs: int, sweeps: int, candidates: int,
     while steps >= 5 and worst(steps) > int(budget):
         steps -= 1
     if steps < 5:
-        raise ValueError(f"budget {budget} passes per point is too small for {runs} FMN runs "
-                         f"and {sweeps} sweep runs; need at least {worst(5)} (or sweep=False, "
-                         f"or fewer restarts)")
+        raise ValueError(f"budget {budget} passes per point is too small for {runs} FMN runs"
+                         + (f" and {sweeps} sweep runs" if sweeps else "")
+                         + f"; need at least {worst(5)}" + "".join(f", or {h}" for h in hints))
     return steps
 
 
@@ -607,9 +608,11 @@ def _auto(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
     sweep = (_DEFAULT_SWEEP if cheap else _SWEEP)[p] if sweep is None else bool(sweep)
     sweeps = _sweep_ranks(plan, candidates) if sweep else []
     confined = _CONFINED_RUN[p]
+    hints = [h for h, cheaper in (("sweep=False", bool(sweeps)),
+                                  ("fewer restarts", int(restarts) > 0)) if cheaper]
     try:
         steps = _steps_for(budget, len(plan) + confined, len(sweeps), candidates,
-                           rerank is not None, polish=p == 1.0)
+                           rerank is not None, polish=p == 1.0, hints=hints)
     except ValueError:
         if not small_ok:
             raise
