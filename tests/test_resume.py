@@ -1,6 +1,7 @@
 """Interrupted runs resume: finished batches are kept, only the rest is attacked, and the
 final files equal those of an uninterrupted run."""
 
+import json
 import math
 
 import numpy as np
@@ -136,3 +137,30 @@ def test_library_certify_store_resumes(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="other settings"):
         robcurves.certify(net, ds.x, ds.y, "inf", "crown", batch_size=10, iters=7,
                           store=tmp_path / "c")
+
+
+def test_a_store_without_batches_takes_new_settings(tmp_path):
+    """A run refused before its first batch leaves only the manifest: the next run, with other
+    settings, replaces it; once a batch is stored, other settings are refused."""
+    from robcurves.store import BatchStore
+
+    BatchStore(tmp_path / "s", {"budget": 50})
+    store = BatchStore(tmp_path / "s", {"budget": 200})
+    assert json.loads((tmp_path / "s" / "manifest.json").read_text()) == {"budget": 200}
+    ds = robcurves.data.load("digits").subset(slice(0, 5))
+    store.put(0, 5, robcurves.distances(_net(), ds.x, ds.y, "l2", budget=120))
+    with pytest.raises(ValueError, match="other settings \\(differing: budget\\)"):
+        BatchStore(tmp_path / "s", {"budget": 300})
+
+
+def test_cli_curve_rerun_after_a_refused_budget(tmp_path, capsys):
+    """A budget too small for the attack is refused; the same command with a workable budget
+    then runs in the same output folder."""
+    model_path = tmp_path / "net.pt"
+    torch.jit.script(_net(1)).save(str(model_path))
+    args = ["curve", "--model", str(model_path), "--data", "digits", "--n", "10", "--norms",
+            "l1", "--out", str(tmp_path / "o"), "--no-progress"]
+    assert main(args + ["--budget", "50"]) == 2
+    assert "budget 50 passes per point is too small" in capsys.readouterr().err
+    assert main(args + ["--budget", "200"]) == 0
+    assert (tmp_path / "o" / "curve-l1.json").exists()

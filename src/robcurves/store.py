@@ -3,7 +3,8 @@
 A :class:`BatchStore` is a folder holding ``manifest.json`` (the settings of the run) and one
 ``batch-<start>-<stop>.npz`` per finished batch of points, each written atomically. Reopening
 the folder with the same settings returns the finished batches; different settings are refused
-rather than mixed.
+rather than mixed, unless no batch was finished yet (a run stopped by a bad option before its
+first batch leaves only the manifest, which the next run replaces).
 """
 
 from __future__ import annotations
@@ -53,16 +54,20 @@ class BatchStore:
         self.settings = json.loads(json.dumps(settings, sort_keys=True))
         self.root.mkdir(parents=True, exist_ok=True)
         manifest = self.root / "manifest.json"
-        if manifest.exists():
-            old = json.loads(manifest.read_text())
-            if old != self.settings:
-                diff = sorted(k for k in set(old) | set(self.settings)
-                              if old.get(k) != self.settings.get(k))
-                raise ValueError(
-                    f"{self.root} holds results of a run with other settings (differing: "
-                    f"{', '.join(diff)}); use another output folder or delete this one")
-        else:
+        old = json.loads(manifest.read_text()) if manifest.exists() else None
+        if old is not None and old != self.settings and self._has_batches():
+            diff = sorted(k for k in set(old) | set(self.settings)
+                          if old.get(k) != self.settings.get(k))
+            raise ValueError(
+                f"{self.root} holds results of a run with other settings (differing: "
+                f"{', '.join(diff)}); use another output folder or delete this one")
+        if old != self.settings:
+            # new, or left by a run stopped before its first batch (a bad option refused by
+            # the attack): nothing computed to keep apart
             _atomic_write(manifest, json.dumps(self.settings, indent=1, sort_keys=True))
+
+    def _has_batches(self) -> bool:
+        return any(self.root.glob("batch-*"))
 
     def _path(self, start: int, stop: int) -> Path:
         return self.root / f"batch-{start:09d}-{stop:09d}.npz"
