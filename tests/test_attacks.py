@@ -272,8 +272,8 @@ def test_auto_budget_too_small_names_the_least_that_holds(monkeypatch, p: float)
 
 def test_l1_under_a_tight_budget_makes_fewer_longer_runs() -> None:
     """In l1 a budget that would leave the full plan fewer than ``_SMALL_BELOW`` steps per run
-    gets the small plan (no sweep, no confined run); a larger one, or ``sweep`` given, the full
-    plan with the same budget held."""
+    gets the small plan (no sweep, no confined run); a larger one, no budget, or ``sweep``
+    given, the full plan."""
     net, x, y = _ten_class_net()
     clf = wrap(net)
 
