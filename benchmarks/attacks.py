@@ -327,9 +327,9 @@ def evaluate_model(name: str, net: nn.Module, test, n: int, n_slow: int, norms, 
         results = {}
         for label, fn in list(ours.items()) + list(fast.items()):
             results[label] = _run(fn, clf, counted, x, y, p) + ("all",)
-        # the wall-time target compares auto with Foolbox FMN: time both again, alternating,
-        # and keep each one's fastest run (another job slowing one run of the pair then
-        # shows in neither minimum)
+        # the wall-time target compares auto with Foolbox FMN (and auto-200 is compared with
+        # it at equal cost): time them again, alternating, and keep each one's fastest run
+        # (another job slowing one run then shows in none of the minima)
         timed = [k for k in TIMED if k in results]
         for _ in range(time_repeats - 1):
             for label in timed:

@@ -416,6 +416,11 @@ def _norm_plan(num_classes: int, restarts: int, p: float) -> list[tuple[str, int
     return plan + [("random", rnd + k) for k in range(_EXTRA_RANDOM[p])]
 
 
+def _reachable(plan: list[tuple[str, int]], candidates: int) -> list[tuple[str, int]]:
+    """``plan`` without the targeted runs at ranks the model's classes do not reach."""
+    return [r for r in plan if r[0] != "target" or r[1] < candidates]
+
+
 def _sweep_ranks(plan: list[tuple[str, int]], candidates: int) -> list[int]:
     """Ranks of the linearised classes that ``plan`` does not target: the short sweep runs."""
     done = {i for kind, i in plan if kind == "target"}
@@ -601,8 +606,7 @@ def _auto(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
     # schedule
     cheap = int(restarts) == 0
     plan = _DEFAULT_PLAN.get(p) if cheap else None
-    plan = ([r for r in plan if r[0] != "target" or r[1] < candidates] if plan
-            else _norm_plan(num_classes, restarts, p))
+    plan = _reachable(plan, candidates) if plan else _norm_plan(num_classes, restarts, p)
     rerank = _RERANK[p] if cheap and candidates >= 3 else None
     small_ok = cheap and sweep is None and budget is not None and p in _SMALL_PLAN
     sweep = (_DEFAULT_SWEEP if cheap else _SWEEP)[p] if sweep is None else bool(sweep)
@@ -619,7 +623,7 @@ def _auto(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
         steps = 0
     if small_ok and steps < _SMALL_BELOW:
         # a tight budget: fewer, longer runs (see the module docstring)
-        plan = [r for r in _SMALL_PLAN[p] if r[0] != "target" or r[1] < candidates]
+        plan = _reachable(_SMALL_PLAN[p], candidates)
         sweeps, confined = [], False
         steps = _steps_for(budget, len(plan), 0, candidates, rerank is not None,
                            polish=p == 1.0)
