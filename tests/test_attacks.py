@@ -641,6 +641,59 @@ def test_every_attack_checks_its_inputs_and_takes_a_plain_module(name: str) -> N
         fn(lin, x, y, p, 10, **kw)
 
 
+#: a value of the wrong type for each simple annotation a hyperparameter has
+_WRONG = {"int": 2.5, "int | None": 2.5, "float": "0.1", "float | None": "0.1", "bool": 1,
+          "bool | None": "maybe", "str": 3}
+
+
+@pytest.mark.parametrize("name", sorted(_PUBLIC))
+def test_every_attack_refuses_a_hyperparameter_of_the_wrong_type_before_any_pass(name: str
+                                                                                  ) -> None:
+    import inspect
+
+    from robcurves import attacks
+
+    fn, kw = getattr(attacks, name), _PUBLIC[name]
+    p = _ONE_NORM.get(name, 2.0)
+    lin, x, y = linear_points(n=4)
+    checked = 0
+    for key, q in list(inspect.signature(fn).parameters.items())[4:]:
+        bad = _WRONG.get(q.annotation)
+        if bad is None:
+            continue
+        model = recorder(lin)
+        message = rf"^{name}: {key} must be .*; got {re.escape(repr(bad))}$"
+        with pytest.raises(ValueError, match=message):
+            fn(model, x, y, p, **{**kw, key: bad})
+        assert model.log == []  # refused before the model saw anything
+        checked += 1
+    assert checked > 0 or name == "ensemble"
+
+
+@pytest.mark.parametrize("name, key, value, expected", [
+    ("fmn", "steps", 0, "an integer >= 1"), ("fmn", "steps", -3, "an integer >= 1"),
+    ("fmn", "tol", 0.0, "a finite number > 0"), ("fmn", "tol", -1e-3, "a finite number > 0"),
+    ("fmn", "patience", -1, "an integer >= 0 (or None)"),
+    ("fmn", "gamma_init", math.nan, "a finite number"),
+    ("fmn", "alpha_init", math.inf, "a finite number (or None)"),
+    ("fmn", "confine", 0, "true or false"),
+    ("auto", "restarts", -1, "an integer >= 0"), ("auto", "budget", 0, "an integer >= 1 (or None)"),
+    ("auto", "sweep", "maybe", "true or false (or None)"), ("auto", "seed", 1.5, "an integer"),
+])
+def test_out_of_range_hyperparameters_are_refused_and_good_ones_taken(
+        name: str, key: str, value: object, expected: str) -> None:
+    lin, x, y = linear_points(n=4)
+    model = recorder(lin)
+    fn = {"fmn": fmn, "auto": auto}[name]
+    with pytest.raises(ValueError, match=rf"^{name}: {key} must be {re.escape(expected)}; got "):
+        fn(model, x, y, 1.0, **{key: value})
+    assert model.log == []
+    # the values the checks take: integers for floats, numpy numbers, None where allowed
+    auto(model, x, y, 1.0, budget=np.int64(300), restarts=0, sweep=None, seed=np.int32(2))
+    fmn(model, x, y, 1.0, steps=5, tol=1, gamma_init=np.float32(0.05), patience=None)
+    assert model.log
+
+
 def test_ensemble_counts_every_query_of_its_attacks_and_the_result_of_others() -> None:
     import functools
 

@@ -226,7 +226,7 @@ def _bad_calls():
         (lambda: fab(clf, x, y, 2.0, beta=1.5), "1.5"),
         (lambda: fab(clf, x, y, 2.0, eta=0.5), "0.5"),
         (lambda: fab(clf, x, y, 2.0, alpha_max=-0.1), "-0.1"),
-        (lambda: fab(clf, x, y, 2.0, steps=0), "steps must be >= 1; got 0"),
+        (lambda: fab(clf, x, y, 2.0, steps=0), "fab: steps must be an integer >= 1; got 0"),
         (lambda: fab(clf, x, y, 2.0, targets=y), "targets must differ"),
         (lambda: fab(clf, x, y, 2.0, targets=y[:2]), r"\(2,\)"),
         (lambda: apgd(clf, x, y, "l0", eps=eps), "l0"),

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import exact_linear_distances, linear_problem
+from conftest import exact_linear_distances, linear_problem, recorder
 
 import robcurves
 from robcurves._norms import lp_norm_np
@@ -159,6 +159,18 @@ def test_an_option_the_attack_does_not_take_is_refused_naming_those_that_do():
     with pytest.raises(ValueError, match=r"attack 'fmn' takes no option 'budget' "
                                          r"\(attacks that take it: .*auto"):
         robcurves.distances(lin, x, y, "inf", attack="fmn", budget=100)
+
+
+def test_an_option_of_the_wrong_value_is_refused_before_the_model_is_queried():
+    lin, x, y = linear_problem(dim=8, classes=3, n=4)
+    model = recorder(lin)
+    with pytest.raises(ValueError, match=r"auto: sweep must be true or false \(or None\); "
+                                         r"got 'maybe'"):
+        robcurves.distances(model, x, y, "l1", sweep="maybe")
+    with pytest.raises(ValueError, match=r"auto: restarts must be an integer >= 0; got -1"):
+        robcurves.distances(model, x, y, "l1", restarts=-1)
+    assert model.log == []
+    assert np.isfinite(robcurves.distances(model, x, y, "l1", restarts=1).distances).all()
 
 
 def test_threads_are_set_for_the_call_recorded_and_a_resume_with_others_refused(tmp_path):

@@ -17,6 +17,7 @@ from ._norms import NormLike, lp_norm_np, norm_name, parse_norm
 from ._ray import ModelSpec, RayOptions, backend_options, run_batches_ray
 from ._threads import using_threads
 from .attacks import ATTACKS, get_attack
+from .attacks._core import check_hyperparameters
 from .classifier import check_finite_logits
 from .model import Bounds, Classifier, as_classifier
 from .results import Distances
@@ -85,8 +86,9 @@ def _has_preprocessing(model: Classifier) -> bool:
 
 
 def check_attack_options(attack: str, options: dict) -> None:
-    """``ValueError`` before any work when ``attack`` does not take one of ``options``,
-    naming the attacks that do."""
+    """``ValueError`` before any work when ``attack`` does not take one of ``options``
+    (naming the attacks that do) or one of them has a value it cannot take (the wrong type, a
+    count below its least value: see :func:`robcurves.attacks._core.check_hyperparameters`)."""
     fn = ATTACKS[attack][0] if attack in ATTACKS else None
     if fn is None:
         return  # get_attack reports unknown names
@@ -101,6 +103,7 @@ def check_attack_options(attack: str, options: dict) -> None:
             who = (f"attacks that take it: {', '.join(takers)}" if takers
                    else "no attack takes it")
             raise ValueError(f"attack {attack!r} takes no option {key!r} ({who})")
+    check_hyperparameters(attack, inspect.signature(getattr(fn, "_run", fn)), options)
 
 
 def verify_adversarials(model: Classifier, x: torch.Tensor, y: torch.Tensor,

@@ -20,7 +20,12 @@ adversarials shaped like ``x`` (the clean input where a point was not broken):
   ``x_init`` per-point starting points, ``refine`` steps of the final line search towards
   ``x``, ``tol``/``patience`` the per-point stop rule, ``early_stop`` freezing a point at its
   first adversarial. Names taken from a paper's notation (``alpha``, ``beta``, ``gamma``,
-  ``eta``, ``kappa``) mean what that attack's paper means; each docstring says.
+  ``eta``, ``kappa``) mean what that attack's paper means; each docstring says. Values are
+  checked before the model is queried (:func:`robcurves.attacks._core.check_hyperparameters`,
+  also run by :func:`robcurves.distances` before any work): the type the annotation names
+  (``int``, ``float`` finite, ``bool``, ``str``, ``None`` where allowed), the least value of
+  the shared counts (``steps`` >= 1, ``restarts`` >= 0, ``budget`` >= 1, ``patience`` >= 0...)
+  and ``tol`` > 0; a ``ValueError`` names the attack, the option and the value.
 
 Unbounded inputs: a model wrapped with an infinite bound (``bounds=(-math.inf, math.inf)``) is
 attacked the same way; the box simply never binds (searches that need a finite scale, the

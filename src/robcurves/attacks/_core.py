@@ -22,6 +22,7 @@ __all__ = [
     "margin_loss", "ce_loss", "expand", "generator_for", "steepest_step", "line_search",
     "random_start", "cosine", "check_positive", "check_count", "default_patience",
     "box_radius", "search_box", "query_remaining", "attack", "check_attack_inputs", "per_point_eps",
+    "check_hyperparameters",
 ]
 
 
@@ -60,6 +61,60 @@ def check_count(name: str, value: int, minimum: int = 1) -> None:
     """Raise ``ValueError`` naming ``name`` unless ``value`` is an integer ``>= minimum``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
+
+
+#: hyperparameters that mean one thing in every attack (see :mod:`robcurves.attacks`): the least
+#: integer each takes
+_COUNTS = {"steps": 1, "restarts": 0, "budget": 1, "refine": 0, "search_steps": 0,
+           "candidates": 1, "n_targets": 1, "patience": 0}
+_SIMPLE = {"int", "float", "bool", "str", "None"}
+_WORDS = {"int": "an integer", "float": "a finite number", "bool": "true or false",
+          "str": "a string", "None": "None"}
+
+
+def check_hyperparameters(attack_name: str, signature: inspect.Signature, options: dict) -> None:
+    """Raise ``ValueError`` naming the attack, the option, the value and what it takes, for a
+    value of the wrong type (by the annotation: ``int``, ``float``, ``bool``, ``str``, and
+    ``None`` where it is allowed; a ``bool`` is not a number, an integer is a float), a
+    non-finite float, a count below its least value (``steps`` >= 1, ``restarts`` >= 0...) or
+    a ``tol`` that is not > 0. Options with other annotations (tensors, tuples) are left to
+    the attack; unknown names are the caller's to refuse."""
+    import numbers
+
+    for key, value in options.items():
+        q = signature.parameters.get(key)
+        if q is None or not isinstance(q.annotation, str):
+            continue
+        kinds = {a.strip() for a in q.annotation.split("|")}
+        if not kinds <= _SIMPLE:
+            continue
+        if value is None:
+            ok = "None" in kinds
+        elif isinstance(value, bool):
+            ok = "bool" in kinds
+        elif isinstance(value, numbers.Integral):
+            ok = bool(kinds & {"int", "float"})
+        elif isinstance(value, numbers.Real):
+            ok = "float" in kinds and math.isfinite(float(value))
+        else:
+            ok = isinstance(value, str) and "str" in kinds
+        low = _COUNTS.get(key) if "int" in kinds else None
+        if ok and value is not None and low is not None and value < low:
+            ok = False
+        if ok and key == "tol" and value is not None and not value > 0:
+            ok = False
+        if not ok:
+            words = [_WORDS[k] for k in ("int", "float", "bool", "str") if k in kinds]
+            if "float" in kinds and "int" in kinds:
+                words.remove(_WORDS["int"])
+            what = " or ".join(words)
+            if low is not None:
+                what += f" >= {low}"
+            elif key == "tol":
+                what += " > 0"
+            if "None" in kinds:
+                what += " (or None)"
+            raise ValueError(f"{attack_name}: {key} must be {what}; got {value!r}")
 
 
 def default_patience(steps: int, patience: int | None) -> int:
@@ -385,6 +440,7 @@ def attack(norms: tuple[float, ...] | None = None) -> Callable[[Callable], Calla
         @functools.wraps(impl)
         def public(model, x, y, norm, **kwargs):  # noqa: ANN001, ANN202 (see __signature__)
             public_sig.bind(model, x, y, norm, **kwargs)  # unknown or private keyword: TypeError
+            check_hyperparameters(name, sig, kwargs)
             p = parse_norm(norm)
             if norms is not None and p not in norms:
                 raise ValueError(f"{name} supports only the "

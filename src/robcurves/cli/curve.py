@@ -91,6 +91,10 @@ def _check_args(args: argparse.Namespace) -> dict:
     positive(args.batch_size, "--batch-size")
     positive(args.budget, "--budget")
     attack_kwargs = dict(args.attack_opt)
+    for key, flag in (("seed", "--seed"), ("budget", "--budget")):
+        if key in attack_kwargs:
+            raise ValueError(f"--attack-opt {key}={attack_kwargs[key]!r}: the {key} is set with "
+                             f"{flag}, not --attack-opt")
     if args.budget is not None:
         if args.attack not in _takers("budget"):
             raise ValueError(f"--budget is not taken by --attack {args.attack}; attacks that "
