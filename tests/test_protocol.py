@@ -288,7 +288,9 @@ def test_eval_prints_protocol_and_flags_a_curve_above_it(digits_mlp_file, tmp_pa
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--eps", "0"], "--eps must be > 0"),
+    (["--eps", "0"], "--eps must be a finite number > 0; got '0'"),
+    (["--eps", "-1"], "--eps must be a finite number > 0; got '-1'"),
+    (["--eps", "nan"], "--eps must be a finite number > 0; got 'nan'"),
     (["--eps", "8/255", "--norm", "l1"], "--norm must be linf or l2"),
     (["--eps", "8/255", "--protocol", "nope"], "unknown --protocol 'nope'"),
     (["--eps", "8/255", "--curve", "missing.json"], "missing.json"),

@@ -38,13 +38,16 @@ def parse_norms(text: str) -> list[float]:
     return out
 
 
-def parse_eps(text: str) -> float:
-    """One eps: a decimal (``0.03``) or a fraction (``8/255``); must be >= 0."""
+def parse_eps(text: str, option: str | None = None) -> float:
+    """One eps: a decimal (``0.03``) or a fraction (``8/255``); must be >= 0, or > 0 when it is
+    the value of ``option`` (named in the error)."""
     try:
         v = float(Fraction(text.strip())) if "/" in text else float(text)
     except (ValueError, ZeroDivisionError):
         raise ValueError(f"cannot read eps {text!r}; expected a number like 0.03 or 8/255"
                          ) from None
+    if option is not None and not (v > 0 and math.isfinite(v)):
+        raise ValueError(f"{option} must be a finite number > 0; got {text!r}")
     if not (v >= 0 and math.isfinite(v)):
         raise ValueError(f"eps must be a finite number >= 0; got {text!r}")
     return v

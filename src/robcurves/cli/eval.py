@@ -61,9 +61,7 @@ def _check_args(args: argparse.Namespace) -> dict:
     if p not in (math.inf, 2.0):
         raise ValueError(f"--norm must be linf or l2 (the protocol's attacks cover those); got "
                          f"{args.norm!r}")
-    eps = parse_eps(args.eps)
-    if eps <= 0:
-        raise ValueError(f"--eps must be > 0; got {args.eps!r}")
+    eps = parse_eps(args.eps, "--eps")
     if args.protocol not in PROTOCOLS:
         raise ValueError(f"unknown --protocol {args.protocol!r}; expected one of "
                          f"{', '.join(sorted(PROTOCOLS))}")
