@@ -567,9 +567,11 @@ def auto(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
             passes per point for l_inf, 760 for l2 and 1,350 for l1), but points stop once
             converged: measured on the benchmark's CNNs and MLP (``benchmarks/RESULTS.md``)
             about 155-200 passes per point for l_inf and l2 and 480-580 for l1 (Foolbox FMN at
-            its defaults: 201). In l1 a budget that would leave fewer than 15 steps per run
-            (under 273 passes on 10 classes) gets fewer, longer runs (no sweep; see the module
-            docstring) unless ``sweep`` or ``restarts`` is given.
+            its defaults: 201), counting the misclassified points (1 pass each); per correctly
+            classified point 172-219 and 580-612 (section ``auto-cost``). In l1 a budget that
+            would leave fewer than 15 steps per run (under 273 passes on 10 classes) gets fewer,
+            longer runs (no sweep; see the module docstring) unless ``sweep`` or ``restarts`` is
+            given.
         restarts: extra FMN runs (aimed at the next nearest classes, then from random starts)
             for a stronger evaluation; they share the budget.
         sweep: after the main runs, one short FMN run (a quarter of the steps) aimed at each
