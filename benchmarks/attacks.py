@@ -351,6 +351,12 @@ def evaluate_model(name: str, net: nn.Module, test, n: int, n_slow: int, norms, 
                                **reach(tr, best)))
         t_auto = {"all": results["auto"][3],
                   "slow": _subset_time(results["auto"], n_slow, n)}
+        # the pass target is the median over the points: auto's per point from its
+        # trace (a point the model misclassifies costs its clean forward pass); Foolbox FMN
+        # spends the same on every point, so its mean is its median
+        tr = traced.get("trace")
+        spent = tr.spent.numpy() if tr is not None else np.zeros(0)
+        auto_median = float(np.median(np.concatenate([spent, np.ones(n - spent.size)])))
         for label, (d, passes, _, secs, scope) in results.items():
             m = len(d)
             bb = best[:m]
@@ -361,7 +367,8 @@ def evaluate_model(name: str, net: nn.Module, test, n: int, n_slow: int, norms, 
                              median=float(np.median(ratio)) if ratio.size else math.nan,
                              p95=float(np.percentile(ratio, 95)) if ratio.size else math.nan,
                              optimality=optimality(d, bb), passes=passes, seconds=secs,
-                             time_vs_auto=secs / t_auto[scope], unbroken=unb))
+                             time_vs_auto=secs / t_auto[scope], unbroken=unb,
+                             median_passes=auto_median if label == "auto" else passes))
             print(f"{name:20s} {norm_name(p):4s} {label:10s} n={m:3d} med {rows[-1]['median']:.4f}"
                   f" p95 {rows[-1]['p95']:.4f} opt {rows[-1]['optimality']:.4f} unbroken {unb:3d}"
                   f" passes {passes:8.1f} sec {secs:7.1f}", flush=True)
@@ -417,7 +424,7 @@ def summary(rows: list) -> str:
         return ""
     key = {(r["model"], r["norm"], r["method"]): r for r in rows}
     cheap = [r for r in autos if (r["model"], r["norm"], "fb-fmn") in key
-             and r["passes"] <= key[(r["model"], r["norm"], "fb-fmn")]["passes"]]
+             and r["median_passes"] <= key[(r["model"], r["norm"], "fb-fmn")]["passes"]]
     fast = [r for r in autos if (r["model"], r["norm"], "fb-fmn") in key
             and r["seconds"] <= key[(r["model"], r["norm"], "fb-fmn")]["seconds"]]
     opt_ok = [r for r in autos if r["optimality"] >= 0.99]
@@ -434,9 +441,11 @@ def summary(rows: list) -> str:
              f"- optimality >= 0.99: {len(opt_ok)} of {len(autos)}"
              + "".join(f"; missed {r['model']} {r['norm']} {r['optimality']:.4f}"
                        for r in autos if r not in opt_ok),
-             f"- passes per point at most Foolbox FMN's: {len(cheap)} of {len(autos)} (auto "
-             f"{min(r['passes'] for r in autos):.0f}-{max(r['passes'] for r in autos):.0f})"
-             + "".join(f"; missed {r['model']} {r['norm']} {r['passes']:.0f}"
+             f"- median passes per point (over all the points; the table gives the mean) at "
+             f"most Foolbox FMN's: {len(cheap)} of {len(autos)} (auto "
+             f"{min(r['median_passes'] for r in autos):.0f}-"
+             f"{max(r['median_passes'] for r in autos):.0f})"
+             + "".join(f"; missed {r['model']} {r['norm']} {r['median_passes']:.0f}"
                        for r in autos if r not in cheap),
              f"- wall time at most Foolbox FMN's in the same run (each the fastest of its "
              f"alternating runs): {len(fast)} of {len(autos)}"
