@@ -241,6 +241,13 @@ def optimality(d: np.ndarray, best: np.ndarray) -> float:
     return float(1 - (dd - b).sum() / denom) if denom > 0 else 1.0
 
 
+def passes_per_point(trace, n: int) -> np.ndarray:
+    """Passes ``auto`` spent on each of its ``n`` points, from its trace: the attacked points'
+    counts, and 1 (the clean forward pass) for each point the model misclassifies."""
+    spent = trace.spent.numpy() if trace is not None else np.zeros(0)
+    return np.concatenate([spent, np.ones(n - spent.size)])
+
+
 def reach(trace, best: np.ndarray) -> dict:
     """From ``auto``'s improvement trace (per point, the passes spent on it at each improvement
     of its best distance), the tightness it would have had if every point had been stopped
@@ -354,9 +361,7 @@ def evaluate_model(name: str, net: nn.Module, test, n: int, n_slow: int, norms, 
         # the issue's pass target is the median over the points: auto's per point from its
         # trace (a point the model misclassifies costs its clean forward pass); Foolbox FMN
         # spends the same on every point, so its mean is its median
-        tr = traced.get("trace")
-        spent = tr.spent.numpy() if tr is not None else np.zeros(0)
-        auto_median = float(np.median(np.concatenate([spent, np.ones(n - spent.size)])))
+        auto_median = float(np.median(passes_per_point(traced.get("trace"), n)))
         for label, (d, passes, _, secs, scope) in results.items():
             m = len(d)
             bb = best[:m]

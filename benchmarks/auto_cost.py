@@ -31,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from _results import machine, write_section  # noqa: E402
-from attacks import MODELS, Counting, foolbox_methods, get_model  # noqa: E402
+from attacks import MODELS, Counting, foolbox_methods, get_model, passes_per_point  # noqa: E402
 
 from robcurves._norms import norm_name, parse_norm  # noqa: E402
 from robcurves.attacks._ensemble import auto_traced  # noqa: E402
@@ -50,8 +50,7 @@ def measure(name: str, n: int, norms: list[float], cache: Path, foolbox: bool) -
         _, trace = auto_traced(clf, x, y, p)
         total = (counted.forward_n + counted.backward_n - before) / n
         spent = trace.spent.numpy() if trace is not None else np.zeros(0)
-        # a point the model misclassifies costs auto its one clean forward pass
-        every = np.concatenate([spent, np.ones(n - spent.size)])
+        every = passes_per_point(trace, n)
         row = dict(model=name, norm=norm_name(p), points=n, attacked=int(spent.size),
                    all_mean=total, all_median=float(np.median(every)),
                    mean=float(spent.mean()), median=float(np.median(spent)),

@@ -92,7 +92,8 @@ def check_attack_options(attack: str, options: dict) -> None:
     fn = ATTACKS[attack][0] if attack in ATTACKS else None
     if fn is None:
         return  # get_attack reports unknown names
-    params = inspect.signature(fn).parameters
+    sig = inspect.signature(fn)  # the public one: the implementation's annotations
+    params = sig.parameters
     if any(q.kind is inspect.Parameter.VAR_KEYWORD for q in params.values()):
         return
     taken = {k for k, q in params.items() if q.kind is not inspect.Parameter.POSITIONAL_ONLY}
@@ -103,7 +104,7 @@ def check_attack_options(attack: str, options: dict) -> None:
             who = (f"attacks that take it: {', '.join(takers)}" if takers
                    else "no attack takes it")
             raise ValueError(f"attack {attack!r} takes no option {key!r} ({who})")
-    check_hyperparameters(attack, inspect.signature(getattr(fn, "_run", fn)), options)
+    check_hyperparameters(attack, sig, options)
 
 
 def verify_adversarials(model: Classifier, x: torch.Tensor, y: torch.Tensor,
