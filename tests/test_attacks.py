@@ -3,6 +3,7 @@ small network, best-of tracking, budgets and the exact l1-ball-and-box projectio
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
 
@@ -332,6 +333,70 @@ def test_auto_trace_accounts_for_every_pass(p: float) -> None:
     # the traced pipeline is the default one
     same = auto(clf, x, y, p)
     assert torch.equal(same, adv)
+
+
+class _RowCounter(nn.Module):
+    """Counts the rows that really go through ``net``, forward and backward, independently of
+    the wrapper's own counters."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net, self.fwd, self.bwd = net, 0, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.fwd += x.shape[0]
+        if x.requires_grad:
+            x = _Tap.apply(x, self)
+        return self.net(x)
+
+
+class _Tap(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, counter):  # noqa: ANN001, ANN205
+        ctx.counter = counter
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g):  # noqa: ANN001, ANN205
+        ctx.counter.bwd += g.shape[0]
+        return g, None
+
+
+@pytest.mark.parametrize("p", NORMS)
+def test_auto_counts_the_passes_the_model_really_makes(p: float) -> None:
+    """The trace's passes are the rows that went through the network (no forward pass run twice
+    and counted once), and every run from the clean input takes its first step from the class
+    ranking's gradients: one pass fewer per point than a first step of its own, twice."""
+    net, x, y = binaryish(n=12, seed=5)
+    counter = _RowCounter(net)
+    clf = wrap(counter)
+    adv, tr = auto_traced(clf, x, y, p)
+    assert tr is not None
+    real = counter.fwd + counter.bwd
+    assert clf.n_forward == counter.fwd and clf.n_backward == counter.bwd
+    assert abs(float(tr.spent.sum()) + (x.shape[0] - tr.points.numel()) - real) < 1e-6 * real
+
+
+def test_fmn_first_step_from_given_gradients_is_the_same_attack_for_fewer_passes() -> None:
+    net, x, y = binaryish(n=10, seed=3)
+    for p in NORMS:
+        clf = wrap(net)
+        t = (y + 1) % 3
+        yt = torch.stack([y, t], 1)
+        z, loss, g = clf.value_and_grad(x, yt, _fmn._target_gap)
+        n0 = clf.n_forward + clf.n_backward
+        given = fmn._run(clf, x, y, p, steps=20, targets=t, sparsity=None, _start=(z, loss, g))
+        n1 = clf.n_forward + clf.n_backward
+        own = fmn._run(clf, x, y, p, steps=20, targets=t, sparsity=None)
+        n2 = clf.n_forward + clf.n_backward
+        assert torch.equal(given, own)
+        assert (n2 - n1) - (n1 - n0) == 2 * x.shape[0]
+        with pytest.raises(ValueError, match="_start"):
+            fmn._run(clf, x, y, p, steps=5, x_init=x, _start=(z, loss, g))
+    # private plumbing: not part of the public attack
+    assert "_start" not in inspect.signature(fmn).parameters
+    with pytest.raises(TypeError):
+        fmn(net, x, y, 2, _start=(z, loss, g))
 
 
 @pytest.mark.parametrize("p", NORMS)

@@ -429,11 +429,13 @@ def attack(norms: tuple[float, ...] | None = None) -> Callable[[Callable], Calla
     default bounds ``(0, 1)``), any spelling of the norm, refuses norms outside ``norms`` (all
     if None), runs :func:`check_attack_inputs`, then calls the implementation. ``tracker``, the
     private per-point best-adversarial plumbing, is not part of it: the pipelines (``auto``,
-    ``ensemble``, the epsilon search) call ``name._run`` (the implementation) directly.
+    ``ensemble``, the epsilon search) call ``name._run`` (the implementation) directly; so are
+    the implementation's keywords whose names start with ``_`` (the pipelines' plumbing too).
     """
     def make(impl: Callable) -> Callable:
         sig = inspect.signature(impl)
-        tail = [q for q in list(sig.parameters.values())[4:] if q.name != "tracker"]
+        tail = [q for q in list(sig.parameters.values())[4:]
+                if q.name != "tracker" and not q.name.startswith("_")]
         public_sig = sig.replace(parameters=_HEAD + tail)
         name = impl.__name__
 

@@ -15,20 +15,27 @@ from ._core import BestAdversarial, attack, expand, line_search
 __all__ = ["deepfool", "linear_targets"]
 
 
-def _class_gradients(model: Classifier, x: torch.Tensor, y: torch.Tensor, classes: torch.Tensor
-                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Logits at ``x``, differences ``f_k - f_y`` for the candidate classes ``(N, C)`` and their
-    input gradients ``(N, C, ...)``; one backward pass per candidate class."""
+def _class_gradients(model: Classifier, x: torch.Tensor, y: torch.Tensor,
+                     classes: torch.Tensor | int
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Logits at ``x``, the candidate classes ``(N, C)``, the differences ``f_k - f_y`` for them
+    ``(N, C)`` and their input gradients ``(N, C, ...)``: one forward pass, and one backward
+    pass per candidate class. ``classes`` is either the candidates or a count ``C``: the ``C``
+    highest-scoring classes other than the label, read from this same forward pass."""
     xg = x.detach().requires_grad_(True)
     with torch.enable_grad():
         z = model.logits(xg)
+        if not isinstance(classes, torch.Tensor):
+            order = z.detach().clone()
+            order.scatter_(1, y[:, None], -torch.inf)
+            classes = order.topk(min(int(classes), z.shape[1] - 1), dim=1).indices
         diff = z.gather(1, classes) - z.gather(1, y[:, None])
         grads = []
         for c in range(classes.shape[1]):
             (g,) = torch.autograd.grad(diff[:, c].sum(), xg, retain_graph=c < classes.shape[1] - 1)
             grads.append(g)
     model.n_backward += int(x.shape[0]) * classes.shape[1]
-    return z.detach(), diff.detach(), torch.stack(grads, 1)
+    return z.detach(), classes, diff.detach(), torch.stack(grads, 1)
 
 
 def _min_step(f: torch.Tensor, w: torch.Tensor, p: float
@@ -90,7 +97,7 @@ def deepfool(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
         order = z0[~adv].clone()
         order.scatter_(1, y[rows, None], -torch.inf)
         classes = order.topk(k, dim=1).indices
-        _, f, w = _class_gradients(model, xa, y[rows], classes)
+        _, _, f, w = _class_gradients(model, xa, y[rows], classes)
         r, dist = _min_step(f, w, p)
         best = dist.argmin(1)
         step = r[torch.arange(rows.numel(), device=x.device), best]
@@ -111,14 +118,20 @@ def linear_targets(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float
     Not an attack, but called the same way (``linear_targets(model, x, y, norm, *,
     candidates)``).
     """
-    with torch.no_grad():
-        z0 = model.logits(x)
-    k = min(candidates, z0.shape[1] - 1)
-    order = z0.clone()
-    order.scatter_(1, y[:, None], -torch.inf)
-    classes = order.topk(k, dim=1).indices
-    _, f, w = _class_gradients(model, x, y, classes)
-    model.n_forward -= int(x.shape[0])  # _class_gradients re-ran the forward pass of z0
+    classes, dist, _ = _ranking(model, x, y, p, candidates)
+    return classes, dist
+
+
+_AtX = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def _ranking(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, candidates: int
+             ) -> tuple[torch.Tensor, torch.Tensor, _AtX]:
+    """``linear_targets``, also returning what it computed at ``x``: the logits ``(N, K)``, and
+    in the ranked order the differences ``f_k - f_y`` ``(N, C)`` and their gradients
+    ``(N, C, ...)`` (``auto`` starts its runs from them)."""
+    z, classes, f, w = _class_gradients(model, x, y, int(candidates))
     _, dist = _min_step(f, w, p)
     dist, rank = dist.sort(dim=1)
-    return classes.gather(1, rank), dist
+    w = w.gather(1, rank.reshape(rank.shape + (1,) * (w.ndim - 2)).expand_as(w))
+    return classes.gather(1, rank), dist, (z, f.gather(1, rank), w)

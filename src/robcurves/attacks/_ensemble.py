@@ -329,7 +329,7 @@ import torch
 from .._norms import dual_norm, lp_norm
 from ..model import Classifier
 from ._core import BestAdversarial, attack, expand, generator_for, line_search, random_start
-from ._deepfool import _class_gradients, linear_targets
+from ._deepfool import _class_gradients, _ranking
 from ._fmn import fmn
 
 __all__ = ["auto", "ensemble", "AUTO_STEPS", "auto_plan", "auto_traced", "AutoTrace"]
@@ -439,7 +439,7 @@ def _rerank(model: Classifier, x: torch.Tensor, y: torch.Tensor, classes: torch.
     x0 = x[rows]
     pt = x0 + frac * (best[rows] - x0)
     rest = classes[rows, 1:]
-    _, f, w = _class_gradients(model, pt, y[rows], rest)
+    _, _, f, w = _class_gradients(model, pt, y[rows], rest)
     wq = lp_norm(w.flatten(0, 1), dual_norm(p)).view(f.shape)  # (found points, classes)
     est = lp_norm(pt - x0, p)[:, None] + (-f).clamp_min(0) / wq.clamp_min(1e-12)
     out = classes.clone()
@@ -636,8 +636,22 @@ def _auto(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
     n = xs.shape[0]
     every = torch.arange(n, device=x.device)
     sub = _Ledger(xs, ys, p, model, trace)
-    classes, _ = linear_targets._run(model, xs, ys, _RANK_NORM[p], candidates=candidates)
+    classes, _, (z0, f0, w0) = _ranking(model, xs, ys, _RANK_NORM[p], candidates)
     sub.charge(every)
+    ranked = classes  # the columns of f0 and w0
+    runner_up = ranked.gather(1, f0.argmax(1, keepdim=True)).squeeze(1)
+
+    def at_x(tg: torch.Tensor | None, r: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """The first step of a run from ``x`` itself on the points ``r``, aimed at the classes
+        ``tg[r]`` (None: untargeted, at the runner-up), from what the ranking computed there
+        (every class a run aims at is one of the ranked candidates): logits, loss, gradient."""
+        t = runner_up[r] if tg is None else tg[r]
+        hit = ranked[r] == t[:, None]
+        if not bool(hit.any(1).all()):
+            return None
+        col = hit.int().argmax(1)
+        return z0[r], f0[r].gather(1, col[:, None]).squeeze(1), w0[r, col]
     gen = generator_for(seed, x.device)
     alpha = _ALPHA[p]
     first_steps = max(5, int(steps * _FIRST_FRACTION[p])) if cheap else steps
@@ -689,11 +703,12 @@ def _auto(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
             run(f"target-{i}", every,
                 lambda t, r, st=st, pat=pat, tg=tg, near=near, free=free: fmn._run(
                     model, xs[r], ys[r], p, steps=st, alpha_init=alpha, targets=tg[r],
-                    sparsity=None, patience=pat, tracker=t, near=near, confine=not free))
+                    sparsity=None, patience=pat, tracker=t, near=near, confine=not free,
+                    _start=at_x(tg, r)))
         elif kind == "untargeted":
             run("untargeted", every, lambda t, r, st=st, pat=pat, free=free: fmn._run(
                 model, xs[r], ys[r], p, steps=st, alpha_init=alpha, sparsity=None,
-                patience=pat, tracker=t, confine=not free))
+                patience=pat, tracker=t, confine=not free, _start=at_x(None, r)))
         else:
             radius = torch.where(sub.found, sub.dist, torch.zeros_like(sub.dist)).to(x.dtype)
             begin = random_start(xs, radius, p, model.bounds, gen)
@@ -703,12 +718,12 @@ def _auto(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
     if confined:
         run("confined", every, lambda t, r: fmn._run(
             model, xs[r], ys[r], p, steps=steps, alpha_init=alpha, sparsity=None,
-            patience=later_patience, tracker=t))
+            patience=later_patience, tracker=t, _start=at_x(None, r)))
     for i in sweeps:
         tg = classes[:, i]
         run(f"sweep-{i}", every, lambda t, r, tg=tg: fmn._run(
             model, xs[r], ys[r], p, steps=_short(steps), alpha_init=alpha,
-            targets=tg[r], sparsity=None, tracker=t, confine=False))
+            targets=tg[r], sparsity=None, tracker=t, confine=False, _start=at_x(tg, r)))
     if p == 1.0 and bool(sub.found.any()):
         # the dense l1 steps can stall on an edge of the l1 ball instead of its vertex (1.3%
         # above the closed form on linear models): polish with sparse steps from the best

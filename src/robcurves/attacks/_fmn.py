@@ -66,7 +66,8 @@ def fmn(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
         gamma_init: float = 0.05, gamma_final: float = 0.001, x_init: torch.Tensor | None = None,
         tol: float = 1e-3, patience: int | None = None, sparsity: float | None = 0.99,
         targets: torch.Tensor | None = None, tracker: BestAdversarial | None = None,
-        near: tuple[float, int] | None = None, confine: bool = True) -> torch.Tensor:
+        near: tuple[float, int] | None = None, confine: bool = True,
+        _start: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Fast minimum-norm adversarials; returns ``x`` itself where no adversarial was found.
 
     Args:
@@ -98,6 +99,10 @@ def fmn(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
             distance) and ``eps`` may grow past the best while the iterate is not adversarial.
             ``auto``'s runs after the first use it: started that way they reach other local
             minima (l1 95th percentile 1.18-1.24 -> 1.05-1.12 on adversarially trained CNNs).
+        _start: (private, for ``auto``) the logits, the loss (``z_t - z_y`` with ``targets``,
+            ``-margin`` without) and its input gradient at ``x`` itself, which the first step
+            would compute: a caller that has them already (``auto``'s class ranking) saves the
+            first step's two passes. Only without ``x_init``.
     """
     q = dual_norm(p)
     alpha_init = {math.inf: 0.3, 2.0: 1.0, 1.0: 0.2}[p] if alpha_init is None else alpha_init
@@ -106,6 +111,8 @@ def fmn(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
     sparsity = 0.99 if sparsity is None else float(sparsity)
     targets = None if targets is None else torch.as_tensor(targets).to(model.device)
     n = x.shape[0]
+    if _start is not None and (x_init is not None or _start[2].shape != x.shape):
+        raise ValueError("fmn: _start holds the first step at x itself, for every point")
     tracker = tracker if tracker is not None else BestAdversarial(x, y, p)
     delta = torch.zeros_like(x) if x_init is None else (x_init.to(x.device) - x).detach().clone()
     eps = torch.full((n,), math.inf, dtype=x.dtype, device=x.device)
@@ -125,7 +132,9 @@ def fmn(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
         alpha = cosine(k, steps, alpha_init, alpha_final)
         d = delta[rows]
         xa = x[rows] + d
-        if targets is None:
+        if k == 0 and _start is not None:
+            z, loss, g = _start
+        elif targets is None:
             z, loss, g = model.value_and_grad(xa, y[rows], _neg_margin)
         else:
             yt = torch.stack([y[rows], targets[rows]], 1)
