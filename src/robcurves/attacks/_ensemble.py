@@ -4,7 +4,10 @@
 
 1. **Linearised class ranking** (1 forward + up to 9 backward passes per point): at the clean
    input, every other class ``k`` is ranked by the DeepFool distance
-   ``|z_k - z_y| / ||grad(z_k - z_y)||_q`` to its linearised boundary.
+   ``|z_k - z_y| / ||grad(z_k - z_y)||_q`` to its linearised boundary. Those logits and
+   gradients at ``x`` are also the first step of every run below that starts at ``x`` (each
+   aims at one of the ranked classes, or untargeted at the runner-up, which is one of them):
+   2 passes per run and point fewer than a first step of its own, the same adversarials.
 2. **FMN runs sharing one best-adversarial tracker**: FMN *targeted* at the nearest class, FMN
    targeted at the second nearest class, then untargeted FMN (pushing whichever class is the
    runner-up). Each run starts from the clean input. The runs after the first are **not
@@ -284,6 +287,17 @@ distance any method found, median / 95th percentile, and optimality as defined t
   distance over the default's final one is 1.35 (standard Fashion-MNIST CNN) and 1.64
   (l_inf-trained MNIST CNN); 300 passes: 1.05 and 1.24. The runs after the first move the
   tail, each on its own points, so every run dropped loses some model's tail.
+* the first step of the runs from ``x`` (issue 19): a run from ``x`` aimed at class ``t``
+  first computes ``z_t - z_y`` and its gradient at ``x``, which the class ranking computed
+  already; every such run (in l2 the three targeted ones, in l1 all but the polish) now starts
+  from the ranking's, 2 passes per run and point fewer for the same adversarials (bit for bit
+  on 200 points of five benchmark models, one norm each, every norm among them). The ranking
+  also makes one forward pass now: it made a second one, with gradients, and counted one, so
+  the traces undercounted by a pass per point (the ``attacks`` table's means, counted at the
+  network, did not). On the
+  200 points of ``benchmarks/RESULTS.md`` (section ``auto-cost``) the median passes per point
+  over all points went from 203 to 197 on the two models that were above Foolbox FMN's 201 in
+  l2 (l_inf 159-187, l2 173-197, l1 560 -> 538).
 * l1 under a tight ``budget``: the budget holds in the worst case (no point converging), so the
   full l1 plan (6 runs, 5 sweep runs, the polish) gets few steps per run: 9 at ``budget=200``,
   13 at 250, 17 at 300. Fewer, longer runs do better there: the runs at the two nearest
@@ -566,9 +580,9 @@ def auto(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float, *,
             100 steps (in l_inf and l2 with ``restarts=0`` the first 60; at most about 560
             passes per point for l_inf, 760 for l2 and 1,350 for l1), but points stop once
             converged: measured on the benchmark's CNNs and MLP (``benchmarks/RESULTS.md``)
-            about 155-200 passes per point for l_inf and l2 and 480-580 for l1 (Foolbox FMN at
+            about 145-195 passes per point for l_inf and l2 and 460-565 for l1 (Foolbox FMN at
             its defaults: 201), counting the misclassified points (1 pass each); per correctly
-            classified point 172-219 and 580-612 (section ``auto-cost``). In l1 a budget that
+            classified point 165-215 and 555-590 (section ``auto-cost``). In l1 a budget that
             would leave fewer than 15 steps per run (under 273 passes on 10 classes) gets fewer,
             longer runs (no sweep; see the module docstring) unless ``sweep`` or ``restarts`` is
             given.
