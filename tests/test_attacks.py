@@ -16,7 +16,7 @@ from torch import nn
 
 import robcurves
 from robcurves._norms import dual_norm, lp_norm
-from robcurves.attacks import ATTACKS, _fmn, auto, ddn, fmn, get_attack, pgd
+from robcurves.attacks import ATTACKS, _ensemble, _fmn, auto, ddn, fmn, get_attack, pgd
 from robcurves.attacks._core import BestAdversarial, line_search, project_l1_box
 from robcurves.attacks._ensemble import (
     _SMALL_BELOW,
@@ -364,9 +364,8 @@ class _Tap(torch.autograd.Function):
 
 @pytest.mark.parametrize("p", NORMS)
 def test_auto_counts_the_passes_the_model_really_makes(p: float) -> None:
-    """The trace's passes are the rows that went through the network (no forward pass run twice
-    and counted once), and every run from the clean input takes its first step from the class
-    ranking's gradients: one pass fewer per point than a first step of its own, twice."""
+    """The trace's passes are the rows that went through the network: no forward pass run twice
+    and counted once (the class ranking did that)."""
     net, x, y = binaryish(n=12, seed=5)
     counter = _RowCounter(net)
     clf = wrap(counter)
@@ -375,6 +374,36 @@ def test_auto_counts_the_passes_the_model_really_makes(p: float) -> None:
     real = counter.fwd + counter.bwd
     assert clf.n_forward == counter.fwd and clf.n_backward == counter.bwd
     assert abs(float(tr.spent.sum()) + (x.shape[0] - tr.points.numel()) - real) < 1e-6 * real
+
+
+@pytest.mark.parametrize("p", NORMS)
+def test_auto_runs_from_x_start_from_the_ranking_for_the_same_adversarials(
+        p: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every run of ``auto`` that starts at ``x`` (all but the random starts and l1's polish)
+    takes its first step from the class ranking: the same adversarials as runs that compute it
+    themselves, for exactly 2 passes per such run and attacked point fewer."""
+    net, x, y = binaryish(n=12, seed=5)
+    clf = wrap(net)
+    n0 = clf.n_forward + clf.n_backward
+    adv, tr = auto_traced(clf, x, y, p)
+    reused = clf.n_forward + clf.n_backward - n0
+    assert tr is not None
+
+    class Own:  # fmn that ignores the ranking's first step
+        @staticmethod
+        def _run(*args: object, **kwargs: object) -> torch.Tensor:
+            kwargs.pop("_start", None)
+            return fmn._run(*args, **kwargs)
+
+    monkeypatch.setattr(_ensemble, "fmn", Own)
+    n1 = clf.n_forward + clf.n_backward
+    own, tr_own = auto_traced(clf, x, y, p)
+    computed = clf.n_forward + clf.n_backward - n1
+    assert torch.equal(adv, own) and tr_own is not None and tr_own.runs == tr.runs
+    from_x = [r for r in tr.runs if r.split("-")[0] in ("target", "untargeted", "confined",
+                                                         "sweep")]
+    assert len(from_x) >= 3
+    assert computed - reused == 2 * tr.points.numel() * len(from_x)
 
 
 def test_fmn_first_step_from_given_gradients_is_the_same_attack_for_fewer_passes() -> None:
