@@ -20,6 +20,7 @@ from robcurves.attacks import ATTACKS, _ensemble, _fmn, auto, ddn, fmn, get_atta
 from robcurves.attacks._core import BestAdversarial, line_search, project_l1_box
 from robcurves.attacks._ensemble import (
     _SMALL_BELOW,
+    AutoTrace,
     _norm_plan,
     _rerank,
     _steps_for,
@@ -305,36 +306,6 @@ def test_norm_plans() -> None:
     assert _norm_plan(10, 7, 2.0)[-2:] == [("random", 0), ("random", 1)]
 
 
-@pytest.mark.parametrize("p", NORMS)
-def test_auto_trace_accounts_for_every_pass(p: float) -> None:
-    net, x, y = binaryish(n=12, seed=5)
-    clf = wrap(net)
-    n0 = clf.n_forward + clf.n_backward
-    adv, tr = auto_traced(clf, x, y, p)
-    total = clf.n_forward + clf.n_backward - n0
-    assert tr is not None
-    k = tr.points.numel()
-    # every pass is charged to exactly one point: the clean forward of all points, the rest
-    # of the points attacked
-    assert abs(float(tr.spent.sum()) - (total - (x.shape[0] - k))) < 1e-6 * total
-    # the runs' costs (the class ranking included) add up to the passes spent on the points
-    assert abs(sum(tr.cost_by_run.values()) * k - (float(tr.spent.sum()) - k)) < 1e-6 * total
-    assert tr.runs[-1] == "line-search" and tr.runs[0] == "target-0"
-    d = lp_norm(adv - x, p).double()
-    for j, i in enumerate(tr.points.tolist()):
-        ev = tr.improvements[j]
-        assert ev, "every point of this model is broken"
-        passes = [s for s, _ in ev]
-        dists = [dd for _, dd in ev]
-        assert passes == sorted(passes) and passes[-1] <= float(tr.spent[j]) + 1e-9
-        assert all(b < a for a, b in zip(dists, dists[1:], strict=False))
-        assert abs(dists[-1] - float(d[i])) <= 1e-9 + 1e-6 * dists[-1]
-    assert set(tr.source.tolist()) <= set(range(-1, len(tr.runs)))
-    # the traced pipeline is the default one
-    same = auto(clf, x, y, p)
-    assert torch.equal(same, adv)
-
-
 class _RowCounter(nn.Module):
     """Counts the rows that really go through ``net``, forward and backward, independently of
     the wrapper's own counters."""
@@ -362,18 +333,44 @@ class _Tap(torch.autograd.Function):
         return g, None
 
 
+def _traced(clf: Classifier, x: torch.Tensor, y: torch.Tensor, p: float
+            ) -> tuple[torch.Tensor, AutoTrace, int]:
+    """``auto_traced`` and the passes (forward + backward) it made."""
+    n0 = clf.n_forward + clf.n_backward
+    adv, tr = auto_traced(clf, x, y, p)
+    assert tr is not None
+    return adv, tr, clf.n_forward + clf.n_backward - n0
+
+
 @pytest.mark.parametrize("p", NORMS)
-def test_auto_counts_the_passes_the_model_really_makes(p: float) -> None:
-    """The trace's passes are the rows that went through the network: no forward pass run twice
-    and counted once (the class ranking did that)."""
+def test_auto_trace_accounts_for_every_pass(p: float) -> None:
     net, x, y = binaryish(n=12, seed=5)
     counter = _RowCounter(net)
     clf = wrap(counter)
-    adv, tr = auto_traced(clf, x, y, p)
-    assert tr is not None
-    real = counter.fwd + counter.bwd
+    adv, tr, total = _traced(clf, x, y, p)
+    # the counts are the rows that went through the network: no forward pass run twice and
+    # counted once (the class ranking did that)
     assert clf.n_forward == counter.fwd and clf.n_backward == counter.bwd
-    assert abs(float(tr.spent.sum()) + (x.shape[0] - tr.points.numel()) - real) < 1e-6 * real
+    k = tr.points.numel()
+    # every pass is charged to exactly one point: the clean forward of all points, the rest
+    # of the points attacked
+    assert abs(float(tr.spent.sum()) - (total - (x.shape[0] - k))) < 1e-6 * total
+    # the runs' costs (the class ranking included) add up to the passes spent on the points
+    assert abs(sum(tr.cost_by_run.values()) * k - (float(tr.spent.sum()) - k)) < 1e-6 * total
+    assert tr.runs[-1] == "line-search" and tr.runs[0] == "target-0"
+    d = lp_norm(adv - x, p).double()
+    for j, i in enumerate(tr.points.tolist()):
+        ev = tr.improvements[j]
+        assert ev, "every point of this model is broken"
+        passes = [s for s, _ in ev]
+        dists = [dd for _, dd in ev]
+        assert passes == sorted(passes) and passes[-1] <= float(tr.spent[j]) + 1e-9
+        assert all(b < a for a, b in zip(dists, dists[1:], strict=False))
+        assert abs(dists[-1] - float(d[i])) <= 1e-9 + 1e-6 * dists[-1]
+    assert set(tr.source.tolist()) <= set(range(-1, len(tr.runs)))
+    # the traced pipeline is the default one
+    same = auto(clf, x, y, p)
+    assert torch.equal(same, adv)
 
 
 @pytest.mark.parametrize("p", NORMS)
@@ -384,10 +381,7 @@ def test_auto_runs_from_x_start_from_the_ranking_for_the_same_adversarials(
     themselves, for exactly 2 passes per such run and attacked point fewer."""
     net, x, y = binaryish(n=12, seed=5)
     clf = wrap(net)
-    n0 = clf.n_forward + clf.n_backward
-    adv, tr = auto_traced(clf, x, y, p)
-    reused = clf.n_forward + clf.n_backward - n0
-    assert tr is not None
+    adv, tr, reused = _traced(clf, x, y, p)
 
     class Own:  # fmn that ignores the ranking's first step
         @staticmethod
@@ -396,10 +390,8 @@ def test_auto_runs_from_x_start_from_the_ranking_for_the_same_adversarials(
             return fmn._run(*args, **kwargs)
 
     monkeypatch.setattr(_ensemble, "fmn", Own)
-    n1 = clf.n_forward + clf.n_backward
-    own, tr_own = auto_traced(clf, x, y, p)
-    computed = clf.n_forward + clf.n_backward - n1
-    assert torch.equal(adv, own) and tr_own is not None and tr_own.runs == tr.runs
+    own, tr_own, computed = _traced(clf, x, y, p)
+    assert torch.equal(adv, own) and tr_own.runs == tr.runs
     from_x = [r for r in tr.runs if r.split("-")[0] in ("target", "untargeted", "confined",
                                                          "sweep")]
     assert len(from_x) >= 3
